@@ -1,0 +1,1 @@
+"""Skeleton data: layouts, datasets and protocols, readers for NTU RGB+D and NW-UCLA."""

@@ -1,0 +1,202 @@
+"""Datasets, sample names, protocols and class names (SPEC §1-2): one table per fact."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .layouts import NTU, UCLA, Layout
+
+RESOURCES = Path(__file__).with_name("resources")
+
+NTU60_CSUB_TRAIN_PERFORMERS = (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38)
+NTU120_CSUB_TRAIN_PERFORMERS = NTU60_CSUB_TRAIN_PERFORMERS + (
+    45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80, 81, 82, 83, 84, 85, 86, 89,
+    91, 92, 93, 94, 95, 97, 98, 100, 103,
+)
+NTU60_CVIEW_TRAIN_CAMERAS = (2, 3)
+UCLA_TRAIN_VIEWS = (1, 2)
+# NW-UCLA action ids are not contiguous; the json "label" is the 1-based position here.
+UCLA_ACTIONS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
+UCLA_CLASS_NAMES = (
+    "pick up with one hand", "pick up with two hands", "drop trash", "walk around", "sit down",
+    "stand up", "donning", "doffing", "throw", "carry",
+)
+
+NTU_NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
+UCLA_NAME = re.compile(r"^a(\d{2})_s(\d{2})_e(\d{2})_v(\d{2})$")
+
+
+@dataclass(frozen=True)
+class NtuSample:
+    setup: int
+    camera: int
+    performer: int
+    replication: int
+    action: int
+
+    @property
+    def label(self) -> int:
+        return self.action
+
+
+@dataclass(frozen=True)
+class UclaSample:
+    action: int
+    subject: int
+    episode: int
+    view: int
+
+    @property
+    def label(self) -> int:
+        return UCLA_ACTIONS.index(self.action) + 1
+
+
+def sample_id(path: str | Path) -> str:
+    """'.../S001C001P001R001A001.skeleton.npy' -> 'S001C001P001R001A001' (also for .json)."""
+    return Path(path).name.split(".")[0]
+
+
+def parse_ntu_name(name: str) -> NtuSample:
+    match = NTU_NAME.match(sample_id(name))
+    if not match:
+        raise ValueError(f"{name}: not an NTU RGB+D sample name (expected SsssCcccPpppRrrrAaaa)")
+    sample = NtuSample(*map(int, match.groups()))
+    if not (1 <= sample.setup <= 32 and 1 <= sample.camera <= 3 and 1 <= sample.performer <= 106
+            and sample.replication in (1, 2) and 1 <= sample.action <= 120):
+        raise ValueError(f"{name}: field out of range in NTU RGB+D sample name ({sample})")
+    return sample
+
+
+def parse_ucla_name(name: str) -> UclaSample:
+    match = UCLA_NAME.match(sample_id(name))
+    if not match:
+        raise ValueError(f"{name}: not an NW-UCLA sample name (expected aAA_sSS_eEE_vVV)")
+    sample = UclaSample(*map(int, match.groups()))
+    if sample.action not in UCLA_ACTIONS or not (1 <= sample.view <= 3 and 1 <= sample.subject <= 10):
+        raise ValueError(f"{name}: field out of range in NW-UCLA sample name ({sample})")
+    return sample
+
+
+# Protocol rules: (sample) -> True when the sample belongs to the training split.
+PROTOCOL_RULES = {
+    ("ntu60", "csub"): lambda s: s.performer in NTU60_CSUB_TRAIN_PERFORMERS,
+    ("ntu60", "cview"): lambda s: s.camera in NTU60_CVIEW_TRAIN_CAMERAS,
+    ("ntu120", "csub"): lambda s: s.performer in NTU120_CSUB_TRAIN_PERFORMERS,
+    ("ntu120", "csetup"): lambda s: s.setup % 2 == 0,
+    ("ucla", "cview"): lambda s: s.view in UCLA_TRAIN_VIEWS,
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    layout: Layout
+    num_classes: int
+    protocols: tuple[str, ...]
+    raw_dir: str          # README layout: where the raw skeletons go
+    seq_dir: str          # where the per-sample sequences the descriptors read live
+    seq_suffix: str       # file suffix of those sequences
+    max_setup: int = 0    # NTU: last setup of the dataset (17 for NTU-60)
+
+    def parse_name(self, name: str) -> NtuSample | UclaSample:
+        return parse_ucla_name(name) if self.layout is UCLA else parse_ntu_name(name)
+
+    def contains(self, sample: NtuSample | UclaSample) -> bool:
+        if isinstance(sample, UclaSample):
+            return self.layout is UCLA
+        return self.layout is NTU and sample.setup <= self.max_setup and sample.action <= self.num_classes
+
+    def is_train(self, name: str, protocol: str) -> bool:
+        return PROTOCOL_RULES[(self.name, protocol)](self.parse_name(name))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return UCLA_CLASS_NAMES if self.layout is UCLA else ntu120_class_names()[: self.num_classes]
+
+
+DATASETS: dict[str, Dataset] = {
+    "ntu60": Dataset("ntu60", NTU, 60, ("csub", "cview"), "data/ntu/txt60skel", "data/ntu/npy60skel",
+                     ".skeleton.npy", max_setup=17),
+    "ntu120": Dataset("ntu120", NTU, 120, ("csub", "csetup"), "data/ntu/txt120skel",
+                      "data/ntu/npy120skel", ".skeleton.npy", max_setup=32),
+    "ucla": Dataset("ucla", UCLA, 10, ("cview",), "data/ucla", "data/ucla", ".json"),
+}
+PARTS = ("train", "test")
+
+
+def get_dataset(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}") from None
+
+
+def check_protocol(dataset: str, protocol: str | None) -> str:
+    """Validate a protocol for a dataset; NW-UCLA has only cross-view, so None means 'cview'."""
+    ds = get_dataset(dataset)
+    if protocol is None and len(ds.protocols) == 1:
+        protocol = ds.protocols[0]
+    if protocol not in ds.protocols:
+        raise ValueError(f"protocol {protocol!r} is not defined for {dataset}; choose from {', '.join(ds.protocols)}")
+    return protocol
+
+
+def split_names(names, dataset: str, protocol: str | None, part: str) -> list[str]:
+    """Sorted sample ids of ``names`` in the (dataset, protocol, part) split.
+
+    Names outside the dataset (e.g. NTU-120-only samples in an NTU-60 run) are dropped;
+    malformed names raise ValueError naming the offending entry.
+    """
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    ds = get_dataset(dataset)
+    protocol = check_protocol(dataset, protocol)
+    want_train = part == "train"
+    ids = sorted({sample_id(n) for n in names})
+    return [n for n in ids if ds.contains(ds.parse_name(n)) and ds.is_train(n, protocol) == want_train]
+
+
+def split_from_folder(folder: str | Path, dataset: str, protocol: str | None, part: str) -> list[Path]:
+    """Sorted sequence files of a split found in ``folder`` (files named <id><seq_suffix>)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: sequence folder does not exist")
+    suffix = get_dataset(dataset).seq_suffix
+    files = {sample_id(p): p for p in folder.iterdir() if p.name.endswith(suffix)}
+    return [files[n] for n in split_names(files, dataset, protocol, part)]
+
+
+def label_of(name: str, dataset: str) -> int:
+    """1-based class label of a sample id."""
+    return get_dataset(dataset).parse_name(name).label
+
+
+@lru_cache(maxsize=None)
+def ntu120_class_names() -> tuple[str, ...]:
+    lines = (RESOURCES / "ntu120_class_names.txt").read_text().splitlines()
+    return tuple(line for line in lines if line)
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    return get_dataset(dataset).class_names
+
+
+@lru_cache(maxsize=None)
+def official_missing(dataset: str) -> frozenset[str]:
+    """Official missing-skeleton sample ids (SPEC §1), shipped with the package."""
+    ds = get_dataset(dataset)
+    names = read_name_list(RESOURCES / "ntu120_missing_skeletons.txt")
+    return frozenset(n for n in names if ds.contains(parse_ntu_name(n)))
+
+
+def read_name_list(path: str | Path) -> list[str]:
+    """Sample ids in a list file: one per line; header sentences, blank lines, CRLF and a
+    missing final newline are all accepted (both official forms of the missing lists)."""
+    names = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if NTU_NAME.match(line) or UCLA_NAME.match(line):
+            names.append(line)
+    return names

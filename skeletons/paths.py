@@ -1,0 +1,64 @@
+"""Folder and checkpoint naming (SPEC §3-4, the README's layout): the one place for names."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .datasets import check_protocol, get_dataset
+
+DESCRIPTORS = ("GD", "JDD", "ADD", "LAD", "FDD")
+# Order in which the release's Fuse5 feeds the five images to its shared trunk.
+FUSION_ORDER = ("GD", "FDD", "JDD", "ADD", "LAD")
+FUSION = "all"
+DEFAULT_DESCRIPTOR_ROOT = "data/descriptors"
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
+
+
+def check_descriptor(desc: str, allow_fusion: bool = False) -> str:
+    allowed = DESCRIPTORS + ((FUSION,) if allow_fusion else ())
+    if desc not in allowed:
+        raise ValueError(f"unknown descriptor {desc!r}; choose from {', '.join(allowed)}")
+    return desc
+
+
+def descriptor_dir(root: str | Path, dataset: str, desc: str, part: str, protocol: str | None = None) -> Path:
+    """<root>/<ds>_<DESC>_<part>_<protocol> for NTU, <root>/ucla_<DESC>_<part> for NW-UCLA."""
+    check_descriptor(desc)
+    protocol = check_protocol(dataset, protocol)
+    suffix = "" if get_dataset(dataset).name == "ucla" else f"_{protocol}"
+    return Path(root) / f"{dataset}_{desc}_{part}{suffix}"
+
+
+def checkpoint_prefix(dataset: str, protocol: str | None, desc: str) -> str:
+    """'ntu60_csub_GD', 'ucla_all': the release's checkpoint name stem."""
+    check_descriptor(desc, allow_fusion=True)
+    protocol = check_protocol(dataset, protocol)
+    middle = "" if get_dataset(dataset).name == "ucla" else f"_{protocol}"
+    return f"{dataset}{middle}_{desc}"
+
+
+def checkpoint_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
+                    epoch: int | str = "best") -> Path:
+    """<prefix>_<epoch>_epoch.tar, <prefix>_epoch_best.tar or <prefix>_last.tar."""
+    prefix = checkpoint_prefix(dataset, protocol, desc)
+    if epoch == "best":
+        name = f"{prefix}_epoch_best.tar"
+    elif epoch == "last":
+        name = f"{prefix}_last.tar"
+    else:
+        name = f"{prefix}_{int(epoch)}_epoch.tar"
+    return Path(ckpt_dir) / name
+
+
+def image_name(index: int, label: int) -> str:
+    """<index>_<label>.png: position in the sorted split, 1-based label."""
+    return f"{index}_{label}.png"
+
+
+def parse_image_name(name: str) -> tuple[int, int]:
+    """'12_7.png' -> (12, 7); ValueError naming the file otherwise."""
+    stem = Path(name).stem
+    try:
+        index, label = stem.split("_")
+        return int(index), int(label)
+    except ValueError:
+        raise ValueError(f"{name}: descriptor image name is not <index>_<label>.png") from None
