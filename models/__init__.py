@@ -1,0 +1,1 @@
+"""Networks, checkpoints, training and evaluation (SPEC §4-6)."""

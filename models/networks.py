@@ -1,0 +1,154 @@
+"""The released networks (SPEC §4): ResBlock, ResNet_c, Fuse5, plus torchvision models by name.
+
+Parameter names equal the release's state dicts, minus the layer3 / layer4 / fc modules that the
+release defines but never uses in forward (checkpoint.py drops those keys when loading).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, check_descriptor
+
+PAPER_CHANNELS = (256, 512, 1024)  # conv1, layer1, layer2 widths at width=1.0
+DEFAULT_ARCH = "resnet_c"
+NUM_FUSED = len(FUSION_ORDER)
+
+
+class ChunkedBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that, in training, normalises each of ``chunks`` equal batch slices with its
+    own statistics and updates the running statistics once per slice, in order.
+
+    Why: Fuse5 runs its shared trunk once on the five descriptor batches concatenated, but the
+    release calls the trunk five times; per-chunk BN keeps outputs, gradients and running stats
+    identical to those five calls. With chunks == 1 (or in eval mode) it is a plain BatchNorm2d.
+    """
+
+    def __init__(self, num_features: int, chunks: int = 1, **kwargs) -> None:
+        super().__init__(num_features, **kwargs)
+        self.chunks = chunks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.chunks == 1 or not self.training:
+            return super().forward(x)
+        return torch.cat([super(ChunkedBatchNorm2d, self).forward(part) for part in x.chunk(self.chunks)])
+
+
+def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=False), ChunkedBatchNorm2d(out_ch)]
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 conv-BN layers plus a (projected when the shape changes) shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        # Sequential indices (0 conv, 1 BN, 2 ReLU, 3 conv, 4 BN) are the release's key names.
+        self.left = nn.Sequential(*conv_bn(in_ch, out_ch, 3, stride), nn.ReLU(inplace=True), *conv_bn(out_ch, out_ch, 3))
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(*conv_bn(in_ch, out_ch, 1, stride))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.left(x) + self.shortcut(x))
+
+
+def scaled_channels(width: float) -> tuple[int, int, int]:
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+    return tuple(max(1, round(c * width)) for c in PAPER_CHANNELS)
+
+
+class Trunk(nn.Module):
+    """conv1 -> pool 4 -> layer1 -> pool 4 -> layer2 -> pool 4: 112 -> 28 -> 7 -> 4 -> 1."""
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__()
+        c0, c1, c2 = scaled_channels(width)
+        self.feature_channels = c2
+        self.conv1 = nn.Sequential(*conv_bn(3, c0, 3), nn.ReLU(inplace=True))
+        self.layer1 = nn.Sequential(ResBlock(c0, c1, 1), ResBlock(c1, c1, 1))
+        self.layer2 = nn.Sequential(ResBlock(c1, c2, 2), ResBlock(c2, c2, 1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool2d(self.conv1(x), 4)
+        x = F.avg_pool2d(self.layer1(x), 4)
+        return F.avg_pool2d(self.layer2(x), 4)
+
+
+class ResNet_c(Trunk):  # noqa: N801 - the release's class name
+    """Single-descriptor network: trunk + 1x1 conv classifier."""
+
+    def __init__(self, num_classes: int, width: float = 1.0) -> None:
+        super().__init__(width)
+        self.convf = nn.Conv2d(self.feature_channels, num_classes, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convf(self.features(x)).flatten(1)
+
+
+class Fuse5(Trunk):
+    """Five descriptors through one shared trunk; main, per-descriptor and group heads."""
+
+    def __init__(self, num_classes: int, width: float = 1.0) -> None:
+        super().__init__(width)
+        c = self.feature_channels
+        self.convf = nn.Conv2d(NUM_FUSED * c, num_classes, 1, bias=False)
+        self.convf1 = nn.Conv2d(c, num_classes, 1, bias=False)
+        self.convf12 = nn.Conv2d(2 * c, num_classes, 1, bias=False)
+        self.convf345 = nn.Conv2d(3 * c, num_classes, 1, bias=False)
+        for module in self.modules():
+            if isinstance(module, ChunkedBatchNorm2d):
+                module.chunks = NUM_FUSED
+
+    def forward(self, images) -> dict:
+        if len(images) != NUM_FUSED:
+            raise ValueError(f"Fuse5 takes {NUM_FUSED} image batches in order {FUSION_ORDER}, got {len(images)}")
+        feats = self.features(torch.cat(list(images))).chunk(NUM_FUSED)  # one trunk pass, BN per chunk
+        return {
+            "main": self.convf(torch.cat(feats, 1)).flatten(1),
+            "single": [self.convf1(f).flatten(1) for f in feats],
+            "g12": self.convf12(torch.cat(feats[:2], 1)).flatten(1),
+            "g345": self.convf345(torch.cat(feats[2:], 1)).flatten(1),
+        }
+
+
+def replace_classifier(model: nn.Module, num_classes: int) -> nn.Module:
+    """Swap the last Linear layer of a torchvision classifier for one with ``num_classes`` outputs."""
+    name = next((n for n, m in reversed(list(model.named_modules())) if isinstance(m, nn.Linear)), None)
+    if name is None:
+        raise ValueError(f"{type(model).__name__}: no Linear classifier head to replace")
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, attr)
+    setattr(parent, attr, nn.Linear(old.in_features, num_classes))
+    return model
+
+
+def torchvision_model(arch: str, num_classes: int, pretrained: bool = False) -> nn.Module:
+    import torchvision
+
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"unknown --arch {arch!r}: use resnet_c or a torchvision classification model name")
+    if not pretrained:
+        return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    return replace_classifier(torchvision.models.get_model(arch, weights="DEFAULT"), num_classes)
+
+
+def build_model(desc: str, num_classes: int, arch: str = DEFAULT_ARCH, width: float = 1.0,
+                pretrained: bool = False) -> nn.Module:
+    """GD/JDD/ADD/LAD/FDD -> a single-image model; 'all' -> Fuse5 over the five images in FUSION_ORDER."""
+    check_descriptor(desc, allow_fusion=True)
+    if desc == FUSION:
+        if arch != DEFAULT_ARCH:
+            raise ValueError(f"-desc all needs --arch {DEFAULT_ARCH} (Fuse5), got {arch!r}")
+        return Fuse5(num_classes, width)
+    if arch == DEFAULT_ARCH:
+        if pretrained:
+            raise ValueError(f"--pretrained has no weights for {DEFAULT_ARCH} (it is trained from scratch)")
+        return ResNet_c(num_classes, width)
+    return torchvision_model(arch, num_classes, pretrained)
+
+
+__all__ = ["ChunkedBatchNorm2d", "ResBlock", "ResNet_c", "Fuse5", "build_model", "DESCRIPTORS", "DEFAULT_ARCH"]
