@@ -1,0 +1,329 @@
+"""Evaluation: metrics, fusion rules, the release's oracle, results JSON, confusion PNG, paper table.
+
+Everything here is a pure function of numpy arrays (logits, predictions, labels) or of results
+files, so it is tested without networks. Labels and predictions are 0-based class indices.
+
+Rows of a results table (``Row``) each hold one prediction per test sample; the release's rule
+("voting and priority score selection", SPEC §6) is kept as a row too, but it reads the true
+label, so it is flagged ``honest=False`` and always placed last.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from skeletons.datasets import DATASETS
+from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER
+
+ORACLE_LABEL = "oracle: any of 5 correct, uses test labels, not an accuracy"
+TOP_K = 5
+RESULTS_SUFFIX = "_results.json"
+CONFUSION_SUFFIX = "_confusion.png"
+PAPER_TABLE_NAME = "paper_table.md"
+
+
+# --------------------------------------------------------------------------- metrics
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (shifted by the row max for stability)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: the true label is among the k highest scores (ties keep the lower class index)."""
+    k = min(k, scores.shape[1])
+    # Stable descending sort so a tie ranks like argmax does (lowest index first).
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return (top == np.asarray(labels)[:, None]).any(axis=1)
+
+
+def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) fraction of each class's test samples predicted right; NaN for classes with none."""
+    labels = np.asarray(labels)
+    hits = np.bincount(labels[np.asarray(pred) == labels], minlength=num_classes).astype(np.float64)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+
+
+def mean_class_accuracy(per_class: np.ndarray) -> float:
+    """Mean over the classes present in the test split."""
+    present = per_class[~np.isnan(per_class)]
+    return float(present.mean()) if present.size else float("nan")
+
+
+def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) counts, rows = true class, columns = predicted class."""
+    flat = np.asarray(labels) * num_classes + np.asarray(pred)
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+# --------------------------------------------------------------------------- fusion rules
+
+def mean_softmax(logits: Sequence[np.ndarray]) -> np.ndarray:
+    """Score fusion: the mean of the members' softmax probabilities, (N, C)."""
+    return np.mean([softmax(z) for z in logits], axis=0)
+
+
+def majority_vote(preds: np.ndarray, priority: Sequence[int]) -> np.ndarray:
+    """Most frequent class per sample among the voters' predictions ``preds`` (M, N).
+
+    Ties are broken by ``priority`` (voter indices, most trusted first): the winner is the
+    prediction of the most trusted voter whose class is among the tied classes.
+    """
+    preds = np.asarray(preds)
+    num_voters, n = preds.shape
+    if sorted(priority) != list(range(num_voters)):
+        raise ValueError(f"priority {list(priority)} is not an ordering of the {num_voters} voters")
+    num_classes = int(preds.max()) + 1
+    counts = np.zeros((n, num_classes), dtype=np.int64)
+    np.add.at(counts, (np.arange(n)[None, :].repeat(num_voters, 0), preds), 1)
+    tied = counts == counts.max(axis=1, keepdims=True)              # (N, C) classes with the top count
+    ordered = preds[list(priority)]                                  # (M, N) most trusted voter first
+    in_tie = tied[np.arange(n)[None, :], ordered]                    # (M, N) that voter backs a top class
+    first = in_tie.argmax(axis=0)                                    # at least one voter always does
+    return ordered[first, np.arange(n)]
+
+
+def any_correct(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) bool: at least one of the predictions ``preds`` (M, N) equals the true label."""
+    return (np.asarray(preds) == np.asarray(labels)[None, :]).any(axis=0)
+
+
+def oracle_predictions(single_preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The release's test rule as a 'prediction': the true label when any single model is right,
+    else the first model's prediction. It reads the labels, so it is an upper bound of what an
+    ideal selector could reach, not a classifier's accuracy (SPEC §6)."""
+    single_preds = np.asarray(single_preds)
+    return np.where(any_correct(single_preds, labels), labels, single_preds[0])
+
+
+def vote_priority(voters: Sequence[str], recorded_acc: Mapping[str, float | None],
+                  override: Sequence[str] | None = None) -> list[str]:
+    """Tie-break order of the voters, most trusted first.
+
+    Default: Fuse5 ("all") first, then the single models by the accuracy recorded in their
+    checkpoints (highest first); models without a recorded accuracy (the release's files) follow
+    in FUSION_ORDER (GD, FDD, JDD, ADD, LAD). ``override`` must name exactly the voters.
+    """
+    if override:
+        if sorted(override) != sorted(voters):
+            raise ValueError(f"--priority must list exactly the voters {', '.join(voters)}; "
+                             f"got {', '.join(override)}")
+        return list(override)
+    order = (FUSION,) + FUSION_ORDER
+
+    def key(name: str) -> tuple[int, float, int]:
+        acc = recorded_acc.get(name)
+        known = name != FUSION and acc is not None
+        return (name != FUSION, -float(acc) if known else float("inf"), order.index(name))
+
+    return sorted(voters, key=key)
+
+
+# --------------------------------------------------------------------------- rows
+
+@dataclass
+class Row:
+    """One line of the results table: a prediction per test sample and, where defined, scores."""
+    key: str
+    label: str
+    pred: np.ndarray
+    scores: np.ndarray | None = None      # (N, C) probabilities or logits; None -> no top-5
+    honest: bool = True
+
+    def metrics(self, labels: np.ndarray, num_classes: int) -> dict:
+        per_class = per_class_accuracy(self.pred, labels, num_classes)
+        top5 = None if self.scores is None else float(topk_correct(self.scores, labels, TOP_K).mean())
+        return {"key": self.key, "label": self.label, "honest": self.honest,
+                "top1": float((self.pred == labels).mean()), "top5": top5,
+                "mean_class": mean_class_accuracy(per_class),
+                "per_class": [None if np.isnan(a) else float(a) for a in per_class]}
+
+
+def score_row(key: str, label: str, scores: np.ndarray) -> Row:
+    return Row(key, label, np.asarray(scores).argmax(axis=1), np.asarray(scores))
+
+
+FUSE5_HEADS = (("main", "Fuse5 main head (all 5 features)"),
+               ("g12", "Fuse5 GD+FDD head"),
+               ("g345", "Fuse5 JDD+ADD+LAD head"))
+
+
+def fusion_rows(single_logits: Mapping[str, np.ndarray], fuse5: Mapping | None,
+                labels: np.ndarray, priority: Sequence[str] | None = None,
+                recorded_acc: Mapping[str, float | None] | None = None) -> tuple[list[Row], list[str]]:
+    """All rows of a ``-desc all`` evaluation, in table order, and the vote priority used.
+
+    single_logits: desc -> (N, C) logits of the ResNet_c models that exist;
+    fuse5: Fuse5 outputs dict(main, single=[5 in FUSION_ORDER], g12, g345) or None.
+    Rules whose members are missing are left out; the oracle needs all five single models.
+    """
+    labels = np.asarray(labels)
+    singles = [d for d in DESCRIPTORS if d in single_logits]
+    rows = [score_row(d, f"ResNet_c {d}", single_logits[d]) for d in singles]
+    if fuse5 is not None:
+        rows.append(score_row(FUSION, FUSE5_HEADS[0][1], fuse5["main"]))
+        rows += [score_row(f"{FUSION}.single.{d}", f"Fuse5 single head (convf1) on {d}", z)
+                 for d, z in zip(FUSION_ORDER, fuse5["single"])]
+        rows += [score_row(f"{FUSION}.{head}", text, fuse5[head]) for head, text in FUSE5_HEADS[1:]]
+    if len(singles) >= 2:
+        rows.append(score_row("mean_softmax.singles", f"mean of softmax: {'+'.join(singles)}",
+                              mean_softmax([single_logits[d] for d in singles])))
+        if fuse5 is not None:
+            rows.append(score_row("mean_softmax.singles+all",
+                                  f"mean of softmax: {'+'.join(singles)}+Fuse5",
+                                  mean_softmax([single_logits[d] for d in singles] + [fuse5["main"]])))
+    voters = singles + ([FUSION] if fuse5 is not None else [])
+    order: list[str] = []
+    if len(voters) >= 3:
+        order = vote_priority(voters, recorded_acc or {}, priority)
+        by_key = {r.key: r.pred for r in rows}
+        preds = np.stack([by_key[v] for v in voters])
+        vote = majority_vote(preds, [voters.index(v) for v in order])
+        rows.append(Row("vote", f"majority vote of {len(voters)} (ties: {' > '.join(order)})", vote))
+    if len(singles) == len(DESCRIPTORS):
+        preds = np.stack([single_logits[d].argmax(axis=1) for d in singles])
+        rows.append(Row("oracle", ORACLE_LABEL, oracle_predictions(preds, labels), honest=False))
+    return rows, order
+
+
+def best_honest(metrics: Sequence[dict]) -> dict:
+    """The honest row with the highest top-1 (the first one on ties)."""
+    honest = [m for m in metrics if m["honest"]]
+    return max(honest, key=lambda m: m["top1"])
+
+
+# --------------------------------------------------------------------------- output files
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write via a temp file in the same folder + os.replace, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def results_document(rows: Sequence[Row], labels: np.ndarray, sample_ids: Sequence[str],
+                     num_classes: int, **info) -> dict:
+    """The results JSON: ``info`` (dataset, settings, checkpoints, ...), every row's metrics and
+    per-sample predictions aligned with ``samples``."""
+    labels = np.asarray(labels)
+    metrics = [r.metrics(labels, num_classes) for r in rows]
+    return {**info,
+            "num_samples": int(labels.size),
+            "rows": metrics,
+            "best_honest_row": best_honest(metrics)["key"],
+            "samples": {"sample": list(sample_ids), "label": labels.tolist()},
+            "predictions": {r.key: np.asarray(r.pred).tolist() for r in rows}}
+
+
+def write_json(path: str | Path, doc: dict) -> None:
+    atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def write_confusion_png(path: str | Path, pred: np.ndarray, labels: np.ndarray,
+                        class_names: Sequence[str], title: str) -> None:
+    """Row-normalised confusion matrix with class names on both axes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import io
+
+    n = len(class_names)
+    cm = confusion_matrix(pred, labels, n).astype(np.float64)
+    cm /= np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    size = max(6.0, 0.16 * n + 3)           # 120 NTU classes need a big canvas to stay legible
+    font = 8 if n <= 20 else max(3, 9 - n // 20)
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), [f"{i + 1} {c}" for i, c in enumerate(class_names)], rotation=90, fontsize=font)
+    ax.set_yticks(range(n), [f"{i + 1} {c}" for i, c in enumerate(class_names)], fontsize=font)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def format_table(metrics: Sequence[dict]) -> str:
+    """Plain-text table of rows: top-1, top-5 (or '-'), mean per-class accuracy, in %."""
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:6.2f}"
+    width = max(len(m["label"]) for m in metrics)
+    lines = [f"{'row':<{width}}  {'top-1':>6}  {'top-5':>6}  {'mean/class':>10}"]
+    lines += [f"{m['label']:<{width}}  {pct(m['top1']):>6}  {pct(m['top5']):>6}  {pct(m['mean_class']):>10}"
+              for m in metrics]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- paper table
+
+def paper_columns() -> list[tuple[str, str]]:
+    """(dataset, protocol) columns in the paper's order: NTU-60, NTU-120, NW-UCLA."""
+    return [(ds.name, p) for ds in DATASETS.values() for p in ds.protocols]
+
+
+def find_results(folders: Iterable[str | Path]) -> list[Path]:
+    """Results JSONs under ``folders`` (recursively), oldest first so newer runs win cells."""
+    files = {p.resolve() for f in folders if Path(f).is_dir() for p in Path(f).rglob(f"*{RESULTS_SUFFIX}")}
+    return sorted(files, key=lambda p: p.stat().st_mtime)
+
+
+def paper_table(docs: Sequence[dict]) -> str:
+    """Markdown table of top-1 accuracy (%): rows = descriptors and fusion rules, columns = the
+    five (dataset, protocol) settings; empty where not run. A later doc overrides an earlier one."""
+    columns = paper_columns()
+    cells: dict[tuple[str, tuple[str, str]], float] = {}
+    labels: dict[str, str] = {}
+    for doc in docs:
+        col = (doc["dataset"], doc["protocol"])
+        for m in doc["rows"]:
+            labels.setdefault(m["key"], m["label"].split(" (ties:")[0])
+            cells[(m["key"], col)] = m["top1"]
+    if not cells:
+        raise ValueError("no results to tabulate")
+    # Rows in the order one full -desc all run lists them; the oracle stays last.
+    keys = sorted(labels, key=lambda k: (k == "oracle", _row_rank(k)))
+    head = ["descriptor / rule"] + [f"{ds} {p}" for ds, p in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in keys:
+        vals = [f"{100 * cells[(k, c)]:.2f}" if (k, c) in cells else "" for c in columns]
+        lines.append("| " + " | ".join([labels[k]] + vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _row_rank(key: str) -> int:
+    canonical = (list(DESCRIPTORS) + [FUSION] + [f"{FUSION}.single.{d}" for d in FUSION_ORDER]
+                 + [f"{FUSION}.{h}" for h, _ in FUSE5_HEADS[1:]]
+                 + ["mean_softmax.singles", "mean_softmax.singles+all", "vote", "oracle"])
+    return canonical.index(key) if key in canonical else len(canonical)
+
+
+def load_results(path: str | Path) -> dict:
+    """A results JSON, with a one-line error naming the file when it is not one."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        doc["dataset"], doc["protocol"], doc["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a results JSON written by test.py ({e.__class__.__name__}: {e})") from None
+    return doc
