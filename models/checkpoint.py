@@ -63,6 +63,7 @@ def atomic_torch_save(obj, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are ordinary shareable files
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
         os.replace(tmp, path)
