@@ -159,18 +159,25 @@ FUSE5_HEADS = (("main", "Fuse5 main head (all 5 features)"),
                ("g345", "Fuse5 JDD+ADD+LAD head"))
 
 
+def single_label(desc: str, arch: str = "resnet_c") -> str:
+    """Row label of a single-descriptor model: 'ResNet_c GD' (or the torchvision arch's name)."""
+    return f"{'ResNet_c' if arch == 'resnet_c' else arch} {desc}"
+
+
 def fusion_rows(single_logits: Mapping[str, np.ndarray], fuse5: Mapping | None,
                 labels: np.ndarray, priority: Sequence[str] | None = None,
-                recorded_acc: Mapping[str, float | None] | None = None) -> tuple[list[Row], list[str]]:
+                recorded_acc: Mapping[str, float | None] | None = None,
+                archs: Mapping[str, str] | None = None) -> tuple[list[Row], list[str]]:
     """All rows of a ``-desc all`` evaluation, in table order, and the vote priority used.
 
-    single_logits: desc -> (N, C) logits of the ResNet_c models that exist;
-    fuse5: Fuse5 outputs dict(main, single=[5 in FUSION_ORDER], g12, g345) or None.
+    single_logits: desc -> (N, C) logits of the single-descriptor models that exist;
+    fuse5: Fuse5 outputs dict(main, single=[5 in FUSION_ORDER], g12, g345) or None;
+    archs: desc -> architecture name, for the labels (default resnet_c).
     Rules whose members are missing are left out; the oracle needs all five single models.
     """
     labels = np.asarray(labels)
     singles = [d for d in DESCRIPTORS if d in single_logits]
-    rows = [score_row(d, f"ResNet_c {d}", single_logits[d]) for d in singles]
+    rows = [score_row(d, single_label(d, (archs or {}).get(d, "resnet_c")), single_logits[d]) for d in singles]
     if fuse5 is not None:
         rows.append(score_row(FUSION, FUSE5_HEADS[0][1], fuse5["main"]))
         rows += [score_row(f"{FUSION}.single.{d}", f"Fuse5 single head (convf1) on {d}", z)
@@ -190,17 +197,52 @@ def fusion_rows(single_logits: Mapping[str, np.ndarray], fuse5: Mapping | None,
         by_key = {r.key: r.pred for r in rows}
         preds = np.stack([by_key[v] for v in voters])
         vote = majority_vote(preds, [voters.index(v) for v in order])
-        rows.append(Row("vote", f"majority vote of {len(voters)} (ties: {' > '.join(order)})", vote))
+        rows.append(Row("vote", f"majority vote of {len(voters)} (ties: {' > '.join(_display(v) for v in order)})", vote))
     if len(singles) == len(DESCRIPTORS):
         preds = np.stack([single_logits[d].argmax(axis=1) for d in singles])
         rows.append(Row("oracle", ORACLE_LABEL, oracle_predictions(preds, labels), honest=False))
     return rows, order
 
 
+def _display(name: str) -> str:
+    return "Fuse5" if name == FUSION else name
+
+
 def best_honest(metrics: Sequence[dict]) -> dict:
     """The honest row with the highest top-1 (the first one on ties)."""
     honest = [m for m in metrics if m["honest"]]
     return max(honest, key=lambda m: m["top1"])
+
+
+# --------------------------------------------------------------------------- inference
+
+def model_outputs(models: Mapping[str, "torch.nn.Module"], loader, descs: Sequence[str],
+                  device: "torch.device") -> dict:
+    """Run every model over ``loader`` once, in the loader's (fixed) order.
+
+    The loader yields (tuple of image batches in ``descs`` order, labels); each single model
+    reads its own descriptor, Fuse5 ("all") reads the five in FUSION_ORDER. Returns name ->
+    (N, C) float32 logits, and for Fuse5 a dict(main, single=[5], g12, g345) of them.
+    """
+    import torch
+
+    chunks: dict[str, list] = {name: [] for name in models}
+    with torch.inference_mode():
+        for images, _ in loader:
+            # Images travel as uint8 when the dataset allows it; the cast happens on the device.
+            batch = {d: img.to(device, non_blocking=True).float() for d, img in zip(descs, images)}
+            for name, model in models.items():
+                if name == FUSION:
+                    out = model([batch[d] for d in FUSION_ORDER])
+                    chunks[name].append([out["main"], *out["single"], out["g12"], out["g345"]])
+                else:
+                    chunks[name].append([model(batch[name])])
+    results = {}
+    for name, parts in chunks.items():
+        heads = [torch.cat(h).float().cpu().numpy() for h in zip(*parts)]
+        results[name] = heads[0] if name != FUSION else {
+            "main": heads[0], "single": heads[1:1 + len(FUSION_ORDER)], "g12": heads[-2], "g345": heads[-1]}
+    return results
 
 
 # --------------------------------------------------------------------------- output files
@@ -226,6 +268,7 @@ def results_document(rows: Sequence[Row], labels: np.ndarray, sample_ids: Sequen
     labels = np.asarray(labels)
     metrics = [r.metrics(labels, num_classes) for r in rows]
     return {**info,
+            "num_classes": num_classes,
             "num_samples": int(labels.size),
             "rows": metrics,
             "best_honest_row": best_honest(metrics)["key"],

@@ -1,0 +1,147 @@
+"""Evaluate trained checkpoints honestly (top-1, top-5, mean per-class; fusion rules; the release's
+oracle under its true name) and collect results into the paper's table.
+
+  python test.py -d ntu60 -p csub -desc all -gpu 0 [-despth DIR] [-ckpt DIR] [--epoch best|last|K]
+  python test.py --paper-table [-ckpt DIR] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from descriptors.dataset import DescriptorImages
+from models import evaluation as ev
+from models.checkpoint import load_model
+from skeletons.datasets import DATASETS, check_protocol, class_names, get_dataset
+from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION,
+                             FUSION_ORDER, check_descriptor, checkpoint_path, checkpoint_prefix)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", "--dataset", choices=sorted(DATASETS), help="dataset of the checkpoints")
+    p.add_argument("-p", "--protocol", help="csub | cview | csetup (NW-UCLA: cview, the default)")
+    p.add_argument("-desc", "--descriptor", default=FUSION, help="GD JDD ADD LAD FDD, or all (default)")
+    p.add_argument("-gpu", "--gpu", type=int, default=0, help="CUDA device index; -1 = CPU")
+    p.add_argument("-despth", "--descriptor-root", default=DEFAULT_DESCRIPTOR_ROOT, help="descriptor folders root")
+    p.add_argument("-ckpt", "--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR, help="checkpoint folder")
+    p.add_argument("--epoch", default="best", help="best (default), last, or an epoch number")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--priority", help="vote tie-break order, most trusted first, e.g. all,GD,FDD,JDD,ADD,LAD")
+    p.add_argument("--out", help="folder for results JSON / PNG / paper table (default: -ckpt)")
+    p.add_argument("--paper-table", action="store_true", help="tabulate every results JSON in -ckpt and --out")
+    return p
+
+
+def pick_device(gpu: int) -> torch.device:
+    if gpu < 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        print(f"notice: -gpu {gpu} asked, but CUDA is not available; running on CPU", file=sys.stderr)
+        return torch.device("cpu")
+    return torch.device(f"cuda:{gpu}")
+
+
+def train_command(args: argparse.Namespace, desc: str) -> str:
+    return (f"python train.py -d {args.dataset} -p {args.protocol} -desc {desc} "
+            f"-despth {args.descriptor_root} -ckpt {args.checkpoint_dir}")
+
+
+def find_checkpoints(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Path], dict[str, dict]]:
+    """(name -> existing checkpoint, name -> {path, command} of the missing ones)."""
+    epoch = args.epoch if args.epoch in ("best", "last") else int(args.epoch)
+    paths = {n: checkpoint_path(args.checkpoint_dir, args.dataset, args.protocol, n, epoch) for n in names}
+    found = {n: p for n, p in paths.items() if p.is_file()}
+    missing = {n: {"path": str(p), "command": train_command(args, n)} for n, p in paths.items() if n not in found}
+    if not found:
+        lines = "\n  ".join(f"{m['path']}  (make it with: {m['command']})" for m in missing.values())
+        raise FileNotFoundError(f"no checkpoint to evaluate; missing:\n  {lines}")
+    return found, missing
+
+
+def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
+    ds = get_dataset(args.dataset)
+    args.protocol = check_protocol(args.dataset, args.protocol)
+    desc = check_descriptor(args.descriptor, allow_fusion=True)
+    device = pick_device(args.gpu)
+    found, missing = find_checkpoints(args, list(DESCRIPTORS) + [FUSION] if desc == FUSION else [desc])
+    for name, m in missing.items():
+        print(f"missing {m['path']}: skipped; make it with: {m['command']}", file=sys.stderr)
+    models, ckpts = {}, {}
+    for name, path in found.items():
+        model, ckpts[name] = load_model(path, desc=name, num_classes=ds.num_classes, map_location="cpu")
+        models[name] = model.to(device)
+    # Read each needed descriptor once per sample; every model sees the same batches in one order.
+    descs = [d for d in FUSION_ORDER if FUSION in models or d in models]
+    data = DescriptorImages(args.descriptor_root, args.dataset, args.protocol, "test", descs, uint8=True)
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=False,
+                                         num_workers=args.workers, pin_memory=device.type == "cuda")
+    print(f"evaluating {', '.join(models)} on {len(data)} test samples of {args.dataset} {args.protocol} "
+          f"({device})", file=sys.stderr)
+    outputs = ev.model_outputs(models, loader, descs, device)
+    labels = data.labels0.numpy()
+    archs = {n: c.settings.get("arch", "resnet_c") for n, c in ckpts.items()}
+    priority = args.priority.split(",") if args.priority else None
+    rows, order = ev.fusion_rows({n: o for n, o in outputs.items() if n != FUSION}, outputs.get(FUSION), labels,
+                                 priority, {n: c.best_acc for n, c in ckpts.items()}, archs)
+    info = {
+        "dataset": args.dataset, "protocol": args.protocol, "desc": desc, "epoch": args.epoch,
+        "class_names": list(class_names(args.dataset)),
+        "descriptor_root": str(args.descriptor_root), "device": str(device), "vote_priority": order,
+        "settings": {k: v for k, v in vars(args).items() if k != "paper_table"},
+        "checkpoints": {n: {"path": str(c.path), "kind": c.kind, "epoch": c.epoch, "best_acc": c.best_acc,
+                            "settings": c.settings} for n, c in ckpts.items()},
+        "missing": missing,
+        "sample_index": [s.index for s in data.samples],
+    }
+    sample_ids = [s.sample or f"{args.dataset}_test_{s.index}" for s in data.samples]
+    return ev.results_document(rows, labels, sample_ids, ds.num_classes, **info), rows
+
+
+def write_outputs(args: argparse.Namespace, doc: dict, rows: list) -> tuple[Path, Path]:
+    out = Path(args.out or args.checkpoint_dir)
+    stem = f"{checkpoint_prefix(args.dataset, args.protocol, doc['desc'])}_{args.epoch}"
+    best = next(r for r in rows if r.key == doc["best_honest_row"])
+    png = out / f"{stem}{ev.CONFUSION_SUFFIX}"
+    doc["confusion_png"] = {"path": str(png), "row": best.key}
+    ev.write_confusion_png(png, best.pred, doc["samples"]["label"], doc["class_names"],
+                           f"{args.dataset} {args.protocol}: {best.label}")
+    json_path = out / f"{stem}{ev.RESULTS_SUFFIX}"
+    ev.write_json(json_path, doc)
+    return json_path, png
+
+
+def paper_table(args: argparse.Namespace) -> None:
+    folders = [Path(args.checkpoint_dir)] + ([Path(args.out)] if args.out else [])
+    files = ev.find_results(folders)
+    if not files:
+        raise FileNotFoundError(f"no *{ev.RESULTS_SUFFIX} in {', '.join(map(str, folders))}; run test.py first")
+    table = ev.paper_table([ev.load_results(f) for f in files])
+    target = Path(args.out or args.checkpoint_dir) / ev.PAPER_TABLE_NAME
+    ev.atomic_write_bytes(target, table.encode())
+    print(table + f"\n(top-1 %, from {len(files)} results files; written to {target})")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        if args.paper_table:
+            paper_table(args)
+            return 0
+        if not args.dataset:
+            raise ValueError("-d is required (or use --paper-table)")
+        doc, rows = evaluate(args)
+        json_path, png = write_outputs(args, doc, rows)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(ev.format_table(doc["rows"]))
+    print(f"\nbest honest row: {doc['best_honest_row']}; results: {json_path}; confusion matrix: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
