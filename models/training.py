@@ -1,0 +1,410 @@
+"""Training as released (SPEC §5), written once: schedule, soft targets, the 8-term Fuse5 loss,
+train_one_epoch / evaluate, distributed helpers (torchrun env vars), logs and checkpoint rotation.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from skeletons.datasets import get_dataset
+
+SOFT_ON, SOFT_OFF = 0.8, 0.1  # the release's targets: not renormalised (they sum to 0.8 + 0.1 (C-1))
+NTU_HALVING_EPOCHS = 3
+
+
+# ----------------------------------------------------------------------------- schedule and loss
+def lr_factor(dataset: str, epoch: int) -> float:
+    """Multiplier of the base rate in 1-based ``epoch``: NTU 1 (1-5), 1/2 (6), 1/4 (7), 1/8 (8-10),
+    then halved every 3 epochs; NW-UCLA constant."""
+    if get_dataset(dataset).name == "ucla" or epoch <= 5:
+        return 1.0
+    if epoch <= 7:
+        return 0.5 ** (epoch - 5)
+    return 0.5 ** (3 + (epoch - 8) // NTU_HALVING_EPOCHS)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, dataset: str) -> torch.optim.lr_scheduler.LambdaLR:
+    """Stepped once per epoch; before the first step the rate is that of epoch 1."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: lr_factor(dataset, done + 1))
+
+
+def soft_targets(labels: torch.Tensor, num_classes: int, on: float = SOFT_ON, off: float = SOFT_OFF) -> torch.Tensor:
+    targets = torch.full((labels.shape[0], num_classes), off, device=labels.device)
+    return targets.scatter_(1, labels[:, None], on)
+
+
+class SoftTargetCrossEntropy(nn.Module):
+    """Cross-entropy against the release's 0.8 / 0.1 probability targets."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), soft_targets(labels, logits.shape[1]))
+
+
+def make_criterion(label_smoothing: float | None = None) -> nn.Module:
+    """The release's soft targets, or standard label smoothing when a value is given."""
+    if label_smoothing is None:
+        return SoftTargetCrossEntropy()
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+
+def main_logits(outputs) -> torch.Tensor:
+    return outputs["main"] if isinstance(outputs, dict) else outputs
+
+
+def total_loss(outputs, labels: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
+    """One CE for a single model; for Fuse5 the sum of 8 (main, five single, g12, g345)."""
+    if not isinstance(outputs, dict):
+        return criterion(outputs, labels)
+    heads = [outputs["main"], *outputs["single"], outputs["g12"], outputs["g345"]]
+    return sum(criterion(h, labels) for h in heads)
+
+
+# ----------------------------------------------------------------------------- loops
+def to_device(images, device: torch.device, channels_last: bool = False):
+    """uint8 or float batch (or tuple of five) -> float 0..255 on ``device``."""
+    if isinstance(images, (list, tuple)):
+        return [to_device(x, device, channels_last) for x in images]
+    x = images.to(device, non_blocking=True).float()
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@dataclass
+class RunOptions:
+    amp_dtype: torch.dtype | None = None   # autocast dtype on CUDA, None = fp32
+    channels_last: bool = False
+    progress: bool = True                  # tqdm bar (rank 0 only)
+    max_steps: int | None = None           # stop an epoch early (smoke runs, benchmarks)
+    refresh: int = 20                      # steps between bar updates (each one syncs the GPU)
+
+
+def _autocast(device: torch.device, opts: RunOptions):
+    return torch.autocast(device.type, dtype=opts.amp_dtype, enabled=opts.amp_dtype is not None)
+
+
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader,
+                    device: torch.device, epoch: int, opts: RunOptions = RunOptions(),
+                    scaler: torch.amp.GradScaler | None = None) -> dict:
+    """One pass over ``loader``; mean loss and accuracy over all ranks, images seen, seconds."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen, start = 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not opts.progress, dynamic_ncols=True)
+    for step, (images, labels) in enumerate(bar):
+        if opts.max_steps is not None and step >= opts.max_steps:
+            break
+        images, labels = to_device(images, device, opts.channels_last), labels.to(device, non_blocking=True)
+        with _autocast(device, opts):
+            outputs = model(images)
+            loss = total_loss(outputs, labels, criterion)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        loss_sum += loss.detach() * labels.shape[0]
+        correct += (main_logits(outputs).argmax(1) == labels).sum()
+        seen += labels.shape[0]
+        if opts.progress and step % opts.refresh == 0:
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
+    bar.close()
+    sums = all_reduce_sum(torch.stack([loss_sum.double(), correct.double(),
+                                       torch.tensor(float(seen), device=device, dtype=torch.float64)]))
+    n = max(sums[2].item(), 1.0)
+    return {"loss": sums[0].item() / n, "acc": sums[1].item() / n, "images": int(sums[2].item()),
+            "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, criterion: nn.Module, loader, device: torch.device,
+             opts: RunOptions = RunOptions(), desc: str = "test") -> dict:
+    """Loss and accuracy of the main output over ``loader``, summed over all ranks."""
+    model.eval()
+    sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss*n, correct, n
+    for images, labels in tqdm(loader, desc=desc, leave=False, disable=not opts.progress, dynamic_ncols=True):
+        images, labels = to_device(images, device, opts.channels_last), labels.to(device, non_blocking=True)
+        with _autocast(device, opts):
+            outputs = model(images)
+            loss = total_loss(outputs, labels, criterion)
+        sums += torch.stack([loss.double() * labels.shape[0],
+                             (main_logits(outputs).argmax(1) == labels).sum().double(),
+                             torch.tensor(labels.shape[0], device=device, dtype=torch.float64)])
+    sums = all_reduce_sum(sums)
+    n = max(sums[2].item(), 1.0)
+    return {"loss": sums[0].item() / n, "acc": sums[1].item() / n, "n": int(sums[2].item())}
+
+
+# ----------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(use_cuda: bool) -> DistInfo:
+    """Join the process group when torchrun's RANK / WORLD_SIZE / LOCAL_RANK are set (nccl on CUDA, gloo on CPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    if use_cuda:
+        torch.cuda.set_device(info.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return info
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(indices: list[int], info: DistInfo) -> list[int]:
+    """This rank's share of an evaluation set, without the padding DistributedSampler adds."""
+    return indices[info.rank::info.world_size]
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, held-out) indices: a seeded random ``fraction`` of the training split held out."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"--val-fraction must be between 0 and 1, got {fraction}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    k = max(1, round(n * fraction))
+    if k >= n:
+        raise ValueError(f"--val-fraction {fraction} leaves no training images out of {n}")
+    return sorted(order[k:]), sorted(order[:k])
+
+
+# ----------------------------------------------------------------------------- logs and files
+LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_acc", "test_loss", "test_acc", "best_acc",
+              "seconds", "images_per_s")
+
+
+def write_csv_log(path: str | Path, rows: list[dict]) -> None:
+    """Rewrite the whole (small) CSV log atomically, so a resumed run's log has no duplicate epochs."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, LOG_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def epoch_checkpoints(ckpt_dir: str | Path, prefix: str) -> dict[int, Path]:
+    """{epoch: path} of the <prefix>_<epoch>_epoch.tar files in a folder."""
+    pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)_epoch\.tar$")
+    found = ((pattern.match(p.name), p) for p in Path(ckpt_dir).glob(f"{prefix}_*_epoch.tar"))
+    return {int(m.group(1)): p for m, p in found if m}
+
+
+def prune_checkpoints(ckpt_dir: str | Path, prefix: str, keep_last: int | None) -> None:
+    """Keep the ``keep_last`` newest per-epoch files (best and last files are separate and kept)."""
+    if not keep_last:
+        return
+    files = epoch_checkpoints(ckpt_dir, prefix)
+    for epoch in sorted(files)[:-keep_last]:
+        files[epoch].unlink(missing_ok=True)
+
+
+def format_epoch_line(row: dict) -> str:
+    val = f" val {row['val_acc']:.4f}" if row.get("val_acc") not in (None, "") else ""
+    return (f"epoch {row['epoch']:3d} lr {row['lr']:.3g} train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.4f}{val} test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f} "
+            f"best {row['best_acc']:.4f} ({row['seconds']:.0f} s, {row['images_per_s']:.0f} img/s)")
+
+
+# ----------------------------------------------------------------------------- the whole run
+def pick_device(gpu: int, info_local_rank: int | None = None, log=print) -> torch.device:
+    """cuda:<gpu> (cuda:<LOCAL_RANK> under torchrun), or the CPU with a one-line notice."""
+    if gpu < 0 or not torch.cuda.is_available():
+        log(f"notice: running on CPU ({'-gpu -1' if gpu < 0 else 'no CUDA device available'})")
+        return torch.device("cpu")
+    return torch.device("cuda", info_local_rank if info_local_rank is not None else gpu)
+
+
+def amp_setup(device: torch.device, amp: bool, log=print) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
+    """bfloat16 autocast where supported (no loss scaling needed), else float16 with a GradScaler."""
+    if not amp:
+        return None, None
+    if device.type != "cuda":
+        log("notice: --amp is for CUDA; training in float32 on the CPU")
+        return None, None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+RESUME_KEYS = ("dataset", "protocol", "descriptor", "num_classes", "arch", "width")
+
+
+def run_settings(args, num_classes: int, img_size: int) -> dict:
+    """What a checkpoint records to rebuild the model and say how it was trained."""
+    return {"dataset": args.dataset, "protocol": args.protocol, "descriptor": args.desc,
+            "num_classes": num_classes, "arch": args.arch, "width": args.width, "mode": args.mode,
+            "img_size": img_size, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+            "label_smoothing": args.label_smoothing, "val_fraction": args.val_fraction}
+
+
+def resume_state(path: Path, settings: dict, model, optimizer, scheduler, device) -> tuple[int, float, list]:
+    """Load _last.tar into model/optimizer/scheduler/RNG; (next epoch, best score, history)."""
+    from .checkpoint import CheckpointError, load_checkpoint, restore_rng_states
+
+    ckpt = load_checkpoint(path, map_location=device)
+    if ckpt.kind != "ours" or "optimizer" not in ckpt.raw:
+        raise CheckpointError(f"{path}: not a resumable training checkpoint (no optimizer state)")
+    differ = [k for k in RESUME_KEYS if ckpt.settings.get(k) != settings[k]]
+    if differ:
+        k = differ[0]
+        raise CheckpointError(f"{path}: was trained with {k}={ckpt.settings.get(k)!r}, this run has {settings[k]!r}; "
+                              f"use another -ckpt folder or drop --resume")
+    model.load_state_dict(ckpt.state_dict)
+    optimizer.load_state_dict(ckpt.raw["optimizer"])
+    scheduler.load_state_dict(ckpt.raw["scheduler"])
+    if "rng" in ckpt.raw:
+        restore_rng_states(ckpt.raw["rng"])
+    return ckpt.epoch + 1, ckpt.best_acc, list(ckpt.raw.get("history", []))
+
+
+def fit(args) -> dict:
+    """train.py's whole run: data, model, optional resume, epochs, checkpoints and logs."""
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+    from descriptors.dataset import DescriptorImages
+    from skeletons.datasets import check_protocol
+    from skeletons.paths import checkpoint_path, checkpoint_prefix
+
+    from .checkpoint import save_checkpoint
+    from .networks import build_model
+
+    info = init_distributed(use_cuda=args.gpu >= 0 and torch.cuda.is_available())
+    log = print if info.is_main else (lambda *a, **k: None)
+    try:
+        device = pick_device(args.gpu, info.local_rank if info.enabled else None, log)
+        args.protocol = check_protocol(args.dataset, args.protocol)
+        num_classes = get_dataset(args.dataset).num_classes
+
+        def load(part: str) -> DescriptorImages:
+            return DescriptorImages(args.despth, args.dataset, args.protocol, part, args.desc,
+                                    cache=args.cache, uint8=True)
+
+        if not info.is_main:
+            barrier()  # rank 0 builds any --cache files first
+        train_set, test_set = load("train"), load("test")
+        if info.is_main:
+            barrier()
+        fit_set, val_set = train_set, None
+        if args.val_fraction:
+            fit_idx, val_idx = holdout_split(len(train_set), args.val_fraction, args.seed)
+            fit_set, val_set = Subset(train_set, fit_idx), Subset(train_set, val_idx)
+
+        # The shuffle order depends only on (seed, epoch): a resumed run sees the same batches.
+        sampler = DistributedSampler(fit_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=args.seed)
+        loader_kw = {"batch_size": args.batch_size, "num_workers": args.workers,
+                     "pin_memory": device.type == "cuda", "persistent_workers": args.workers > 0}
+        train_loader = DataLoader(fit_set, sampler=sampler, **loader_kw)
+
+        def eval_loader(data):
+            return DataLoader(Subset(data, shard(list(range(len(data))), info)), shuffle=False, **loader_kw)
+
+        test_loader = eval_loader(test_set)
+        val_loader = eval_loader(val_set) if val_set is not None else None
+
+        torch.manual_seed(args.seed)
+        model = build_model(args.desc, num_classes, args.arch, args.width, args.pretrained).to(device)
+        channels_last = device.type == "cuda" and args.channels_last
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+        scheduler = make_scheduler(optimizer, args.dataset)
+        criterion = make_criterion(args.label_smoothing)
+        amp_dtype, scaler = amp_setup(device, args.amp, log)
+        opts = RunOptions(amp_dtype, channels_last, progress=info.is_main and not args.no_progress,
+                          max_steps=args.max_steps)
+        settings = run_settings(args, num_classes, train_set.image_size)
+
+        prefix = checkpoint_prefix(args.dataset, args.protocol, args.desc)
+        last_path = checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, "last")
+        start, best, history = 1, -1.0, []
+        if args.resume and last_path.is_file():
+            start, best, history = resume_state(last_path, settings, model, optimizer, scheduler, device)
+            log(f"resuming from {last_path} at epoch {start}")
+        elif args.resume:
+            log(f"notice: {last_path} not found; starting from epoch 1")
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+            if info.enabled else model
+        log(f"training {prefix}: {len(fit_set)} train / {len(test_set)} test images"
+            f"{f' / {len(val_set)} held out' if val_set is not None else ''}, {num_classes} classes, "
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {info.world_size} process(es) on {device}")
+
+        for epoch in range(start, args.epochs + 1):
+            sampler.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            train = train_one_epoch(train_model, criterion, optimizer, train_loader, device, epoch, opts, scaler)
+            scheduler.step()
+            # evaluate the bare module: DDP's per-forward buffer broadcast would need equal batch counts
+            val = evaluate(model, criterion, val_loader, device, opts, "val") if val_loader else None
+            test = evaluate(model, criterion, test_loader, device, opts)
+            score = (val or test)["acc"]  # best epoch: held-out part of train, else test as released
+            improved = score > best
+            best = max(best, score)
+            row = {"epoch": epoch, "lr": lr, "train_loss": train["loss"], "train_acc": train["acc"],
+                   "val_acc": val["acc"] if val else "", "test_loss": test["loss"], "test_acc": test["acc"],
+                   "best_acc": best, "seconds": round(train["seconds"], 2),
+                   "images_per_s": train["images"] / max(train["seconds"], 1e-9)}
+            history.append(row)
+            if info.is_main:
+                common = {"model": model, "best_acc": best, "settings": settings, "epoch": epoch}
+                save_checkpoint(checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, epoch),
+                                extra={"metrics": row}, **common)
+                if improved:
+                    save_checkpoint(checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, "best"),
+                                    extra={"metrics": row}, **common)
+                save_checkpoint(last_path, optimizer=optimizer, scheduler=scheduler, with_rng=True,
+                                extra={"history": history}, **common)
+                write_csv_log(Path(args.ckpt) / f"{prefix}_log.csv", history)
+                prune_checkpoints(args.ckpt, prefix, args.keep_last)
+                log(format_epoch_line(row))
+            barrier()
+        if start > args.epochs:
+            log(f"notice: {last_path} already reached epoch {start - 1} (--epochs {args.epochs}); nothing to do")
+        return {"best_acc": best, "history": history, "prefix": prefix}
+    finally:
+        cleanup_distributed()

@@ -1,0 +1,61 @@
+"""Train ResNet_c on one descriptor, or Fuse5 on all five, as the authors' release does (SPEC §4-5).
+
+  python train.py -d ntu60 -p csub -desc GD -gpu 0
+  torchrun --nproc_per_node 4 train.py -d ntu120 -p csub -desc all -gpu 0 --amp   # several GPUs
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from models.networks import DEFAULT_ARCH
+from skeletons.datasets import DATASETS
+from skeletons.paths import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", dest="dataset", required=True, choices=list(DATASETS))
+    p.add_argument("-p", dest="protocol", default=None, help="csub | cview | csetup (NW-UCLA: cview, the default)")
+    p.add_argument("-desc", required=True, choices=[*DESCRIPTORS, FUSION], help="one descriptor, or all (Fuse5)")
+    p.add_argument("-gpu", type=int, default=0, help="CUDA device index; -1 = CPU (torchrun: LOCAL_RANK decides)")
+    p.add_argument("-despth", default=DEFAULT_DESCRIPTOR_ROOT, help="descriptor image root")
+    p.add_argument("-ckpt", default=DEFAULT_CHECKPOINT_DIR, help="checkpoint folder")
+    p.add_argument("--epochs", type=int, default=50, help="the release ran 500; its rate is < 1e-8 after epoch 40")
+    p.add_argument("--batch-size", type=int, default=32, help="per process")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = 256/512/1024 as released)")
+    p.add_argument("--arch", default=DEFAULT_ARCH, help="resnet_c or a torchvision classification model name")
+    p.add_argument("--pretrained", action="store_true", help="torchvision weights for --arch (downloaded)")
+    p.add_argument("--mode", default="paper", choices=["paper", "clean"], help="descriptor mode of the images (recorded)")
+    p.add_argument("--workers", type=int, default=4, help="data-loading processes per training process")
+    p.add_argument("--amp", action="store_true", help="mixed precision on CUDA (bfloat16, else float16)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="keep NCHW on CUDA (channels_last is the default there)")
+    p.add_argument("--cache", action="store_true", help="pack each split into a uint8 memory-mapped .npy once")
+    p.add_argument("--resume", action="store_true", help="continue exactly from <prefix>_last.tar")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.0,
+                   help="hold out this part of train to pick the best epoch (default: test accuracy, as released)")
+    p.add_argument("--label-smoothing", type=float, default=None,
+                   help="standard label smoothing instead of the release's 0.8/0.1 soft targets")
+    p.add_argument("--keep-last", type=int, default=None, help="keep only the N newest per-epoch checkpoints")
+    p.add_argument("--max-steps", type=int, default=None, help="cap the steps of each epoch (smoke runs)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars (logs only)")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    from models.checkpoint import CheckpointError
+    from models.training import fit
+
+    try:
+        fit(args)
+    except (FileNotFoundError, ValueError, CheckpointError) as e:  # expected problems: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
