@@ -1,0 +1,191 @@
+"""test.py end to end: tiny checkpoints on a small descriptor tree, missing checkpoints, the CLI's
+errors, the paper table, and full-size release-format state dicts."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from descriptors.dataset import DescriptorImages, write_synthetic_split
+from models import evaluation as ev
+from models.checkpoint import load_model, save_checkpoint
+from models.networks import build_model
+from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, checkpoint_path, descriptor_dir, image_name
+
+REPO = Path(__file__).resolve().parents[1]
+# "test" is also a standard-library package name: load the script by path.
+_spec = importlib.util.spec_from_file_location("test_script", REPO / "test.py")
+test_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(test_script)
+TINY_WIDTH = 0.03
+UCLA_CLASSES = 10
+
+
+def run_test_py(*argv: str) -> int:
+    return test_script.main(test_script.get_args_parser().parse_args(list(argv)))
+
+
+def make_tiny_checkpoints(ckpt_dir: Path, names, seed: int = 0) -> None:
+    """Small ResNet_c / Fuse5 models in our checkpoint format (random weights, recorded accuracy)."""
+    for i, name in enumerate(names):
+        torch.manual_seed(seed + i)
+        model = build_model(name, UCLA_CLASSES, width=TINY_WIDTH)
+        save_checkpoint(checkpoint_path(ckpt_dir, "ucla", None, name), model=model, epoch=1, best_acc=0.1 * i,
+                        settings={"dataset": "ucla", "protocol": "cview", "descriptor": name,
+                                  "num_classes": UCLA_CLASSES, "arch": "resnet_c", "width": TINY_WIDTH})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Five ResNet_c + Fuse5 tiny checkpoints, a 20-sample NW-UCLA test split, one test.py run."""
+    root = tmp_path_factory.mktemp("tiny")
+    write_synthetic_split(root / "desc", "ucla", None, "test", per_class=2, num_classes=UCLA_CLASSES)
+    make_tiny_checkpoints(root / "ckpt", list(DESCRIPTORS) + [FUSION])
+    rc = run_test_py("-d", "ucla", "-desc", "all", "-gpu", "-1", "-despth", str(root / "desc"),
+                     "-ckpt", str(root / "ckpt"), "--out", str(root / "out"), "--workers", "0",
+                     "--batch-size", "7")   # 7 does not divide 20: batching must not change anything
+    assert rc == 0
+    return root, json.loads((root / "out" / f"ucla_all_best{ev.RESULTS_SUFFIX}").read_text())
+
+
+def direct_logits(root: Path, name: str) -> np.ndarray:
+    """Logits of one checkpoint computed here, without test.py (single descriptor or Fuse5 main)."""
+    model, _ = load_model(checkpoint_path(root / "ckpt", "ucla", None, name), desc=name, num_classes=UCLA_CLASSES)
+    data = DescriptorImages(root / "desc", "ucla", None, "test", name)
+    with torch.inference_mode():
+        outs = [model(x if name != FUSION else list(x)) for x, _ in torch.utils.data.DataLoader(data, batch_size=32)]
+    return torch.cat([o["main"] if name == FUSION else o for o in outs]).numpy()
+
+
+def test_results_json_holds_every_row_and_matches_direct_computation(tiny_run):
+    root, doc = tiny_run
+    keys = [r["key"] for r in doc["rows"]]
+    assert keys[:6] == list(DESCRIPTORS) + [FUSION]
+    assert {f"{FUSION}.g12", f"{FUSION}.g345", "mean_softmax.singles", "mean_softmax.singles+all", "vote"} <= set(keys)
+    assert [f"{FUSION}.single.{d}" in keys for d in FUSION_ORDER] == [True] * 5
+    assert keys[-1] == "oracle" and doc["rows"][-1]["label"] == ev.ORACLE_LABEL and not doc["rows"][-1]["honest"]
+    labels = np.array(doc["samples"]["label"])
+    assert labels.size == 20 and len(doc["samples"]["sample"]) == 20 and not doc["missing"]
+    assert set(doc["predictions"]) == set(keys) and all(len(p) == 20 for p in doc["predictions"].values())
+    assert {c["kind"] for c in doc["checkpoints"].values()} == {"ours"}
+    # Tie-break priority: Fuse5, then singles by recorded accuracy (FDD 0.4 > LAD 0.3 > ... > GD 0).
+    assert doc["vote_priority"] == [FUSION, "FDD", "LAD", "ADD", "JDD", "GD"]
+
+    rows = {r["key"]: r for r in doc["rows"]}
+    logits = {n: direct_logits(root, n) for n in list(DESCRIPTORS) + [FUSION]}
+    for name, z in logits.items():
+        np.testing.assert_array_equal(doc["predictions"][name], z.argmax(1))
+        assert rows[name]["top1"] == pytest.approx((z.argmax(1) == labels).mean())
+        assert rows[name]["top5"] == pytest.approx(ev.topk_correct(z, labels, 5).mean())
+        per_class = [(z.argmax(1)[labels == c] == c).mean() for c in range(UCLA_CLASSES)]
+        assert rows[name]["per_class"] == pytest.approx(per_class)
+        assert rows[name]["mean_class"] == pytest.approx(np.mean(per_class))
+    fused = np.mean([ev.softmax(logits[d]) for d in DESCRIPTORS], axis=0)
+    np.testing.assert_array_equal(doc["predictions"]["mean_softmax.singles"], fused.argmax(1))
+    any_right = np.any([logits[d].argmax(1) == labels for d in DESCRIPTORS], axis=0)
+    assert rows["oracle"]["top1"] == pytest.approx(any_right.mean())
+
+
+def test_confusion_png_is_written_for_the_best_honest_row(tiny_run):
+    root, doc = tiny_run
+    honest = [r for r in doc["rows"] if r["honest"]]
+    assert doc["best_honest_row"] in {r["key"] for r in honest if r["top1"] == max(h["top1"] for h in honest)}
+    png = Path(doc["confusion_png"]["path"])
+    assert png.parent == root / "out" and png.read_bytes()[:4] == b"\x89PNG"
+    with Image.open(png) as im:
+        assert min(im.size) >= 400
+
+
+def test_paper_table_collects_results(tiny_run, capsys):
+    root, doc = tiny_run
+    assert run_test_py("--paper-table", "-ckpt", str(root / "ckpt"), "--out", str(root / "out")) == 0
+    table = (root / "out" / ev.PAPER_TABLE_NAME).read_text()
+    assert table in capsys.readouterr().out
+    gd = next(line for line in table.splitlines() if line.startswith("| ResNet_c GD "))
+    assert gd.rstrip(" |").endswith(f"{100 * doc['rows'][0]['top1']:.2f}")
+    assert table.splitlines()[-1].startswith(f"| {ev.ORACLE_LABEL}")
+
+
+def test_missing_checkpoints_are_named_and_the_rest_evaluated(tiny_run, tmp_path, capsys):
+    root, _ = tiny_run
+    make_tiny_checkpoints(tmp_path, ["GD", FUSION])
+    assert run_test_py("-d", "ucla", "-desc", "all", "-gpu", "-1", "-despth", str(root / "desc"),
+                       "-ckpt", str(tmp_path), "--workers", "0") == 0
+    err = capsys.readouterr().err
+    assert "ucla_JDD_epoch_best.tar" in err and "python train.py -d ucla" in err
+    doc = json.loads((tmp_path / f"ucla_all_best{ev.RESULTS_SUFFIX}").read_text())
+    assert sorted(doc["missing"]) == ["ADD", "FDD", "JDD", "LAD"]
+    keys = [r["key"] for r in doc["rows"]]
+    assert keys[:2] == ["GD", FUSION] and "oracle" not in keys and "vote" not in keys
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "test.py", "-d", "ucla", "-desc", "GD", "-gpu", "-1",
+                           "-ckpt", str(tmp_path), "-despth", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "ucla_GD_epoch_best.tar" in proc.stderr and "python train.py -d ucla -p cview -desc GD" in proc.stderr
+
+
+def test_missing_descriptor_folder_names_the_command(tmp_path, capsys):
+    make_tiny_checkpoints(tmp_path, ["LAD"])
+    assert run_test_py("-d", "ucla", "-desc", "LAD", "-gpu", "-1", "-despth", str(tmp_path / "none"),
+                       "-ckpt", str(tmp_path), "--workers", "0") == 2
+    err = capsys.readouterr().err
+    assert "ucla_LAD_test" in err and "skels2desc_ucla.py" in err and "Traceback" not in err
+
+
+def release_state_dict(keys: dict[str, list[int]], seed: int) -> dict[str, torch.Tensor]:
+    """A full-size state dict with the release's keys and shapes and random values.
+
+    Large weights are views of one shared random buffer, so torch.save writes that buffer once
+    (a few MB instead of 350 MB); BatchNorm statistics are valid (positive variances)."""
+    g = torch.Generator().manual_seed(seed)
+    pool = torch.randn(max(int(np.prod(s)) for s in keys.values()), generator=g) * 0.02
+    state = {}
+    for name, shape in keys.items():
+        n = int(np.prod(shape))
+        if name.endswith("num_batches_tracked"):
+            state[name] = torch.tensor(100)
+        elif name.endswith("running_var"):
+            state[name] = torch.rand(shape, generator=g) + 0.5
+        elif len(shape) == 1:   # BatchNorm weight (~1), bias and running mean (~0); the unused fc.bias
+            state[name] = torch.randn(shape, generator=g) * 0.1 + (1.0 if name.endswith("weight") else 0.0)
+        else:
+            offset = int(torch.randint(0, pool.numel() - n + 1, (1,), generator=g))
+            state[name] = pool[offset:offset + n].view(shape)
+    return state
+
+
+def test_release_format_state_dicts_load_and_evaluate(reference_dir, tmp_path):
+    keys = json.loads((reference_dir / "released_state_dict_keys_60classes.json").read_text())
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.save(release_state_dict(keys["ResNet_c"], 0), checkpoint_path(ckpt, "ntu60", "csub", "GD"))
+    torch.save(release_state_dict(keys["Fuse5"], 1), checkpoint_path(ckpt, "ntu60", "csub", FUSION))
+    rng = np.random.default_rng(0)
+    for desc in FUSION_ORDER:   # two test images per descriptor: full-size models are slow on CPU
+        folder = descriptor_dir(tmp_path / "desc", "ntu60", desc, "test", "csub")
+        folder.mkdir(parents=True)
+        for index, label in enumerate((3, 41)):
+            shape = (112, 112, 3) if desc in ("GD", "FDD") else (112, 112)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / image_name(index, label))
+    assert run_test_py("-d", "ntu60", "-p", "csub", "-desc", "all", "-gpu", "-1", "-despth", str(tmp_path / "desc"),
+                       "-ckpt", str(ckpt), "--workers", "0") == 0
+    doc = json.loads((ckpt / f"ntu60_csub_all_best{ev.RESULTS_SUFFIX}").read_text())
+    assert {n: c["kind"] for n, c in doc["checkpoints"].items()} == {"GD": "release", FUSION: "release"}
+    assert doc["samples"]["label"] == [2, 40] and doc["num_classes"] == 60
+    assert [r["key"] for r in doc["rows"]][:2] == ["GD", FUSION]
+    model, _ = load_model(checkpoint_path(ckpt, "ntu60", "csub", "GD"), desc="GD", num_classes=60)
+    images = torch.stack([x for x, _ in DescriptorImages(tmp_path / "desc", "ntu60", "csub", "test", "GD")])
+    with torch.inference_mode():
+        expected = model(images).argmax(1)
+    assert doc["predictions"]["GD"] == expected.tolist()
