@@ -189,8 +189,8 @@ def write_synthetic_split(root: str | Path, dataset: str, protocol: str | None, 
         folder = descriptor_dir(root, dataset, desc, part, protocol)
         folder.mkdir(parents=True, exist_ok=True)
         channels = 3 if desc in ("GD", "FDD") else 1
-        noise = rng.integers(0, 120, size=(len(labels), size, size, channels))
+        noise = rng.integers(0, 80, size=(len(labels), size, size, channels))
         lit = (rows // band == (labels - 1)[:, None, None])[..., None]
-        images = np.clip(noise + 120 * lit, 0, 255).astype(np.uint8)
+        images = (noise + 160 * lit).astype(np.uint8)
         for index, (label, img) in enumerate(zip(labels, images)):
             Image.fromarray(img[..., 0] if channels == 1 else img).save(folder / f"{index}_{label}.png")
