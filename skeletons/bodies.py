@@ -12,6 +12,8 @@ If no slot survives 1-2, all tracked slots compete in 3, so a sample is never dr
 """
 from __future__ import annotations
 
+from itertools import count, takewhile
+
 import numpy as np
 
 MIN_TRACKED_FRAMES = 11
@@ -22,8 +24,8 @@ ROOT_JOINT = 1  # the sequence is centred on this joint of the first kept body's
 
 def body_slots(data: dict) -> np.ndarray:
     """(S, T, 25, 3) skeletons of the dict's body slots skel_body0, skel_body1, ... in slot order."""
-    slots = [np.asarray(data[f"skel_body{i}"], dtype=np.float64) for i in range(len(data))
-             if f"skel_body{i}" in data]
+    keys = takewhile(lambda key: key in data, (f"skel_body{i}" for i in count()))
+    slots = [np.asarray(data[key], dtype=np.float64) for key in keys]
     if not slots:
         raise ValueError("no skel_body0 in the skeleton dict (converted without coordinates?)")
     return np.stack(slots)
