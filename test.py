@@ -15,6 +15,7 @@ import torch
 from descriptors.dataset import DescriptorImages
 from models import evaluation as ev
 from models.checkpoint import load_model
+from models.training import pick_device
 from skeletons.datasets import DATASETS, check_protocol, class_names, get_dataset
 from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION,
                              FUSION_ORDER, check_descriptor, checkpoint_path, checkpoint_prefix)
@@ -35,15 +36,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for results JSON / PNG / paper table (default: -ckpt)")
     p.add_argument("--paper-table", action="store_true", help="tabulate every results JSON in -ckpt and --out")
     return p
-
-
-def pick_device(gpu: int) -> torch.device:
-    if gpu < 0:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        print(f"notice: -gpu {gpu} asked, but CUDA is not available; running on CPU", file=sys.stderr)
-        return torch.device("cpu")
-    return torch.device(f"cuda:{gpu}")
 
 
 def train_command(args: argparse.Namespace, desc: str) -> str:
@@ -67,7 +59,7 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
     ds = get_dataset(args.dataset)
     args.protocol = check_protocol(args.dataset, args.protocol)
     desc = check_descriptor(args.descriptor, allow_fusion=True)
-    device = pick_device(args.gpu)
+    device = pick_device(args.gpu, log=lambda line: print(line, file=sys.stderr))
     found, missing = find_checkpoints(args, list(DESCRIPTORS) + [FUSION] if desc == FUSION else [desc])
     for name, m in missing.items():
         print(f"missing {m['path']}: skipped; make it with: {m['command']}", file=sys.stderr)

@@ -21,10 +21,17 @@ from models.networks import build_model
 from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, checkpoint_path, descriptor_dir, image_name
 
 REPO = Path(__file__).resolve().parents[1]
-# "test" is also a standard-library package name: load the script by path.
-_spec = importlib.util.spec_from_file_location("test_script", REPO / "test.py")
-test_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(test_script)
+
+
+def load_script(name: str):
+    """Import a top-level script by path ("test" is also a standard-library package name)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+test_script, train_script = load_script("test"), load_script("train")
 TINY_WIDTH = 0.03
 UCLA_CLASSES = 10
 
@@ -45,10 +52,15 @@ def make_tiny_checkpoints(ckpt_dir: Path, names, seed: int = 0) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """Five ResNet_c + Fuse5 tiny checkpoints, a 20-sample NW-UCLA test split, one test.py run."""
+    """Five ResNet_c + Fuse5 tiny checkpoints trained by train.py (2 epochs) on a 20 + 20 sample
+    NW-UCLA descriptor tree, then one test.py run on them."""
     root = tmp_path_factory.mktemp("tiny")
-    write_synthetic_split(root / "desc", "ucla", None, "test", per_class=2, num_classes=UCLA_CLASSES)
-    make_tiny_checkpoints(root / "ckpt", list(DESCRIPTORS) + [FUSION])
+    for part in ("train", "test"):
+        write_synthetic_split(root / "desc", "ucla", None, part, per_class=2, num_classes=UCLA_CLASSES)
+    for name in list(DESCRIPTORS) + [FUSION]:
+        assert train_script.main(train_script.get_args_parser().parse_args(
+            ["-d", "ucla", "-desc", name, "-gpu", "-1", "-despth", str(root / "desc"), "-ckpt", str(root / "ckpt"),
+             "--epochs", "2", "--width", str(TINY_WIDTH), "--lr", "3e-3", "--workers", "0", "--no-progress"])) == 0
     rc = run_test_py("-d", "ucla", "-desc", "all", "-gpu", "-1", "-despth", str(root / "desc"),
                      "-ckpt", str(root / "ckpt"), "--out", str(root / "out"), "--workers", "0",
                      "--batch-size", "7")   # 7 does not divide 20: batching must not change anything
@@ -76,8 +88,9 @@ def test_results_json_holds_every_row_and_matches_direct_computation(tiny_run):
     assert labels.size == 20 and len(doc["samples"]["sample"]) == 20 and not doc["missing"]
     assert set(doc["predictions"]) == set(keys) and all(len(p) == 20 for p in doc["predictions"].values())
     assert {c["kind"] for c in doc["checkpoints"].values()} == {"ours"}
-    # Tie-break priority: Fuse5, then singles by recorded accuracy (FDD 0.4 > LAD 0.3 > ... > GD 0).
-    assert doc["vote_priority"] == [FUSION, "FDD", "LAD", "ADD", "JDD", "GD"]
+    # Tie-break priority: Fuse5, then singles by the accuracy their checkpoints record (ties: FUSION_ORDER).
+    recorded = {d: doc["checkpoints"][d]["best_acc"] for d in DESCRIPTORS}
+    assert doc["vote_priority"] == [FUSION] + sorted(DESCRIPTORS, key=lambda d: (-recorded[d], FUSION_ORDER.index(d)))
 
     rows = {r["key"]: r for r in doc["rows"]}
     logits = {n: direct_logits(root, n) for n in list(DESCRIPTORS) + [FUSION]}
