@@ -1,0 +1,281 @@
+"""NTU RGB+D ``.skeleton`` reader and the official converter's dict format (SPEC §1).
+
+``read_skeleton`` returns exactly what the official ``txt2npy.py`` (shahroudy/NTURGB-D) saves:
+same keys in the same order, same dtypes, bit-identical float64 values. It is fast because
+Python only walks the few header lines (frame count, body counts, joint counts); the joint
+lines, about 97% of a file, are tokenised and converted in bulk with numpy.
+
+Exactness of the bulk conversion: a token such as ``-0.2181153`` is turned into the integer
+mantissa 2181153 and divided by 10**7. Both are exactly representable in float64 (mantissa
+< 2**53, power of ten <= 10**22), so the IEEE division is correctly rounded, which is what
+Python's ``float()`` returns (Clinger's fast path). Tokens outside that fast path (exponent
+notation such as ``1.973144E-05``, very long tokens, anything odd) go through ``float()`` itself.
+
+Decisions where the official converter has no defined behaviour (it crashes):
+- a frame with more than 4 bodies: the slots simply go on (``skel_body4``, ...); the official
+  converter raises KeyError there. Files with <= 4 bodies per frame (all of NTU) are unaffected.
+- a file whose frames all have 0 bodies: ``SkeletonFormatError`` (the official one fails on
+  ``max([])``); such samples are on the official missing-skeleton list.
+- malformed input (truncated file, joint count other than 25, a joint line without 12 numeric
+  values): ``SkeletonFormatError`` naming the file and the 1-based line.
+Lines after the last frame are ignored, as the official converter ignores them.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .layouts import NTU
+
+JOINT_VALUES = 12        # x y z depthX depthY colorX colorY oriW oriX oriY oriZ trackingState
+KEPT_VALUES = 7          # the converter keeps the first seven; orientation and tracking state are dropped
+# Official key order within one body slot, and the joint-line columns each key holds.
+BODY_FIELDS = (("skel", slice(0, 3)), ("rgb", slice(5, 7)), ("depth", slice(3, 5)))
+SKELETON_SUFFIX = ".skeleton"
+NPY_SUFFIX = ".skeleton.npy"
+
+_MAX_FAST_TOKEN = 15     # sign + dot + 13 digits: the mantissa stays far below 2**53
+_POW10 = 10.0 ** np.arange(_MAX_FAST_TOKEN + 2)
+_DIGIT_VALUE = np.zeros(256)
+_DIGIT_VALUE[ord("0"):ord("9") + 1] = np.arange(10)
+_DOT, _MINUS, _ZERO, _NEWLINE = ord("."), ord("-"), ord("0"), ord("\n")
+
+
+class SkeletonFormatError(ValueError):
+    """Malformed skeleton file; ``str(e) == "<file>:<line>: <problem>"`` (no line when not applicable)."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str):
+        self.path, self.line, self.problem = str(path), line, problem
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {problem}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading .skeleton text
+
+
+class _Lines:
+    """Byte offsets of the lines of a file, for random access by 0-based line index."""
+
+    def __init__(self, raw: bytes, path: str):
+        self.raw, self.path = raw, path
+        ends = np.flatnonzero(np.frombuffer(raw, np.uint8) == _NEWLINE)
+        if raw and not raw.endswith(b"\n"):          # last line without a final newline
+            ends = np.append(ends, len(raw))
+        self.ends = ends
+        self.starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+        self.count = len(ends)
+        self._starts_list, self._ends_list = self.starts.tolist(), ends.tolist()
+
+    def text(self, k: int) -> bytes:
+        return self.raw[self._starts_list[k]:self._ends_list[k]]
+
+    def integer(self, k: int, what: str) -> int:
+        """The line holding a single integer header value (frame, body or joint count)."""
+        if k >= self.count:
+            raise SkeletonFormatError(self.path, k + 1, f"unexpected end of file: expected the {what}")
+        try:
+            value = int(self.text(k))
+        except ValueError:
+            raise SkeletonFormatError(self.path, k + 1, f"expected the {what} (an integer), "
+                                      f"found {self.text(k)[:40]!r}") from None
+        if value < 0:
+            raise SkeletonFormatError(self.path, k + 1, f"negative {what} {value}")
+        return value
+
+
+def _walk_headers(lines: _Lines) -> tuple[int, list[int], np.ndarray]:
+    """Walk the header lines only. Returns (frame count, nbodys of non-empty frames,
+    blocks) where blocks[i] = (frame, slot, index of the first of the body's 25 joint lines)."""
+    nframe = lines.integer(0, "frame count")
+    nbodys, blocks = [], []
+    k = 1
+    for frame in range(nframe):
+        nbody = lines.integer(k, f"body count of frame {frame + 1}")
+        k += 1
+        if nbody:
+            nbodys.append(nbody)
+        for slot in range(nbody):
+            # line k is the body-info line (bodyID, ...), which the format ignores
+            where = f"frame {frame + 1}, body {slot + 1}"
+            njoints = lines.integer(k + 1, f"joint count of {where}")
+            if njoints != NTU.num_joints:
+                raise SkeletonFormatError(lines.path, k + 2,
+                                          f"joint count {njoints} in {where}, expected {NTU.num_joints}")
+            first = k + 2
+            k = first + NTU.num_joints
+            if k > lines.count:
+                raise SkeletonFormatError(lines.path, lines.count + 1,
+                                          f"unexpected end of file: {where} has {lines.count - first} of "
+                                          f"{NTU.num_joints} joint lines")
+            blocks.append((frame, slot, first))
+    return nframe, nbodys, np.array(blocks, dtype=np.int64).reshape(-1, 3)
+
+
+def _token_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) byte offsets of the whitespace-separated tokens of ``buf``."""
+    sep = np.ones(len(buf) + 2, dtype=bool)           # padded with a separator at both ends
+    np.less_equal(buf, 32, out=sep[1:-1])             # space, tab, CR, LF (and control bytes)
+    edges = np.flatnonzero(sep[1:] != sep[:-1])       # alternately token start, token end
+    return edges[0::2], edges[1::2]
+
+
+def _fast_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values of plain decimal tokens (``-?digits[.digits]``), bit-identical to ``float()``.
+
+    Returns (values, ok); ``ok`` is False for tokens outside the exact fast path (their value
+    is meaningless and must come from ``float()``). Tokens are grouped by length so that each
+    group is a dense (tokens, length) byte matrix: no padding, no masks.
+    """
+    lengths = ends - starts
+    values = np.zeros(len(starts))
+    ok = np.zeros(len(starts), dtype=bool)
+    for length in np.unique(lengths[lengths <= _MAX_FAST_TOKEN]).tolist():
+        rows = np.flatnonzero(lengths == length)
+        values[rows], ok[rows] = _decimals_of_length(buf, starts[rows], length)
+    return values, ok
+
+
+def _decimals_of_length(buf: np.ndarray, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_fast_decimals`` for tokens that all have ``length`` bytes."""
+    cols = np.arange(length)
+    chars = buf[starts[:, None] + cols]
+    is_dot = chars == _DOT
+    # The dot counts as a 0 digit here: whole = left * 10**(frac+1) + right, right < 10**frac.
+    whole = _DIGIT_VALUE[chars] @ _POW10[length - 1 - cols]
+    dot_col = is_dot.argmax(axis=1)
+    has_dot = is_dot[np.arange(len(chars)), dot_col]
+    frac = np.where(has_dot, length - 1 - dot_col, 0)
+    scale = _POW10[frac + 1]
+    left = np.floor(whole / scale)
+    mantissa = np.where(has_dot, left * _POW10[frac] + (whole - left * scale), whole)
+    value = mantissa / _POW10[frac]
+    negative = chars[:, 0] == _MINUS
+    # Plain decimal: the only non-digits are one leading '-' and at most one dot, and some digit.
+    non_digits = ((chars - np.uint8(_ZERO)) > 9) @ np.ones(length)   # uint8 wraps below '0'
+    ok = (non_digits == negative + has_dot.astype(float)) & (length > non_digits)
+    return np.where(negative, -value, value), ok
+
+
+def _parse_line_with_float(lines: _Lines, k: int) -> list[float]:
+    """One joint line converted exactly as the official converter does (``float`` per value)."""
+    tokens = lines.text(k).split()
+    try:
+        return [float(t) for t in tokens]
+    except ValueError:
+        bad = next(t for t in tokens if not _is_float(t))
+        raise SkeletonFormatError(lines.path, k + 1, f"joint value {bad[:40]!r} is not a number") from None
+
+
+def _is_float(token: bytes) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
+
+
+def _joint_values(lines: _Lines, first_lines: np.ndarray) -> np.ndarray:
+    """(bodies, 25, KEPT_VALUES) float64 from the joint lines starting at ``first_lines``."""
+    joint_lines = (first_lines[:, None] + np.arange(NTU.num_joints)).ravel()
+    buf = np.frombuffer(lines.raw, np.uint8)
+    starts, ends = _token_bounds(buf)
+    first_token = np.searchsorted(starts, lines.starts[joint_lines])
+    per_line = np.searchsorted(starts, lines.ends[joint_lines]) - first_token
+    wrong = np.flatnonzero(per_line != JOINT_VALUES)
+    if len(wrong):
+        k = int(joint_lines[wrong[0]])
+        raise SkeletonFormatError(lines.path, k + 1,
+                                  f"joint line has {per_line[wrong[0]]} values, expected {JOINT_VALUES}")
+    kept = (first_token[:, None] + np.arange(KEPT_VALUES)).ravel()
+    values, ok = _fast_decimals(buf, starts[kept], ends[kept])
+    values = values.reshape(-1, KEPT_VALUES)
+    # Lines with a value outside the fast path (e.g. 1.973144E-05) are converted by float();
+    # all 12 values of such a line are checked, as the official converter does.
+    for row in np.flatnonzero(~ok.reshape(-1, KEPT_VALUES).all(axis=1)):
+        values[row] = _parse_line_with_float(lines, int(joint_lines[row]))[:KEPT_VALUES]
+    return values.reshape(-1, NTU.num_joints, KEPT_VALUES)
+
+
+def parse_skeleton(raw: bytes, path: str | Path) -> dict:
+    """The official converter's dict for the bytes of a ``.skeleton`` file named ``path``."""
+    path = str(path)
+    lines = _Lines(raw, path)
+    if lines.count == 0:
+        raise SkeletonFormatError(path, 1, "empty file: expected the frame count")
+    nframe, nbodys, blocks = _walk_headers(lines)
+    if not nbodys:
+        raise SkeletonFormatError(path, None, f"no frame has a body ({nframe} frames; "
+                                  "on the official missing-skeleton list?)")
+    nslots = max(nbodys)
+    per_slot = np.zeros((nslots, nframe, NTU.num_joints, KEPT_VALUES))
+    frames, slots, first_lines = blocks.T
+    per_slot[slots, frames] = _joint_values(lines, first_lines)
+    # The official converter takes the id from the path: file_path[-29:-9].
+    data = {"file_name": Path(path).name.removesuffix(SKELETON_SUFFIX)[-20:], "nbodys": nbodys,
+            "njoints": NTU.num_joints}
+    for slot in range(nslots):
+        for field, columns in BODY_FIELDS:
+            data[f"{field}_body{slot}"] = np.ascontiguousarray(per_slot[slot, :, :, columns])
+    return data
+
+
+def read_skeleton(path: str | Path) -> dict:
+    """Read an NTU RGB+D ``.skeleton`` file (CRLF or LF) into the official converter's dict."""
+    return parse_skeleton(Path(path).read_bytes(), path)
+
+
+# ----------------------------------------------------------------------------------------------
+# .skeleton.npy files
+
+
+def save_skeleton_npy(path: str | Path, data: dict) -> None:
+    """``np.save(path, data)`` written atomically: a temp file in the same folder, then rename.
+
+    The file is written exactly at ``path`` (np.save would append ``.npy`` to a name lacking it).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, data, allow_pickle=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_skeleton_npy(path: str | Path) -> dict:
+    """The dict of a txt2npy ``.skeleton.npy`` file (a pickle: load trusted files only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such skeleton .npy file")
+    try:
+        array = np.load(path, allow_pickle=True)
+    except Exception as exc:  # numpy raises ValueError, OSError, EOFError, UnpicklingError...
+        raise SkeletonFormatError(path, None, f"not a readable .npy file ({type(exc).__name__}: {exc})") from None
+    data = array.item() if isinstance(array, np.ndarray) and array.dtype == object and array.ndim == 0 else None
+    if not isinstance(data, dict):
+        raise SkeletonFormatError(path, None, "not a txt2npy skeleton file (expected a dict saved with np.save, "
+                                  f"found {type(array).__name__} {getattr(array, 'shape', '')})")
+    skel = data.get("skel_body0")
+    if not isinstance(skel, np.ndarray) or skel.ndim != 3 or skel.shape[1:] != (NTU.num_joints, 3):
+        raise SkeletonFormatError(path, None, "no skel_body0 array of shape (frames, 25, 3)")
+    return data
+
+
+def paper_sequence(data: dict | str | Path) -> np.ndarray:
+    """(T, 25 | 50, 3) float64 sequence the release feeds to its descriptors (SPEC §1).
+
+    Bodies 0 and 1 concatenated on the joint axis (body 1 only if its slot exists; slots 2, 3
+    are ignored), then centred on joint 1 of frame 0 of body 0. ``data`` is the converter dict
+    or the path of a ``.skeleton.npy`` file.
+    """
+    if not isinstance(data, dict):
+        data = load_skeleton_npy(data)
+    bodies = [data[key] for key in ("skel_body0", "skel_body1") if key in data]
+    sequence = np.concatenate(bodies, axis=1).astype(np.float64)
+    return sequence - sequence[0, NTU.root]
