@@ -45,7 +45,7 @@ def read_bgr(path: Path) -> np.ndarray:
     (the caller expands it; a view, so the cache stores gray images at a third of the size)."""
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("L") if im.mode in ("L", "I;16", "I", "1") else im.convert("RGB"))
+            arr = np.array(im.convert("L") if im.mode in ("L", "I;16", "I", "1") else im.convert("RGB"))
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: unreadable descriptor image ({e})") from None
     if arr.ndim == 2:
