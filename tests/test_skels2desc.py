@@ -152,3 +152,21 @@ def test_ucla_split(tmp_path, ucla_dir, capsys):
     # The 1-frame sample still gets its five images (GD and ADD all zeros).
     summary = extract_split("ucla", None, "test", seq, out, workers=1, img_size=24, progress=False)
     assert (summary.written, summary.skipped, summary.failed) == (0, 2, [])
+
+
+def test_visualize_writes_figure_and_images(tmp_path, ntu_raw_dir):
+    from PIL import Image
+
+    import visualize
+    from descriptors.core import descriptor_images
+    sample = ntu_raw_dir / "S001C001P001R001A050.skeleton"
+    out = tmp_path / "figure.png"
+    assert visualize.main(visualize.parse([str(sample), "-o", str(out), "--images", str(tmp_path / "img"),
+                                           "--img-size", "32"])) == 0
+    figure = Image.open(out)
+    assert figure.format == "PNG" and figure.width > 800
+    expected = descriptor_images(load_sequence(sample), img_size=32)
+    for desc in DESCRIPTORS:
+        saved = np.asarray(Image.open(tmp_path / "img" / f"S001C001P001R001A050_{desc}.png"))
+        np.testing.assert_array_equal(saved, expected[desc])
+    assert visualize.main(visualize.parse([str(tmp_path / "bad.txt")])) == 2
