@@ -200,3 +200,32 @@ def read_name_list(path: str | Path) -> list[str]:
         if NTU_NAME.match(line) or UCLA_NAME.match(line):
             names.append(line)
     return names
+
+
+NTU_CAMERAS = (1, 2, 3)
+NTU_REPLICATIONS = (1, 2)
+
+
+@lru_cache(maxsize=None)
+def official_samples(dataset: str) -> frozenset[str]:
+    """Every sample id an NTU dataset ships, missing skeletons included (56,880 / 114,480).
+
+    Built from the performers of each setup: every (setup, performer) pair was recorded by all
+    cameras, in both replications, for all actions of its setup (NTU-60's for S001-S017).
+    """
+    ds = get_dataset(dataset)
+    if ds.layout is not NTU:
+        raise ValueError(f"official_samples: {dataset} is not an NTU RGB+D dataset")
+    ntu60 = DATASETS["ntu60"]
+    names = set()
+    for line in (RESOURCES / "ntu_setup_performers.txt").read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        setup, *performers = line.split()
+        if int(setup[1:]) > ds.max_setup:
+            continue
+        in_ntu60 = int(setup[1:]) <= ntu60.max_setup
+        actions = range(1, ntu60.num_classes + 1) if in_ntu60 else range(ntu60.num_classes + 1, ds.num_classes + 1)
+        names.update(f"{setup}C{c:03d}{p}R{r:03d}A{a:03d}" for p in performers for c in NTU_CAMERAS
+                     for r in NTU_REPLICATIONS for a in actions)
+    return frozenset(names)

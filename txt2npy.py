@@ -1,0 +1,55 @@
+"""Convert NTU RGB+D .skeleton files to the official <id>.skeleton.npy format (SPEC §1).
+
+    python txt2npy.py -d ntu60                      # data/ntu/txt60skel -> data/ntu/npy60skel
+    python txt2npy.py -d ntu120 -txt DIR -npy DIR -workers 8
+    python txt2npy.py -d ntu60 --check-complete     # list the samples absent from the npy folder
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from skeletons.convert import check_complete, convert_folder
+from skeletons.datasets import DATASETS
+
+NTU_DATASETS = [name for name, ds in DATASETS.items() if ds.seq_suffix == ".skeleton.npy"]
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-d", "--dataset", required=True, choices=NTU_DATASETS)
+    parser.add_argument("-txt", help="folder of .skeleton files (default: the README layout, e.g. data/ntu/txt60skel)")
+    parser.add_argument("-npy", help="output folder (default: the README layout, e.g. data/ntu/npy60skel)")
+    parser.add_argument("-missing", metavar="FILE",
+                        help="missing-skeleton list to skip (either official form; default: the shipped official list)")
+    parser.add_argument("-workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--overwrite", action="store_true", help="convert again files already converted")
+    parser.add_argument("--include-missing", action="store_true",
+                        help="also convert samples on the missing list (they fail: their frames have no body)")
+    parser.add_argument("--check-complete", action="store_true",
+                        help="only compare the npy folder with the official sample list and list what is absent")
+    parser.add_argument("--show", type=int, default=20, help="ids listed by --check-complete (default 20)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    ds = DATASETS[args.dataset]
+    txt_dir, npy_dir = args.txt or ds.raw_dir, args.npy or ds.seq_dir
+    try:
+        if args.check_complete:
+            result = check_complete(npy_dir, args.dataset, missing=args.missing)
+            print(result.report(npy_dir, show=args.show))
+            return 0 if not result.absent else 1
+        summary = convert_folder(txt_dir, npy_dir, args.dataset, missing=args.missing, workers=args.workers,
+                                 overwrite=args.overwrite, include_missing=args.include_missing,
+                                 progress=not args.no_progress)
+    except (OSError, ValueError) as exc:
+        print(f"txt2npy.py: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.report())
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
