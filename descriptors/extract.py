@@ -25,7 +25,9 @@ from tqdm import tqdm
 from skeletons.bodies import clean_sequence
 from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, split_from_folder
 from skeletons.layouts import Layout, layout_for_joints
+from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton
 from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name
+from skeletons.ucla import ucla_sequence
 
 from .core import DEFAULT_IMG_SIZE, MODES, descriptor_images
 
@@ -38,26 +40,19 @@ DEFAULT_PNG_LEVEL = 1             # zlib level 1: about twice as fast as Pillow'
 # ---------------------------------------------------------------- reading one sample
 
 def _ntu_dict(path: Path) -> dict:
-    from skeletons.ntu import load_skeleton_npy, read_skeleton
     return load_skeleton_npy(path) if path.name.endswith(".npy") else read_skeleton(path)
 
 
-def _ntu_sequence(data: dict, mode: str) -> np.ndarray:
-    from skeletons.ntu import paper_sequence
+def _ntu_sequence(path: Path, mode: str) -> np.ndarray:
     # Clean mode replaces the release's "body slots 0 and 1" (quirk 6) by body selection.
-    return paper_sequence(data) if mode == "paper" else clean_sequence(data)
+    return (paper_sequence if mode == "paper" else clean_sequence)(_ntu_dict(path))
 
 
 def _ucla_sequence(path: Path, mode: str) -> np.ndarray:
-    from skeletons.ucla import ucla_sequence
-    return ucla_sequence(path)  # one body per file: nothing to select
+    return ucla_sequence(path)  # one body per file: nothing to select in either mode
 
 
-SEQUENCE_READERS = {
-    ".skeleton": lambda path, mode: _ntu_sequence(_ntu_dict(path), mode),
-    ".skeleton.npy": lambda path, mode: _ntu_sequence(_ntu_dict(path), mode),
-    ".json": _ucla_sequence,
-}
+SEQUENCE_READERS = {".skeleton": _ntu_sequence, ".skeleton.npy": _ntu_sequence, ".json": _ucla_sequence}
 
 
 def check_sequence(X: np.ndarray, path: str | Path) -> np.ndarray:
