@@ -45,6 +45,8 @@ def train_command(args: argparse.Namespace, desc: str) -> str:
 
 def find_checkpoints(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Path], dict[str, dict]]:
     """(name -> existing checkpoint, name -> {path, command} of the missing ones)."""
+    if args.epoch not in ("best", "last") and not args.epoch.isdigit():
+        raise ValueError(f"--epoch must be best, last or an epoch number, got {args.epoch!r}")
     epoch = args.epoch if args.epoch in ("best", "last") else int(args.epoch)
     paths = {n: checkpoint_path(args.checkpoint_dir, args.dataset, args.protocol, n, epoch) for n in names}
     found = {n: p for n, p in paths.items() if p.is_file()}

@@ -276,8 +276,20 @@ def results_document(rows: Sequence[Row], labels: np.ndarray, sample_ids: Sequen
             "predictions": {r.key: np.asarray(r.pred).tolist() for r in rows}}
 
 
+def results_json_text(doc: dict) -> str:
+    """JSON with one line per top-level entry and one per row / per prediction list: readable
+    without putting each of 60,000 predictions on its own line."""
+    def value(v) -> str:
+        if isinstance(v, dict) and v:
+            return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(x)}" for k, x in v.items()) + "\n }"
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            return "[\n" + ",\n".join(f"  {json.dumps(x)}" for x in v) + "\n ]"
+        return json.dumps(v)
+    return "{\n" + ",\n".join(f" {json.dumps(k)}: {value(v)}" for k, v in doc.items()) + "\n}\n"
+
+
 def write_json(path: str | Path, doc: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+    atomic_write_bytes(path, results_json_text(doc).encode())
 
 
 def write_confusion_png(path: str | Path, pred: np.ndarray, labels: np.ndarray,

@@ -142,6 +142,8 @@ def test_results_document_png_and_paper_table(tmp_path):
     path = tmp_path / f"ucla_all_best{ev.RESULTS_SUFFIX}"
     ev.write_json(path, doc)
     back = ev.load_results(path)
+    assert back == json.loads(json.dumps(doc))                  # the compact layout is plain JSON
+    assert len(path.read_text().splitlines()) < 40              # not one line per prediction
     assert [m["key"] for m in back["rows"]] == [r.key for r in rows]
     assert back["predictions"]["GD"] == [0, 1, 2, 0] and back["samples"]["sample"] == ["a", "b", "c", "d"]
     assert back["best_honest_row"] == "ADD"   # last prediction i % 3 == 2 only for ADD: 100 %
