@@ -42,6 +42,9 @@ _POW10 = 10.0 ** np.arange(_MAX_FAST_TOKEN + 2)
 _DIGIT_VALUE = np.zeros(256)
 _DIGIT_VALUE[ord("0"):ord("9") + 1] = np.arange(10)
 _DOT, _MINUS, _ZERO, _NEWLINE = ord("."), ord("-"), ord("0"), ord("\n")
+# Bytes that can appear in the numbers of a well-formed file (plus whitespace).
+_NUMBER_BYTE = np.zeros(256, dtype=bool)
+_NUMBER_BYTE[list(b"0123456789.-+eE \t\r\n")] = True
 
 
 class SkeletonFormatError(ValueError):
@@ -167,7 +170,8 @@ def _parse_line_with_float(lines: _Lines, k: int) -> list[float]:
         return [float(t) for t in tokens]
     except ValueError:
         bad = next(t for t in tokens if not _is_float(t))
-        raise SkeletonFormatError(lines.path, k + 1, f"joint value {bad[:40]!r} is not a number") from None
+        raise SkeletonFormatError(lines.path, k + 1,
+                                  f"joint value {bad.decode(errors='replace')[:40]!r} is not a number") from None
 
 
 def _is_float(token: bytes) -> bool:
@@ -193,9 +197,11 @@ def _joint_values(lines: _Lines, first_lines: np.ndarray) -> np.ndarray:
     kept = (first_token[:, None] + np.arange(KEPT_VALUES)).ravel()
     values, ok = _fast_decimals(buf, starts[kept], ends[kept])
     values = values.reshape(-1, KEPT_VALUES)
-    # Lines with a value outside the fast path (e.g. 1.973144E-05) are converted by float();
-    # all 12 values of such a line are checked, as the official converter does.
-    for row in np.flatnonzero(~ok.reshape(-1, KEPT_VALUES).all(axis=1)):
+    # Lines with a kept value outside the fast path (e.g. 1.973144E-05) or any odd byte are
+    # converted by float(), all 12 values, as the official converter does (and fails).
+    odd_lines = np.searchsorted(lines.starts, np.flatnonzero(~np.take(_NUMBER_BYTE, buf)), side="right") - 1
+    redo = ~ok.reshape(-1, KEPT_VALUES).all(axis=1) | np.isin(joint_lines, odd_lines)
+    for row in np.flatnonzero(redo):
         values[row] = _parse_line_with_float(lines, int(joint_lines[row]))[:KEPT_VALUES]
     return values.reshape(-1, NTU.num_joints, KEPT_VALUES)
 

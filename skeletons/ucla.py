@@ -35,6 +35,8 @@ def read_ucla(path: str | Path) -> tuple[str, np.ndarray, int]:
     if label != expected_label or isinstance(label, bool):
         raise SkeletonFormatError(path, None, f"label {label!r} disagrees with the file name "
                                   f"(action a{parse_ucla_name(name).action:02d} is label {expected_label})")
+    if record["skeletons"] == []:
+        raise SkeletonFormatError(path, None, "skeletons has zero frames")
     try:
         skeletons = np.asarray(record["skeletons"], dtype=np.float64)
     except (ValueError, TypeError):
@@ -43,8 +45,6 @@ def read_ucla(path: str | Path) -> tuple[str, np.ndarray, int]:
         shape = "ragged or non-numeric" if skeletons is None else f"shape {skeletons.shape}"
         raise SkeletonFormatError(path, None, f"skeletons must be frames x {UCLA.num_joints} x 3 numbers, "
                                   f"found {shape}")
-    if len(skeletons) == 0:
-        raise SkeletonFormatError(path, None, "skeletons has zero frames")
     return name, skeletons, int(label)
 
 
