@@ -35,6 +35,12 @@ class ChunkedBatchNorm2d(nn.BatchNorm2d):
         return torch.cat([super(ChunkedBatchNorm2d, self).forward(part) for part in x.chunk(self.chunks)])
 
 
+def set_bn_chunks(model: nn.Module, chunks: int) -> None:
+    for module in model.modules():
+        if isinstance(module, ChunkedBatchNorm2d):
+            module.chunks = chunks
+
+
 def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=False), ChunkedBatchNorm2d(out_ch)]
 
@@ -98,14 +104,22 @@ class Fuse5(Trunk):
         self.convf1 = nn.Conv2d(c, num_classes, 1, bias=False)
         self.convf12 = nn.Conv2d(2 * c, num_classes, 1, bias=False)
         self.convf345 = nn.Conv2d(3 * c, num_classes, 1, bias=False)
-        for module in self.modules():
-            if isinstance(module, ChunkedBatchNorm2d):
-                module.chunks = NUM_FUSED
+        set_bn_chunks(self, NUM_FUSED)
 
     def forward(self, images) -> dict:
         if len(images) != NUM_FUSED:
             raise ValueError(f"Fuse5 takes {NUM_FUSED} image batches in order {FUSION_ORDER}, got {len(images)}")
-        feats = self.features(torch.cat(list(images))).chunk(NUM_FUSED)  # one trunk pass, BN per chunk
+        return self.heads(self.features(torch.cat(list(images))).chunk(NUM_FUSED))  # one trunk pass, BN per chunk
+
+    def forward_separately(self, images) -> dict:
+        """The release's way, five trunk calls: the reference for tests and the benchmark baseline."""
+        set_bn_chunks(self, 1)
+        try:
+            return self.heads([self.features(x) for x in images])
+        finally:
+            set_bn_chunks(self, NUM_FUSED)
+
+    def heads(self, feats) -> dict:
         return {
             "main": self.convf(torch.cat(feats, 1)).flatten(1),
             "single": [self.convf1(f).flatten(1) for f in feats],

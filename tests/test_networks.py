@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.networks import ChunkedBatchNorm2d, Fuse5, ResBlock, ResNet_c, build_model, scaled_channels
+from models.networks import Fuse5, ResBlock, ResNet_c, build_model, scaled_channels
 from skeletons.paths import FUSION_ORDER
 
 WIDTH = 1 / 32
@@ -59,17 +59,6 @@ def test_torchvision_arch_by_name():
     assert model(torch.rand(2, 3, 112, 112)).shape == (2, 7)
 
 
-def five_separate_calls(model: Fuse5, images) -> dict:
-    """The release's way: the trunk called once per descriptor, BN over that descriptor alone."""
-    feats = [model.features(x) for x in images]
-    return {
-        "main": model.convf(torch.cat(feats, 1)).flatten(1),
-        "single": [model.convf1(f).flatten(1) for f in feats],
-        "g12": model.convf12(torch.cat(feats[:2], 1)).flatten(1),
-        "g345": model.convf345(torch.cat(feats[2:], 1)).flatten(1),
-    }
-
-
 def flat_outputs(out: dict) -> torch.Tensor:
     return torch.cat([out["main"], *out["single"], out["g12"], out["g345"]], 1)
 
@@ -84,14 +73,11 @@ def test_fuse5_one_pass_equals_five_trunk_calls(training):
             nn.init.uniform_(m.weight, 0.5, 1.5), nn.init.uniform_(m.bias, -0.5, 0.5)
             m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
     separate = copy.deepcopy(batched)
-    for m in separate.modules():
-        if isinstance(m, ChunkedBatchNorm2d):
-            m.chunks = 1
     batched.train(training), separate.train(training)
     # Different statistics per descriptor, as real GD / FDD / JDD / ADD / LAD images have.
     images = [torch.rand(3, 3, 112, 112, dtype=torch.float64) * 255 * (k + 1) / 5 for k in range(5)]
 
-    out_b, out_s = flat_outputs(batched(images)), flat_outputs(five_separate_calls(separate, images))
+    out_b, out_s = flat_outputs(batched(images)), flat_outputs(separate.forward_separately(images))
     torch.testing.assert_close(out_b, out_s, rtol=1e-9, atol=1e-9)
     if not training:
         return
