@@ -61,8 +61,8 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
     ds = get_dataset(args.dataset)
     args.protocol = check_protocol(args.dataset, args.protocol)
     desc = check_descriptor(args.descriptor, allow_fusion=True)
-    device = pick_device(args.gpu, log=lambda line: print(line, file=sys.stderr))
     found, missing = find_checkpoints(args, list(DESCRIPTORS) + [FUSION] if desc == FUSION else [desc])
+    device = pick_device(args.gpu, log=lambda line: print(line, file=sys.stderr))
     for name, m in missing.items():
         print(f"missing {m['path']}: skipped; make it with: {m['command']}", file=sys.stderr)
     models, ckpts = {}, {}
