@@ -1,0 +1,114 @@
+"""Sample names, protocols, splits, missing lists and class names (skeletons/datasets.py)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from skeletons.datasets import (check_protocol, class_names, get_dataset, label_of, official_missing,
+                                official_samples, parse_ntu_name, parse_ucla_name, read_name_list,
+                                split_from_folder, split_names)
+
+# SPEC §2: (train, test) sizes after removing the missing samples.
+NTU_SPLIT_SIZES = {
+    ("ntu60", "csub"): (40_091, 16_487),
+    ("ntu60", "cview"): (37_646, 18_932),
+    ("ntu120", "csub"): (63_026, 50_919),
+    ("ntu120", "csetup"): (54_468, 59_477),
+}
+
+
+def available_names(shared_data: Path, dataset: str) -> list[str]:
+    return (shared_data / "meta" / f"{dataset}_skes_available_name.txt").read_text().split()
+
+
+@pytest.mark.parametrize("dataset, protocol", sorted(NTU_SPLIT_SIZES))
+def test_ntu_split_sizes_equal_spec(shared_data, dataset, protocol):
+    names = available_names(shared_data, dataset)
+    train = split_names(names, dataset, protocol, "train")
+    test = split_names(names, dataset, protocol, "test")
+    assert (len(train), len(test)) == NTU_SPLIT_SIZES[dataset, protocol]
+    assert train == sorted(train) and not set(train) & set(test)
+
+
+def test_ntu60_run_drops_ntu120_only_samples(shared_data):
+    names = available_names(shared_data, "ntu120")
+    both = split_names(names, "ntu60", "csub", "train") + split_names(names, "ntu60", "csub", "test")
+    assert sorted(both) == sorted(available_names(shared_data, "ntu60"))
+
+
+def test_ucla_split_sizes(shared_data):
+    with open(shared_data / "ucla" / "all_sqe_index.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = [row["file_name"] for row in rows]
+    assert len(split_names(names, "ucla", None, "train")) == 1_020
+    assert len(split_names(names, "ucla", "cview", "test")) == 464
+    assert all(label_of(row["file_name"], "ucla") == int(row["label"]) for row in rows)
+
+
+def test_split_from_folder_keeps_only_sequence_files(tmp_path):
+    for name in ("S001C002P001R001A001.skeleton.npy", "S001C001P003R002A060.skeleton.npy",
+                 "S001C003P002R001A002.skeleton.npy", "S018C001P008R001A061.skeleton.npy", "notes.txt",
+                 ".S001C002P001R001A002.skeleton.npy.x.tmp.npy"):
+        (tmp_path / name).touch()
+    train = split_from_folder(tmp_path, "ntu60", "cview", "train")
+    assert [p.name for p in train] == ["S001C002P001R001A001.skeleton.npy", "S001C003P002R001A002.skeleton.npy"]
+    assert [p.name for p in split_from_folder(tmp_path, "ntu60", "cview", "test")] == \
+        ["S001C001P003R002A060.skeleton.npy"]
+    with pytest.raises(FileNotFoundError, match="absent"):
+        split_from_folder(tmp_path / "absent", "ntu60", "csub", "train")
+
+
+def test_name_parsing_fields_and_errors():
+    s = parse_ntu_name("data/x/S017C003P020R002A054.skeleton.npy")
+    assert (s.setup, s.camera, s.performer, s.replication, s.action, s.label) == (17, 3, 20, 2, 54, 54)
+    u = parse_ucla_name("a12_s10_e03_v02.json")
+    assert (u.action, u.subject, u.episode, u.view, u.label) == (12, 10, 3, 2, 10)
+    for bad in ("S001C004P001R001A001", "S001C001P001R003A001", "S033C001P001R001A001",
+                "S001C001P001R001A121", "S001C001P001R001A01", "s001c001p001r001a001"):
+        with pytest.raises(ValueError, match=bad):
+            parse_ntu_name(bad)
+    for bad in ("a07_s01_e00_v01", "a01_s01_e00_v04", "a01_s11_e00_v01", "a1_s01_e00_v01"):
+        with pytest.raises(ValueError, match=bad):
+            parse_ucla_name(bad)
+
+
+def test_protocol_and_dataset_errors():
+    assert check_protocol("ucla", None) == "cview"
+    with pytest.raises(ValueError, match="csetup.*ntu60"):
+        check_protocol("ntu60", "csetup")
+    with pytest.raises(ValueError, match="unknown dataset 'ntu90'"):
+        get_dataset("ntu90")
+    with pytest.raises(ValueError, match="part"):
+        split_names([], "ntu60", "csub", "val")
+
+
+def test_both_missing_list_forms_parse(shared_data):
+    meta = shared_data / "meta"
+    official60 = read_name_list(meta / "NTU_RGBD_samples_with_missing_skeletons.txt")   # 3-line header
+    official120 = read_name_list(meta / "NTU_RGBD120_samples_with_missing_skeletons.txt")
+    python_form = read_name_list(meta / "ntu_rgb120_missings.txt")                       # no final newline
+    assert not (meta / "ntu_rgb120_missings.txt").read_bytes().endswith(b"\n")
+    assert len(official60) == 302 and len(official120) == 535
+    assert python_form[-1] == "S032C003P067R002A077" and set(python_form) == set(official120)
+    assert official_missing("ntu60") == frozenset(official60)
+    assert official_missing("ntu120") == frozenset(official120)
+
+
+def test_official_sample_roster(shared_data):
+    for dataset, total in (("ntu60", 56_880), ("ntu120", 114_480)):
+        everything = official_samples(dataset)
+        assert len(everything) == total
+        available = set(available_names(shared_data, dataset))
+        assert everything - official_missing(dataset) == available
+
+
+def test_class_names(shared_data, ucla_dir):
+    meta = shared_data / "meta"
+    ntu120 = [line.rstrip(".") for line in (meta / "label_map_ntu120.txt").read_text().splitlines() if line]
+    assert list(class_names("ntu120")) == ntu120
+    assert list(class_names("ntu60")) == (meta / "label_map_ntu60.txt").read_text().splitlines()
+    with open(shared_data / "ucla" / "labels.csv", newline="") as f:
+        assert list(class_names("ucla")) == [row["name"] for row in csv.DictReader(f)]
+    assert class_names("ntu60")[label_of("S001C001P001R001A058", "ntu60") - 1] == "handshaking"
