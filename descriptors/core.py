@@ -1,7 +1,8 @@
 """The five descriptors (SPEC §3) and their image encoding, vectorised over frames, joints and bodies.
 
 A sequence is ``X`` of shape (T, B * V, 3): B bodies (1 or 2) of the layout's V joints, body 1's
-joints after body 0's. Every descriptor is a matrix with rows = features (body 0's rows, then body
+joints after body 0's; the descriptor functions take it as coordinate planes P (3, T, B, V).
+Every descriptor is a matrix with rows = features (body 0's rows, then body
 1's) and columns = frames. ``paper`` mode reproduces the authors' released images; its deviations
 from the described method are data (``Quirks``), applied to index tables or rows, never a second
 copy of a descriptor. ``clean`` mode uses no quirks.
@@ -58,23 +59,28 @@ def quirks_for(layout: Layout, mode: str) -> Quirks:
     return PAPER_QUIRKS.get(layout.name, NO_QUIRKS) if mode == "paper" else NO_QUIRKS
 
 
-def split_bodies(X: np.ndarray, layout: Layout) -> np.ndarray:
-    """(T, B*V, 3) -> (T, B, V, 3) after checking the shape against the layout."""
+def coordinate_planes(X: np.ndarray, layout: Layout) -> np.ndarray:
+    """(T, B*V, 3) -> (3, T, B, V) contiguous x, y, z planes, after checking the shape.
+
+    Every gather below then runs along the contiguous joint axis (about 3x faster than
+    gathering 3-vectors from (T, B, V, 3)).
+    """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 3 or X.shape[2] != 3 or X.shape[1] % layout.num_joints or X.shape[1] == 0:
         raise ValueError(f"sequence of shape {X.shape} does not fit the {layout.name} layout "
                          f"(expected (T, {layout.num_joints} or {2 * layout.num_joints}, 3))")
-    return X.reshape(X.shape[0], -1, layout.num_joints, 3)
+    return np.ascontiguousarray(X.reshape(X.shape[0], -1, layout.num_joints, 3).transpose(3, 0, 1, 2))
 
 
 def _norm(d: np.ndarray) -> np.ndarray:
-    """Euclidean norm over the last axis, summed x, y, z in that order (as the release does)."""
-    return np.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1] + d[..., 2] * d[..., 2])
+    """Euclidean norm over the first (x, y, z) axis, summed in that order as the release does."""
+    return np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
 
 
 def _rows(per_body: np.ndarray) -> np.ndarray:
     """(T, B, F) -> (B*F, T): body 0's feature rows, then body 1's."""
-    return per_body.reshape(per_body.shape[0], int(np.prod(per_body.shape[1:]))).T
+    T = per_body.shape[0]
+    return np.ascontiguousarray(per_body.reshape(T, int(np.prod(per_body.shape[1:]))).T)
 
 
 @lru_cache(maxsize=None)
@@ -97,76 +103,78 @@ def adjacency_terms(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     return joints, np.take_along_axis(adjacency, joints, axis=0)
 
 
-def graph_descriptor(X: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
+def graph_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
     """GD: (B*V, T, 3); per frame and body out = x @ Â for x the 3 x V coordinates, in float32.
 
     out[:, j] = sum_i x[:, i] Â[i, j] accumulated in float32 in ascending i without fused
     multiply-add, as a plain float32 matmul does: this reproduces the released images exactly
     (a BLAS call may reorder the sum and differ in the last bit, which flips a few pixels).
     """
-    Xb = split_bodies(X, layout).astype(np.float32)
-    T, B, V, _ = Xb.shape
+    planes = P.astype(np.float32)
+    _, T, B, V = planes.shape
     joints, weights = adjacency_terms(layout)
-    out = np.zeros((T, B, V, 3), np.float32)
+    out = np.zeros_like(planes)
     for term_joints, term_weights in zip(joints, weights):   # K <= 5 terms, each over all joints
-        out += Xb[:, :, term_joints, :] * term_weights[:, None]
-    M = out.astype(np.float64).transpose(1, 2, 0, 3).reshape(B * V, T, 3)
+        out += planes[..., term_joints] * term_weights
+    M = out.transpose(2, 3, 1, 0).reshape(B * V, T, 3).astype(np.float64)
     if quirks.gd_skip_first_frame:
         M[:, 0, :] = 0.0
     return M
 
 
-def body_sizes(Xb: np.ndarray, layout: Layout) -> np.ndarray:
+def body_sizes(P: np.ndarray, layout: Layout) -> np.ndarray:
     """(B,) sum of size-bone lengths at frame 0, added one by one in list order (1 where 0)."""
     i, j = np.array(layout.size_bones).T
-    lengths = _norm(Xb[0, :, i] - Xb[0, :, j])          # (n_bones, B) after fancy indexing
-    sizes = np.cumsum(lengths, axis=0)[-1]               # sequential sum, not pairwise
+    lengths = _norm(P[:, 0][..., i] - P[:, 0][..., j])   # (B, n_bones)
+    sizes = np.cumsum(lengths, axis=-1)[:, -1]           # sequential sum, not pairwise
     return np.where(sizes == 0, 1.0, sizes)
 
 
-def joint_distance_descriptor(X: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
+def joint_distance_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
     """JDD: (B*P, T) pair distances divided by the body size of their body."""
-    Xb = split_bodies(X, layout)
     pairs = np.array(layout.jdd_pairs)
-    second = np.repeat(pairs[:, 1:], 3, axis=1)          # (P, 3) joint of each axis of the 2nd joint
-    for pair, axis, joint in quirks.jdd_axis_sources:
-        second[pair, axis] = joint
-    axes = np.arange(3)
-    d = Xb[:, :, pairs[:, 0], :] - Xb[:, :, second, axes]  # (T, B, P, 3)
-    scale = np.broadcast_to(body_sizes(Xb, layout)[:, None], (Xb.shape[1], len(pairs))).copy()
+    second = P[..., pairs[:, 1]]
+    for pair, axis, joint in quirks.jdd_axis_sources:   # quirk 1: one axis read from another joint
+        second[axis, ..., pair] = P[axis, ..., joint]
+    d = P[..., pairs[:, 0]] - second
+    scale = np.repeat(body_sizes(P, layout)[:, None], len(pairs), axis=1)   # (B, pairs)
     scale[:, list(quirks.jdd_unnormalised_pairs)] = 1.0
     M = _rows(_norm(d) / scale)
-    if Xb.shape[1] == 2 and quirks.jdd_two_body_row_copies:
+    if P.shape[2] == 2 and quirks.jdd_two_body_row_copies:
         dst, src = zip(*quirks.jdd_two_body_row_copies)
         source = np.vstack([M, np.zeros((1, M.shape[1]))])  # last row: the zeros of a None source
         M[list(dst)] = source[[-1 if s is None else s for s in src]]
     return M
 
 
-def joint_displacement_descriptor(X: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
+def joint_displacement_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
     """ADD: (B*V, T-1) distance each joint moves between consecutive frames."""
-    Xb = split_bodies(X, layout)
-    return _rows(_norm(Xb[1:] - Xb[:-1]))
+    return _rows(_norm(P[:, 1:] - P[:, :-1]))
 
 
 def round2(x: np.ndarray) -> np.ndarray:
     """Python's round(x, 2) on each float: half-even on the exact binary value.
 
     np.round(x, 2) rounds x * 100 after that product was rounded, which can differ on values
-    near a half; x * 100 is exact in x86's 64-bit-mantissa long double, so rint is exact there.
+    near a half. Those few are redone in x86's 64-bit-mantissa long double, where x * 100 is
+    exact and rint rounds the exact value (on platforms without it they stay as np.round).
     """
-    k = np.rint(np.asarray(x, dtype=np.longdouble) * 100)
-    return k.astype(np.float64) / 100
+    x = np.asarray(x, dtype=np.float64)
+    scaled = x * 100
+    k = np.rint(scaled)
+    near_half = np.abs(np.abs(scaled - k) - 0.5) < 1e-6
+    if near_half.any():
+        k[near_half] = np.rint(x[near_half].astype(np.longdouble) * 100).astype(np.float64)
+    return k / 100
 
 
-def limb_angle_descriptor(X: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
+def limb_angle_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
     """LAD: (B*K, T) angle at each triplet's vertex, radians, cosine rounded to 2 decimals."""
-    Xb = split_bodies(X, layout)
     triplets = np.array(layout.lad_triplets)
-    if Xb.shape[1] == 2:
+    if P.shape[2] == 2:
         for index, replacement in quirks.lad_two_body_triplets:
             triplets[index] = replacement
-    p, a, b = (Xb[:, :, triplets[:, k]] for k in range(3))
+    p, a, b = (P[..., triplets[:, k]] for k in range(3))
     ab, ac, bc = _norm(a - p), _norm(b - p), _norm(b - a)
     degenerate = (ab == 0) | (ac == 0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -178,7 +186,8 @@ def limb_angle_descriptor(X: np.ndarray, layout: Layout, quirks: Quirks = NO_QUI
 def descriptor_matrices(X: np.ndarray, layout: Layout, mode: str = "paper") -> dict[str, np.ndarray]:
     """The four matrices (GD (B*V, T, 3); JDD, ADD, LAD 2-D) of one sequence; FDD is made of images."""
     quirks = quirks_for(layout, mode)
-    return {name: fn(X, layout, quirks) for name, fn in DESCRIPTOR_FUNCTIONS.items()}
+    planes = coordinate_planes(X, layout)
+    return {name: fn(planes, layout, quirks) for name, fn in DESCRIPTOR_FUNCTIONS.items()}
 
 
 DESCRIPTOR_FUNCTIONS = {
@@ -189,29 +198,34 @@ DESCRIPTOR_FUNCTIONS = {
 }
 
 
-def encode_gray(M: np.ndarray, img_size: int = DEFAULT_IMG_SIZE) -> np.ndarray:
-    """floor(255 (M - min) / (max - min)) as uint8, resized BICUBIC to img_size x img_size.
+def scale_to_uint8(M: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray:
+    """floor(255 (M - min) / (max - min)) as uint8, min and max over ``axis`` (None: all of M).
 
-    Empty or constant matrices give zeros (the release divides by zero there).
+    Empty or constant matrices (or channels) give zeros: the release divides by zero there.
     """
     if M.size == 0:
-        return np.zeros((img_size, img_size), np.uint8)
-    low, high = M.min(), M.max()
-    if high == low:
-        return np.zeros((img_size, img_size), np.uint8)
-    pixels = np.floor(255 * (M - low) / (high - low)).astype(np.uint8)
-    return np.asarray(Image.fromarray(pixels, "L").resize((img_size, img_size), Image.BICUBIC))
+        return np.zeros(M.shape, np.uint8)
+    low, high = M.min(axis=axis, keepdims=True), M.max(axis=axis, keepdims=True)
+    span = np.where(high == low, np.inf, high - low)          # constant -> 0 / inf = 0
+    return np.floor(255 * (M - low) / span).astype(np.uint8)
+
+
+def resize(pixels: np.ndarray, img_size: int) -> np.ndarray:
+    """Pillow BICUBIC resize to img_size x img_size (an empty matrix becomes zeros)."""
+    if pixels.size == 0:
+        return np.zeros((img_size, img_size) + pixels.shape[2:], np.uint8)
+    return np.asarray(Image.fromarray(pixels).resize((img_size, img_size), Image.BICUBIC))
+
+
+def encode_gray(M: np.ndarray, img_size: int = DEFAULT_IMG_SIZE) -> np.ndarray:
+    """A 2-D descriptor matrix -> (img_size, img_size) uint8 image."""
+    return resize(scale_to_uint8(M), img_size)
 
 
 def encode_rgb(M: np.ndarray, img_size: int = DEFAULT_IMG_SIZE) -> np.ndarray:
-    """Three-channel version of encode_gray: each channel scaled on its own, resized together."""
-    channels = []
-    for c in range(M.shape[2]):  # 3 channels, each with its own min and max
-        low, high = M[..., c].min(), M[..., c].max()
-        scaled = np.zeros(M.shape[:2]) if high == low else np.floor(255 * (M[..., c] - low) / (high - low))
-        channels.append(scaled.astype(np.uint8))
-    image = Image.fromarray(np.stack(channels, axis=-1), "RGB")
-    return np.asarray(image.resize((img_size, img_size), Image.BICUBIC))
+    """GD's (rows, frames, 3) matrix -> (img_size, img_size, 3) uint8, each channel scaled on its own."""
+    planes = np.ascontiguousarray(np.moveaxis(M, -1, 0))   # channel-first: reductions 30x faster
+    return resize(np.ascontiguousarray(np.moveaxis(scale_to_uint8(planes, axis=(1, 2)), 0, -1)), img_size)
 
 
 def fuse(gray: dict[str, np.ndarray]) -> np.ndarray:
