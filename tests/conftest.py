@@ -40,3 +40,23 @@ def ntu_raw_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def ucla_dir(shared_data: Path) -> Path:
     return _need(shared_data / "ucla" / "all_sqe")
+
+
+@pytest.fixture(scope="session")
+def demo_descriptors(demo_raw, tmp_path_factory) -> Path:
+    """Descriptor folders (paper mode, 32 x 32 images) of the demo data: ntu60 csub train/test and
+    ucla train/test, made with txt2npy's and skels2desc's functions. Returns the descriptor root
+    (<root>/ntu60_GD_train_csub/..., <root>/ucla_GD_train/...)."""
+    from descriptors.extract import extract_split
+    from skeletons.convert import convert_folder
+
+    raw = Path(demo_raw["ntu_dir"]).parents[1] if isinstance(demo_raw, dict) else Path(demo_raw)
+    work = tmp_path_factory.mktemp("demo_descriptors")
+    npy = work / "npy60skel"
+    convert_folder(raw / "ntu" / "txt60skel", npy, "ntu60", workers=1, progress=False)
+    root = work / "descriptors"
+    for dataset, protocol, seq_dir in (("ntu60", "csub", npy), ("ucla", None, raw / "ucla")):
+        for part in ("train", "test"):
+            summary = extract_split(dataset, protocol, part, seq_dir, root, workers=1, img_size=32, progress=False)
+            assert summary.ok and summary.total, summary.lines()
+    return root
