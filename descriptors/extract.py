@@ -44,8 +44,11 @@ def _ntu_dict(path: Path) -> dict:
 
 
 def _ntu_sequence(path: Path, mode: str) -> np.ndarray:
+    data = _ntu_dict(path)
+    if len(data["skel_body0"]) == 0:
+        raise ValueError(f"{path}: no frames")
     # Clean mode replaces the release's "body slots 0 and 1" (quirk 6) by body selection.
-    return (paper_sequence if mode == "paper" else clean_sequence)(_ntu_dict(path))
+    return (paper_sequence if mode == "paper" else clean_sequence)(data)
 
 
 def _ucla_sequence(path: Path, mode: str) -> np.ndarray:
@@ -75,7 +78,12 @@ def load_sequence(path: str | Path, mode: str = "paper") -> np.ndarray:
     suffix = next((s for s in SEQUENCE_READERS if path.name.endswith(s)), None)
     if suffix is None:
         raise ValueError(f"{path}: unknown sample file type (expected {', '.join(SEQUENCE_READERS)})")
-    return check_sequence(np.asarray(SEQUENCE_READERS[suffix](path, mode), dtype=np.float64), path)
+    try:
+        X = np.asarray(SEQUENCE_READERS[suffix](path, mode), dtype=np.float64)
+    except (ValueError, KeyError, IndexError) as error:   # name the file in every message
+        message = str(error) or type(error).__name__
+        raise ValueError(message if str(path) in message else f"{path}: {message}") from None
+    return check_sequence(X, path)
 
 
 # ---------------------------------------------------------------- writing one sample

@@ -122,7 +122,7 @@ def test_bad_samples_are_reported_and_skipped(tmp_path, npy_dir):
     assert result.returncode == 1
     assert "3 samples, 0 written, 0 already done, 3 failed" in result.stdout
     for name, reason in (("S002C001P003R001A003", "not a readable .npy"), ("S017C003P020R002A054", "NaN"),
-                         ("S004C002P003R001A017", "")):
+                         ("S004C002P003R001A017", "no frames")):
         assert any(line.startswith(f"  failed {name}:") and reason in line for line in result.stdout.splitlines())
     assert "Traceback" not in result.stdout + result.stderr
     assert read_rows(descriptor_dir(tmp_path / "desc", "ntu60", "JDD", "test", "csub")) == []
