@@ -222,6 +222,10 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
         raise ValueError(f"--img-size must be >= 1 and --png-level 0..9 (got {img_size}, {png_level})")
     protocol = check_protocol(dataset, protocol)
     paths = split_from_folder(seq_dir, dataset, protocol, part)
+    if not paths:
+        suffix = get_dataset(dataset).seq_suffix
+        hint = " (run txt2npy.py first?)" if suffix.endswith(".npy") else ""
+        raise ValueError(f"{seq_dir}: no {suffix} files of the {dataset} {protocol} {part} split{hint}")
     folders = {desc: descriptor_dir(out_root, dataset, desc, part, protocol) for desc in DESCRIPTORS}
     prepare_folders(folders, {"mode": mode, "img_size": img_size}, overwrite)
     known = {} if overwrite else read_manifest(folders[DESCRIPTORS[0]])

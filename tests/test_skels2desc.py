@@ -133,6 +133,9 @@ def test_cli_errors_are_one_line(tmp_path):
                       "-despth", str(tmp_path), "-a", "train")
     assert missing.returncode == 2 and str(tmp_path / "nope") in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+    empty = run_cli("skels2desc_ntu.py", "-d", "ntu60", "-p", "csub", "-dspath", str(tmp_path),
+                    "-despth", str(tmp_path), "-a", "train")
+    assert empty.returncode == 2 and "no .skeleton.npy files" in empty.stderr and "txt2npy" in empty.stderr
     wrong = run_cli("skels2desc_ntu.py", "-d", "ntu60", "-p", "csetup", "-dspath", str(tmp_path),
                     "-despth", str(tmp_path), "-a", "train")
     assert wrong.returncode == 2 and "csetup" in wrong.stderr
