@@ -133,33 +133,41 @@ def _fast_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
     is meaningless and must come from ``float()``). Tokens are grouped by length so that each
     group is a dense (tokens, length) byte matrix: no padding, no masks.
     """
+    # Overlapping little-endian 8-byte words, one starting at every byte: gathering a token's
+    # bytes takes one fancy index per 8 bytes instead of one per byte.
+    padded = np.concatenate([buf, np.zeros(_MAX_FAST_TOKEN + 1, np.uint8)])
+    words = np.ndarray(shape=(len(buf),), dtype="<u8", buffer=padded, strides=(1,))
     lengths = ends - starts
     values = np.zeros(len(starts))
     ok = np.zeros(len(starts), dtype=bool)
     for length in np.unique(lengths[lengths <= _MAX_FAST_TOKEN]).tolist():
         rows = np.flatnonzero(lengths == length)
-        values[rows], ok[rows] = _decimals_of_length(buf, starts[rows], length)
+        values[rows], ok[rows] = _decimals_of_length(words, starts[rows], length)
     return values, ok
 
 
-def _decimals_of_length(buf: np.ndarray, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """``_fast_decimals`` for tokens that all have ``length`` bytes."""
-    cols = np.arange(length)
-    chars = buf[starts[:, None] + cols]
+def _decimals_of_length(words: np.ndarray, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_fast_decimals`` for tokens that all have ``length`` (<= 16) bytes."""
+    gathered = np.stack([words[starts + offset] for offset in range(0, length, 8)], axis=1)
+    chars = gathered.view(np.uint8)[:, :length]               # (tokens, length) bytes
+    digits = chars - np.uint8(_ZERO)                          # uint8: wraps for bytes below '0'
+    is_digit = digits <= 9
     is_dot = chars == _DOT
-    # The dot counts as a 0 digit here: whole = left * 10**(frac+1) + right, right < 10**frac.
-    whole = _DIGIT_VALUE[chars] @ _POW10[length - 1 - cols]
-    dot_col = is_dot.argmax(axis=1)
-    has_dot = is_dot[np.arange(len(chars)), dot_col]
-    frac = np.where(has_dot, length - 1 - dot_col, 0)
+    # Row sums as matrix-vector products (BLAS), far faster than sum(axis=1) on short rows.
+    # The dot counts as a 0 digit in `whole`: whole = left * 10**(frac+1) + right, right < 10**frac.
+    cols = np.arange(length)
+    whole = (digits * is_digit) @ _POW10[length - 1 - cols]
+    dot_col, dots = (is_dot @ np.stack([cols, np.ones(length)], axis=1)).T
+    n_digits = is_digit @ np.ones(length)
+    has_dot = dots == 1
+    frac = np.where(has_dot, length - 1 - dot_col, 0).astype(np.int64)
     scale = _POW10[frac + 1]
     left = np.floor(whole / scale)
     mantissa = np.where(has_dot, left * _POW10[frac] + (whole - left * scale), whole)
     value = mantissa / _POW10[frac]
     negative = chars[:, 0] == _MINUS
-    # Plain decimal: the only non-digits are one leading '-' and at most one dot, and some digit.
-    non_digits = ((chars - np.uint8(_ZERO)) > 9) @ np.ones(length)   # uint8 wraps below '0'
-    ok = (non_digits == negative + has_dot.astype(float)) & (length > non_digits)
+    # Plain decimal: digits, at most one dot, an optional leading '-', and some digit.
+    ok = (dots <= 1) & (n_digits >= 1) & (n_digits + dots + negative == length)
     return np.where(negative, -value, value), ok
 
 
