@@ -252,8 +252,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~umask)   # mkstemp makes 0600; results are for sharing
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -303,8 +306,8 @@ def write_confusion_png(path: str | Path, pred: np.ndarray, labels: np.ndarray,
     n = len(class_names)
     cm = confusion_matrix(pred, labels, n).astype(np.float64)
     cm /= np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    size = max(6.0, 0.16 * n + 3)           # 120 NTU classes need a big canvas to stay legible
-    font = 8 if n <= 20 else max(3, 9 - n // 20)
+    size = max(6.0, 0.16 * n + 4)           # 120 NTU classes need a big canvas to stay legible
+    font = 8 if n <= 20 else 6              # 6 pt fits a 0.16 inch row
     fig, ax = plt.subplots(figsize=(size, size))
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), [f"{i + 1} {c}" for i, c in enumerate(class_names)], rotation=90, fontsize=font)
@@ -315,7 +318,7 @@ def write_confusion_png(path: str | Path, pred: np.ndarray, labels: np.ndarray,
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
