@@ -19,6 +19,9 @@ Decisions where the official converter has no defined behaviour (it crashes):
 - malformed input (truncated file, joint count other than 25, a joint line without 12 numeric
   values): ``SkeletonFormatError`` naming the file and the 1-based line.
 Lines after the last frame are ignored, as the official converter ignores them.
+The five values the format drops (orientation, tracking state) are checked for their count
+and for stray characters but not parsed, so a malformed number made only of digits, dots and
+'-' there (e.g. ``1.2.3``) goes unnoticed, where the official converter would fail.
 """
 from __future__ import annotations
 
