@@ -91,7 +91,6 @@ def changed_rows(a: np.ndarray, b: np.ndarray) -> set[int]:
 
 
 def test_paper_quirks_touch_only_their_rows_ntu_two_bodies(reference_dir):
-    from skeletons.bodies import body_slots
     data = load_npy(reference_dir, "S001C001P001R001A050")
     X = body_slots(data)[:2].transpose(1, 0, 2, 3).reshape(-1, 50, 3)   # bodies 0 and 1, like the release
     X = X - X[0, 1]

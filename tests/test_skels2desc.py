@@ -141,7 +141,7 @@ def test_cli_errors_are_one_line(tmp_path):
     assert wrong.returncode == 2 and "csetup" in wrong.stderr
 
 
-def test_ucla_split(tmp_path, ucla_dir, capsys):
+def test_ucla_split(tmp_path, ucla_dir):
     seq = tmp_path / "ucla"
     seq.mkdir()
     for name in UCLA_SAMPLES:
