@@ -30,7 +30,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("-despth", "--descriptor-root", default=DEFAULT_DESCRIPTOR_ROOT, help="descriptor folders root")
     p.add_argument("-ckpt", "--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR, help="checkpoint folder")
     p.add_argument("--epoch", default="best", help="best (default), last, or an epoch number")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32, help="samples per batch (Fuse5 runs 5 images each)")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
     p.add_argument("--priority", help="vote tie-break order, most trusted first, e.g. all,GD,FDD,JDD,ADD,LAD")
     p.add_argument("--out", help="folder for results JSON / PNG / paper table (default: -ckpt)")
