@@ -33,11 +33,12 @@ class SampleInfo:
     sample: str       # sample id from manifest.csv, or "" when the folder has none
 
 
-def make_command(dataset: str, protocol: str, root: Path) -> str:
+def make_command(dataset: str, protocol: str, part: str, root: Path) -> str:
     """The skels2desc command line that creates the descriptor folders of a split."""
-    if get_dataset(dataset).name == "ucla":
-        return f"python skels2desc_ucla.py -despth {root}"
-    return f"python skels2desc_ntu.py -d {dataset} -p {protocol} -despth {root}"
+    ds = get_dataset(dataset)
+    if ds.name == "ucla":
+        return f"python skels2desc_ucla.py -d ucla -dspath {ds.seq_dir} -despth {root} -a {part}"
+    return f"python skels2desc_ntu.py -d {dataset} -p {protocol} -dspath {ds.seq_dir} -despth {root} -a {part}"
 
 
 def read_bgr(path: Path) -> np.ndarray:
@@ -103,7 +104,7 @@ class DescriptorImages(torch.utils.data.Dataset):
         for folder in self.folders:
             if not folder.is_dir():
                 raise FileNotFoundError(f"{folder}: descriptor folder not found; make it with: "
-                                        f"{make_command(dataset, self.protocol, self.root)}")
+                                        f"{make_command(dataset, self.protocol, part, self.root)}")
         listings = [list_images(f) for f in self.folders]
         if not listings[0]:
             raise ValueError(f"{self.folders[0]}: empty split, no <index>_<label>.png images")

@@ -67,7 +67,7 @@ def scaled_channels(width: float) -> tuple[int, int, int]:
 
 
 class Trunk(nn.Module):
-    """conv1 -> pool 4 -> layer1 -> pool 4 -> layer2 -> pool 4: 112 -> 28 -> 7 -> 4 -> 1."""
+    """conv1 -> pool 4 -> layer1 -> pool 4 -> layer2 -> pool to 1x1: 112 -> 28 -> 7 -> 4 -> 1."""
 
     def __init__(self, width: float = 1.0) -> None:
         super().__init__()
@@ -80,7 +80,10 @@ class Trunk(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.avg_pool2d(self.conv1(x), 4)
         x = F.avg_pool2d(self.layer1(x), 4)
-        return F.avg_pool2d(self.layer2(x), 4)
+        x = self.layer2(x)
+        # The release pools 4x4 -> 1x1 (112-pixel images); other sizes (the 32-pixel demo
+        # descriptors) are pooled to 1x1 too instead of failing.
+        return F.avg_pool2d(x, 4) if x.shape[-2:] == (4, 4) else F.adaptive_avg_pool2d(x, 1)
 
 
 class ResNet_c(Trunk):  # noqa: N801 - the release's class name

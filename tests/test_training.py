@@ -97,7 +97,7 @@ def test_dataset_cache_equals_png_and_five_are_aligned(desc_root):
 
 
 def test_dataset_errors_name_the_problem(desc_root, tmp_path):
-    with pytest.raises(FileNotFoundError, match="skels2desc_ntu.py -d ntu60 -p cview"):
+    with pytest.raises(FileNotFoundError, match="skels2desc_ntu.py -d ntu60 -p cview .* -a train"):
         DescriptorImages(desc_root, "ntu60", "cview", "train", "GD")
     for desc in FUSION_ORDER:
         descriptor_dir(tmp_path, "ucla", desc, "train").mkdir(parents=True)
@@ -174,3 +174,19 @@ def test_two_process_torchrun_writes_one_set(desc_root, tmp_path):
     assert names == ["ntu60_csub_JDD_1_epoch.tar", "ntu60_csub_JDD_epoch_best.tar", "ntu60_csub_JDD_last.tar",
                      "ntu60_csub_JDD_log.csv"]
     assert load_checkpoint(tmp_path / "ntu60_csub_JDD_last.tar").raw["history"][0]["test_acc"] >= 0
+
+
+def test_training_on_demo_descriptors(request, tmp_path):
+    """The demo skeletons' real descriptor images (32 px) train end to end; loss goes down."""
+    try:
+        demo_descriptors = request.getfixturevalue("demo_descriptors")
+    except pytest.FixtureLookupError as e:  # conftest's demo fixtures are still being written
+        pytest.skip(f"demo descriptor fixture unavailable: {e.argname}")
+    args = train.get_args_parser().parse_args(
+        ["-d", "ucla", "-desc", "all", "-gpu", "-1", "-despth", str(demo_descriptors), "-ckpt", str(tmp_path),
+         "--width", WIDTH, "--workers", "0", "--batch-size", "8", "--lr", "1e-3", "--no-progress", "--epochs", "3"])
+    from models.training import fit
+
+    history = fit(args)["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert load_checkpoint(tmp_path / "ucla_all_last.tar").settings["img_size"] == 32
