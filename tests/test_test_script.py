@@ -52,15 +52,15 @@ def make_tiny_checkpoints(ckpt_dir: Path, names, seed: int = 0) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """Five ResNet_c + Fuse5 tiny checkpoints trained by train.py (2 epochs) on a 20 + 20 sample
+    """Five ResNet_c + Fuse5 tiny checkpoints trained by train.py (1 epoch) on a 10 + 20 sample
     NW-UCLA descriptor tree, then one test.py run on them."""
     root = tmp_path_factory.mktemp("tiny")
-    for part in ("train", "test"):
-        write_synthetic_split(root / "desc", "ucla", None, part, per_class=2, num_classes=UCLA_CLASSES)
+    for part, per_class in (("train", 1), ("test", 2)):
+        write_synthetic_split(root / "desc", "ucla", None, part, per_class=per_class, num_classes=UCLA_CLASSES)
     for name in list(DESCRIPTORS) + [FUSION]:
         assert train_script.main(train_script.get_args_parser().parse_args(
             ["-d", "ucla", "-desc", name, "-gpu", "-1", "-despth", str(root / "desc"), "-ckpt", str(root / "ckpt"),
-             "--epochs", "2", "--width", str(TINY_WIDTH), "--lr", "3e-3", "--workers", "0", "--no-progress"])) == 0
+             "--epochs", "1", "--width", str(TINY_WIDTH), "--lr", "3e-3", "--workers", "0", "--no-progress"])) == 0
     rc = run_test_py("-d", "ucla", "-desc", "all", "-gpu", "-1", "-despth", str(root / "desc"),
                      "-ckpt", str(root / "ckpt"), "--out", str(root / "out"), "--workers", "0",
                      "--batch-size", "7")   # 7 does not divide 20: batching must not change anything
