@@ -60,3 +60,15 @@ def demo_descriptors(demo_raw, tmp_path_factory) -> Path:
             summary = extract_split(dataset, protocol, part, seq_dir, root, workers=1, img_size=32, progress=False)
             assert summary.ok and summary.total, summary.lines()
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_raw(tmp_path_factory) -> Path:
+    """Synthetic demo data (skeletons.demo, size "small", seed 0): <folder>/ntu/txt60skel/*.skeleton
+    (10 NTU-60 actions) and <folder>/ucla/*.json (the 10 NW-UCLA actions); every protocol split
+    holds every class. Returns the folder."""
+    from skeletons.demo import generate_demo
+
+    folder = tmp_path_factory.mktemp("demo_raw")
+    generate_demo(folder, seed=0, size="small")
+    return folder
