@@ -77,6 +77,12 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
     print(f"evaluating {', '.join(models)} on {len(data)} test samples of {args.dataset} {args.protocol} "
           f"({device})", file=sys.stderr)
     outputs = ev.model_outputs(models, loader, descs, device)
+    # The release (and train.py by default) keeps the epoch that scored best on this very test split.
+    picked_on_test = sorted(n for n, c in ckpts.items() if args.epoch == "best" and not c.settings.get("val_fraction"))
+    if picked_on_test:
+        print(f"note: the best epoch of {', '.join(picked_on_test)} was picked on the test split (as released), "
+              f"so these figures are optimistic; train.py --val-fraction picks it on held-out training data",
+              file=sys.stderr)
     labels = data.labels0.numpy()
     archs = {n: c.settings.get("arch", "resnet_c") for n, c in ckpts.items()}
     priority = args.priority.split(",") if args.priority else None
@@ -90,6 +96,7 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
         "checkpoints": {n: {"path": str(c.path), "kind": c.kind, "epoch": c.epoch, "best_acc": c.best_acc,
                             "settings": c.settings} for n, c in ckpts.items()},
         "missing": missing,
+        "best_epoch_picked_on_test": picked_on_test,
         "sample_index": [s.index for s in data.samples],
     }
     sample_ids = [s.sample or f"{args.dataset}_test_{s.index}" for s in data.samples]
