@@ -412,11 +412,17 @@ def jump_up(body: Body, p: np.ndarray, style: Style) -> Motion:
     return m
 
 
-def hugging(body: Body, p: np.ndarray, style: Style) -> Motion:
+def meeting(body: Body, p: np.ndarray, style: Style) -> tuple[np.ndarray, Motion, float]:
+    """Start of the two-person actions: both step toward each other until their pelvises are
+    ``near`` apart. Returns (phase in the window, motion so far, near)."""
     q, m = style.q(p), standing(body, len(p))
     near = style.scene["near"]
-    forward, m.ankles = approach(body, q, (style.scene["gap"] - near) / 2, 0.0, 0.3)
-    m.root[:, 2] = forward
+    m.root[:, 2], m.ankles = approach(body, q, (style.scene["gap"] - near) / 2, 0.0, 0.3)
+    return q, m, near
+
+
+def hugging(body: Body, p: np.ndarray, style: Style) -> Motion:
+    q, m, near = meeting(body, p, style)
     wrap = hold(q, 0.25, 0.9, 0.2)
     m.pitch = 0.2 * wrap
     # Wrists behind the partner's back (their pelvis `near` ahead), past the midline: left low, right high.
@@ -429,10 +435,7 @@ def hugging(body: Body, p: np.ndarray, style: Style) -> Motion:
 
 
 def handshaking(body: Body, p: np.ndarray, style: Style) -> Motion:
-    q, m = style.q(p), standing(body, len(p))
-    near = style.scene["near"]
-    forward, m.ankles = approach(body, q, (style.scene["gap"] - near) / 2, 0.0, 0.3)
-    m.root[:, 2] = forward
+    q, m, near = meeting(body, p, style)
     shake = hold(q, 0.25, 0.9, 0.15)
     bob = 0.035 * style.amp * np.sin(2 * np.pi * style.scene["shakes"] * q) * hold(q, 0.4, 0.8)
     meet = np.stack([0 * q, style.scene["height"] * body.leg + bob, 0 * q + near / 2], -1)
@@ -500,25 +503,27 @@ COLLAR = (-0.35, 0.05, 0.35)
 PULL = [(0, COLLAR), (0.5, (0.3, -0.7, -0.45)), (1, HANG)]
 
 
-def donning(body: Body, p: np.ndarray, style: Style) -> Motion:
+def dressing(body: Body, p: np.ndarray, style: Style, paths: dict, busy: tuple) -> Motion:
+    """Arms following keyframe paths (per side, reach units), the trunk turning toward the arm
+    busy in each of the two ``busy`` windows (right-turn window, left-turn window)."""
     q, m = style.q(p), standing(body, len(p))
+    for s, keys in paths.items():
+        m.wrists[:, s] = arm_targets(body, q, keys, m.pitch, [s])[:, 0]
+    m.yaw = 0.3 * style.amp * (bump(q, *busy[0]) - bump(q, *busy[1]))
+    return m
+
+
+def donning(body: Body, p: np.ndarray, style: Style) -> Motion:
     zip_up = [(0.82, HANG), (0.9, (-0.3, -0.75, 0.4)), (1, (-0.3, -0.35, 0.4))]
     paths = {RIGHT: retime(SLEEVE, 0, 0.4) + zip_up,                                # right arm first
              LEFT: [(0, HANG)] + retime(SLEEVE, 0.4, 0.8) + zip_up}
-    for s, keys in paths.items():
-        m.wrists[:, s] = arm_targets(body, q, keys, m.pitch, [s])[:, 0]
-    m.yaw = 0.3 * style.amp * (bump(q, 0, 0.4) - bump(q, 0.4, 0.8))
-    return m
+    return dressing(body, p, style, paths, ((0, 0.4), (0.4, 0.8)))
 
 
 def doffing(body: Body, p: np.ndarray, style: Style) -> Motion:
-    q, m = style.q(p), standing(body, len(p))
     paths = {LEFT: [(0, HANG), (0.15, COLLAR)] + retime(PULL, 0.3, 0.65) + [(1, HANG)],
              RIGHT: [(0, HANG), (0.15, COLLAR)] + retime(PULL, 0.6, 0.95) + [(1, HANG)]}
-    for s, keys in paths.items():
-        m.wrists[:, s] = arm_targets(body, q, keys, m.pitch, [s])[:, 0]
-    m.yaw = 0.3 * style.amp * (bump(q, 0.3, 0.65) - bump(q, 0.6, 0.95))
-    return m
+    return dressing(body, p, style, paths, ((0.3, 0.65), (0.6, 0.95)))
 
 
 def throwing(body: Body, p: np.ndarray, style: Style) -> Motion:
@@ -540,6 +545,7 @@ class Action:
     make: Callable[[Body, np.ndarray, Style], Motion]
     frames: int        # typical clip length at the dataset's frame rate
     persons: int = 1
+    near: tuple[float, float] = (0.0, 0.0)   # two persons: range of their closest pelvis distance
 
 
 NTU_ACTIONS: dict[int, Action] = {
@@ -551,8 +557,8 @@ NTU_ACTIONS: dict[int, Action] = {
     27: Action("jump up", jump_up, 60),
     38: Action("salute", salute, 55),
     40: Action("cross hands in front", cross_hands, 60),
-    55: Action("hugging other person", hugging, 85, persons=2),
-    58: Action("handshaking", handshaking, 75, persons=2),
+    55: Action("hugging other person", hugging, 85, persons=2, near=(0.3, 0.4)),
+    58: Action("handshaking", handshaking, 75, persons=2, near=(0.7, 0.9)),
 }
 DEMO_NTU_ACTIONS = tuple(sorted(NTU_ACTIONS))
 
@@ -739,7 +745,7 @@ NTU60_SETUPS = range(1, 18)
 # so camera 1 always sees 45-degree views and cameras 2, 3 front and side views.
 NTU_CAMERA_ANGLE = {1: 0.0, 2: -45.0, 3: 45.0}
 NTU_FACING = {1: 45.0, 2: -45.0}
-UCLA_VIEW_ANGLE = {1: 40.0, 2: -5.0, 3: -60.0}
+UCLA_VIEW_ANGLE = {1: 30.0, 2: -5.0, 3: -40.0}
 SPURIOUS_RATE = 0.2
 FIRST_BODY_ID = 72057594037927936  # Kinect v2 body ids start at 2**56
 
@@ -788,7 +794,7 @@ def generate_ntu(out_dir: Path, seed: int, takes: int) -> Counter:
             cast = [performer] + ([int(rng.choice([p for p in NTU60_CSUB_TRAIN_PERFORMERS + NTU60_TEST_PERFORMERS
                                                    if p != performer]))] if action.persons == 2 else [])
             bodies = [make_body(NTU_BODY, seeded(seed, 1, pid)) for pid in cast]   # same body in every take
-            scene = dict(gap=rng.uniform(1.2, 1.6), near=rng.uniform(0.3, 0.4) if action_id == 55 else rng.uniform(0.7, 0.9),
+            scene = dict(gap=rng.uniform(1.2, 1.6), near=rng.uniform(*action.near),
                          height=rng.uniform(0.2, 0.35), shakes=int(rng.integers(2, 5)))
             people = performance(NTU_BODY, action, bodies, rng, scene)
             ids = [FIRST_BODY_ID + int(i) for i in rng.choice(np.arange(3000, 20000), 3, replace=False)]
@@ -812,9 +818,10 @@ def generate_ucla(out_dir: Path, seed: int, takes: int) -> Counter:
             subject, episode = 1 + (j + 3 * k) % 10, j // 10
             body = make_body(UCLA_BODY, seeded(seed, 4, subject))
             people = performance(UCLA_BODY, action, [body], rng, {})
+            facing = rng.uniform(-20, 20)   # where the subject faces in this take, seen by all views
             for view in UCLA_VIEWS:
                 name = f"a{action_id:02d}_s{subject:02d}_e{episode:02d}_v{view:02d}"
-                cam = Camera(yaw=np.deg2rad(UCLA_VIEW_ANGLE[view] + rng.uniform(-10, 10)),
+                cam = Camera(yaw=np.deg2rad(UCLA_VIEW_ANGLE[view] + facing + rng.uniform(-8, 8)),
                              tilt=np.deg2rad(rng.uniform(-10, 5)), x=rng.uniform(-0.6, 0.6),
                              y=rng.uniform(-0.1, 0.4), distance=rng.uniform(2.0, 3.4))
                 (xyz,) = film(rng, people, cam, UCLA_BODY, spurious=False)
