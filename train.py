@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from models.networks import DEFAULT_ARCH
+from models.networks import BN_STATS, DEFAULT_ARCH
 from skeletons.datasets import DATASETS
 from skeletons.paths import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
 
@@ -28,6 +28,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default=DEFAULT_ARCH, help="resnet_c or a torchvision classification model name")
     p.add_argument("--pretrained", action="store_true", help="torchvision weights for --arch (downloaded)")
     p.add_argument("--mode", default="paper", choices=["paper", "clean"], help="descriptor mode of the images (recorded)")
+    p.add_argument("--bn-stats", default="shared", choices=BN_STATS,
+                   help="Fuse5 BatchNorm running statistics: shared by the five descriptors (as released) "
+                        "or one set per descriptor (fixes the release's eval-time mismatch)")
     p.add_argument("--workers", type=int, default=4, help="data-loading processes per training process")
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA (bfloat16, else float16)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",

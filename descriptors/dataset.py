@@ -49,9 +49,15 @@ def read_bgr(path: Path) -> np.ndarray:
             arr = np.array(im.convert("L") if im.mode in ("L", "I;16", "I", "1") else im.convert("RGB"))
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: unreadable descriptor image ({e})") from None
-    if arr.ndim == 2:
-        return arr[None]
-    return np.ascontiguousarray(arr[:, :, ::-1].transpose(2, 0, 1))  # RGB -> BGR, HWC -> CHW
+    return bgr_chw(arr)
+
+
+def bgr_chw(image: np.ndarray) -> np.ndarray:
+    """A descriptor image as computed (H x W gray or H x W x 3 RGB) -> uint8 (C, H, W) in the
+    release's channel order, as read_bgr gives it from the PNG file."""
+    if image.ndim == 2:
+        return image[None]
+    return np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))  # RGB -> BGR, HWC -> CHW
 
 
 def as_three_channels(arr: np.ndarray) -> torch.Tensor:

@@ -14,6 +14,8 @@ from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, check_descriptor
 PAPER_CHANNELS = (256, 512, 1024)  # conv1, layer1, layer2 widths at width=1.0
 DEFAULT_ARCH = "resnet_c"
 NUM_FUSED = len(FUSION_ORDER)
+# Fuse5 BatchNorm running statistics: one pair shared by the five descriptors (the release), or one per descriptor.
+BN_STATS = ("shared", "per-descriptor")
 
 
 class ChunkedBatchNorm2d(nn.BatchNorm2d):
@@ -23,13 +25,29 @@ class ChunkedBatchNorm2d(nn.BatchNorm2d):
     Why: Fuse5 runs its shared trunk once on the five descriptor batches concatenated, but the
     release calls the trunk five times; per-chunk BN keeps outputs, gradients and running stats
     identical to those five calls. With chunks == 1 (or in eval mode) it is a plain BatchNorm2d.
+
+    ``per_chunk_stats`` (Fuse5 with bn_stats="per-descriptor") keeps one pair of running
+    statistics per chunk and uses chunk i's in eval as well. The release's single pair mixes
+    the five descriptors' statistics, so in eval every descriptor is normalised with the
+    mixture while training normalised it with its own; that mismatch can ruin Fuse5's test
+    accuracy (seen on the demo: chance level in eval, 43% with batch statistics).
     """
 
     def __init__(self, num_features: int, chunks: int = 1, **kwargs) -> None:
         super().__init__(num_features, **kwargs)
         self.chunks = chunks
+        self.per_chunk_stats = False
+
+    def enable_per_chunk_stats(self, chunks: int) -> None:
+        self.chunks, self.per_chunk_stats = chunks, True
+        self.register_buffer("chunk_running_mean", self.running_mean.repeat(chunks, 1))
+        self.register_buffer("chunk_running_var", self.running_var.repeat(chunks, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.per_chunk_stats:
+            return torch.cat([
+                F.batch_norm(part, mean, var, self.weight, self.bias, self.training, self.momentum, self.eps)
+                for part, mean, var in zip(x.chunk(self.chunks), self.chunk_running_mean, self.chunk_running_var)])
         if self.chunks == 1 or not self.training:
             return super().forward(x)
         return torch.cat([super(ChunkedBatchNorm2d, self).forward(part) for part in x.chunk(self.chunks)])
@@ -100,14 +118,20 @@ class ResNet_c(Trunk):  # noqa: N801 - the release's class name
 class Fuse5(Trunk):
     """Five descriptors through one shared trunk; main, per-descriptor and group heads."""
 
-    def __init__(self, num_classes: int, width: float = 1.0) -> None:
+    def __init__(self, num_classes: int, width: float = 1.0, bn_stats: str = "shared") -> None:
         super().__init__(width)
+        if bn_stats not in BN_STATS:
+            raise ValueError(f"bn_stats must be one of {BN_STATS}, got {bn_stats!r}")
         c = self.feature_channels
         self.convf = nn.Conv2d(NUM_FUSED * c, num_classes, 1, bias=False)
         self.convf1 = nn.Conv2d(c, num_classes, 1, bias=False)
         self.convf12 = nn.Conv2d(2 * c, num_classes, 1, bias=False)
         self.convf345 = nn.Conv2d(3 * c, num_classes, 1, bias=False)
         set_bn_chunks(self, NUM_FUSED)
+        if bn_stats == "per-descriptor":
+            for module in self.modules():
+                if isinstance(module, ChunkedBatchNorm2d):
+                    module.enable_per_chunk_stats(NUM_FUSED)
 
     def forward(self, images) -> dict:
         if len(images) != NUM_FUSED:
@@ -154,13 +178,13 @@ def torchvision_model(arch: str, num_classes: int, pretrained: bool = False) -> 
 
 
 def build_model(desc: str, num_classes: int, arch: str = DEFAULT_ARCH, width: float = 1.0,
-                pretrained: bool = False) -> nn.Module:
+                pretrained: bool = False, bn_stats: str = "shared") -> nn.Module:
     """GD/JDD/ADD/LAD/FDD -> a single-image model; 'all' -> Fuse5 over the five images in FUSION_ORDER."""
     check_descriptor(desc, allow_fusion=True)
     if desc == FUSION:
         if arch != DEFAULT_ARCH:
             raise ValueError(f"-desc all needs --arch {DEFAULT_ARCH} (Fuse5), got {arch!r}")
-        return Fuse5(num_classes, width)
+        return Fuse5(num_classes, width, bn_stats)
     if arch == DEFAULT_ARCH:
         if pretrained:
             raise ValueError(f"--pretrained has no weights for {DEFAULT_ARCH} (it is trained from scratch)")

@@ -269,13 +269,14 @@ def amp_setup(device: torch.device, amp: bool, log=print) -> tuple[torch.dtype |
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
-RESUME_KEYS = ("dataset", "protocol", "descriptor", "num_classes", "arch", "width")
+RESUME_KEYS = ("dataset", "protocol", "descriptor", "num_classes", "arch", "width", "bn_stats")
 
 
 def run_settings(args, num_classes: int, img_size: int) -> dict:
     """What a checkpoint records to rebuild the model and say how it was trained."""
     return {"dataset": args.dataset, "protocol": args.protocol, "descriptor": args.desc,
-            "num_classes": num_classes, "arch": args.arch, "width": args.width, "mode": args.mode,
+            "num_classes": num_classes, "arch": args.arch, "width": args.width, "bn_stats": getattr(args, "bn_stats", "shared"),
+            "mode": args.mode,
             "img_size": img_size, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
             "label_smoothing": args.label_smoothing, "val_fraction": args.val_fraction}
 
@@ -346,7 +347,8 @@ def fit(args) -> dict:
         val_loader = eval_loader(val_set) if val_set is not None else None
 
         torch.manual_seed(args.seed)
-        model = build_model(args.desc, num_classes, args.arch, args.width, args.pretrained).to(device)
+        model = build_model(args.desc, num_classes, args.arch, args.width, args.pretrained,
+                            getattr(args, "bn_stats", "shared")).to(device)
         channels_last = device.type == "cuda" and args.channels_last
         if channels_last:
             model = model.to(memory_format=torch.channels_last)

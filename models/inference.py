@@ -1,0 +1,68 @@
+"""Classify one raw sample with trained checkpoints (predict.py): sequence -> five images ->
+the models that exist -> class probabilities (mean of softmax, the honest score fusion)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from descriptors.core import descriptor_images
+from descriptors.dataset import as_three_channels, bgr_chw
+from descriptors.extract import load_sequence
+from models.checkpoint import load_model
+from models.evaluation import mean_softmax
+from skeletons.datasets import check_protocol, get_dataset
+from skeletons.layouts import layout_for_joints
+from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, checkpoint_path
+
+
+@dataclass
+class Prediction:
+    probabilities: np.ndarray          # (num_classes,) mean of the models' softmax
+    models: dict[str, Path]            # model name -> checkpoint used
+    images: dict[str, np.ndarray]      # the five descriptor images fed to the models
+    sequence: np.ndarray               # (T, V, 3) skeleton sequence
+
+    def top(self, names: tuple[str, ...], k: int = 5) -> list[tuple[str, int, float]]:
+        """[(class name, 1-based label, probability)] of the k most probable classes."""
+        best = np.argsort(-self.probabilities)[:k]
+        return [(names[i], int(i) + 1, float(self.probabilities[i])) for i in best]
+
+
+def find_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
+                     epoch: str = "best") -> dict[str, Path]:
+    """Existing checkpoints of the models asked for (``all``: the five single models and Fuse5)."""
+    names = [*DESCRIPTORS, FUSION] if desc == FUSION else [desc]
+    paths = {n: checkpoint_path(ckpt_dir, dataset, protocol, n, epoch) for n in names}
+    found = {n: p for n, p in paths.items() if p.is_file()}
+    if not found:
+        raise FileNotFoundError(f"no checkpoint in {ckpt_dir} for {dataset} {protocol} -desc {desc} "
+                                f"(looked for {paths[names[0]].name}, ...); train with train.py first")
+    return found
+
+
+def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol: str | None = None,
+                 desc: str = FUSION, epoch: str = "best", device: str = "cpu") -> Prediction:
+    ds = get_dataset(dataset)
+    protocol = check_protocol(dataset, protocol or ds.protocols[0])
+    found = find_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
+    models = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
+    # The images must be made exactly as the training images were: same mode and size.
+    settings = next(iter(models.values()))[1].settings
+    mode, img_size = settings.get("mode", "paper"), int(settings.get("img_size", 112))
+    X = load_sequence(path, mode)
+    layout, _ = layout_for_joints(X.shape[1])
+    if layout is not ds.layout:
+        raise ValueError(f"{path}: a {layout.name} skeleton cannot be classified by {dataset} models")
+    images = descriptor_images(X, layout, mode, img_size)
+    batch = {d: as_three_channels(bgr_chw(images[d])).float()[None].to(device) for d in FUSION_ORDER}
+    logits = []
+    with torch.inference_mode():
+        for name, (model, _) in models.items():
+            model.to(device)
+            out = model([batch[d] for d in FUSION_ORDER]) if name == FUSION else model(batch[name])
+            logits.append((out["main"] if name == FUSION else out).float().cpu().numpy())
+    probabilities = mean_softmax(logits)[0]
+    return Prediction(probabilities, found, images, X)

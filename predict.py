@@ -1,0 +1,54 @@
+"""Classify one raw sample with trained checkpoints and print the top-5 classes.
+
+    python predict.py data/ntu/txt60skel/S001C001P001R001A023.skeleton -d ntu60 -p csub
+    python predict.py data/ucla/a01_s01_e00_v01.json -d ucla --images out/ --figure out/sample.png
+    (FILE: NTU .skeleton or .skeleton.npy, or an NW-UCLA .json; -desc all = the five single models
+    and Fuse5 fused by the mean of their softmax, the honest score fusion of test.py)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from skeletons.datasets import DATASETS, class_names, sample_id
+from skeletons.layouts import layout_for_joints
+from skeletons.paths import DEFAULT_CHECKPOINT_DIR, DESCRIPTORS, FUSION
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", help="one sample: .skeleton, .skeleton.npy or NW-UCLA .json")
+    p.add_argument("-d", dest="dataset", default="ntu60", choices=list(DATASETS), help="dataset of the models")
+    p.add_argument("-p", dest="protocol", help="protocol of the models (default: the dataset's first)")
+    p.add_argument("-desc", default=FUSION, choices=[*DESCRIPTORS, FUSION], help="one model, or all (fused)")
+    p.add_argument("-ckpt", default=DEFAULT_CHECKPOINT_DIR, help="checkpoint folder")
+    p.add_argument("--epoch", default="best", help="best, last or an epoch number")
+    p.add_argument("-k", type=int, default=5, help="classes printed")
+    p.add_argument("--images", metavar="DIR", help="save the five descriptor images as DIR/<sample>_<DESC>.png")
+    p.add_argument("--figure", metavar="PNG", help="save the skeleton strip beside the five images")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    from descriptors.figures import descriptor_figure, save_figure, save_images
+    from models.inference import predict_file
+
+    try:
+        result = predict_file(args.file, args.ckpt, args.dataset, args.protocol, args.desc, args.epoch)
+        name = sample_id(args.file)
+        if args.images:
+            save_images(result.images, args.images, name)
+        if args.figure:
+            layout, _ = layout_for_joints(result.sequence.shape[1])
+            save_figure(descriptor_figure(result.sequence, layout, result.images, name), args.figure)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{name}: {', '.join(result.models)} ({args.dataset})")
+    for rank, (cls, label, prob) in enumerate(result.top(class_names(args.dataset), args.k), 1):
+        print(f"  {rank}. {prob:6.1%}  A{label:03d} {cls}" if args.dataset != "ucla" else f"  {rank}. {prob:6.1%}  {cls}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
