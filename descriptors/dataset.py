@@ -61,7 +61,7 @@ def bgr_chw(image: np.ndarray) -> np.ndarray:
 
 
 def as_three_channels(arr: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(arr))
+    t = torch.from_numpy(np.require(arr, requirements=['C', 'W']))  # PIL/memmap arrays are read-only
     return t.expand(3, -1, -1) if t.shape[0] == 1 else t
 
 

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# Tiny test networks run as fast on one thread, and one thread never spins against other
+# processes sharing the CPU (OpenMP oversubscription made training 10-50x slower on 2 busy
+# cores). Set before torch is imported; subprocesses (CLI tests) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from models.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from models.networks import build_model
-from test_networks import WIDTH, single_thread, with_unused_layers  # noqa: F401 (autouse fixture)
+from test_networks import WIDTH, with_unused_layers
 
 
 def release_file(tmp_path, desc: str, num_classes: int, width: float = WIDTH):

@@ -14,16 +14,6 @@ from skeletons.paths import FUSION_ORDER
 WIDTH = 1 / 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny networks run as fast on one thread, and one thread never spins against the other
-    test processes sharing the CPU (OpenMP oversubscription made these tests 10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def with_unused_layers(model: nn.Module, num_classes: int, width: float) -> nn.Module:
     """Add back the release's never-used layer3 / layer4 / fc (SPEC §4) for key comparisons."""
     _, c1, c2 = scaled_channels(width)

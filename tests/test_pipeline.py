@@ -1,0 +1,131 @@
+"""pipeline.py --demo end to end at test size, its resume, predict.py on the trained models, and
+Fuse5's per-descriptor BatchNorm statistics."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from models.networks import ChunkedBatchNorm2d, build_model
+from skeletons.datasets import class_names, label_of
+
+REPO = Path(__file__).resolve().parents[1]
+# Test size: the small demo data and fewer epochs than the demo's 15.
+PIPELINE = [sys.executable, str(REPO / "pipeline.py"), "--demo", "--demo-size", "small", "--epochs", "15", "--batch-size", "4",
+            "--workers", "1"]
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    work = tmp_path_factory.mktemp("pipeline")
+    return work, run(PIPELINE, work)
+
+
+def results(work: Path) -> dict:
+    (path,) = (work / "data/demo/checkpoints").glob("*_results.json")
+    return json.loads(path.read_text())
+
+
+def test_demo_pipeline_runs_end_to_end_and_beats_chance(demo_run):
+    work, proc = demo_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = results(work)
+    rows = {r["key"]: r for r in doc["rows"]}
+    assert {"GD", "JDD", "ADD", "LAD", "FDD", "all", "mean_softmax.singles", "vote", "oracle"} <= set(rows)
+    # 10 demo classes, chance is 10%; at test size (3 training takes a class) the fused honest
+    # rows reach about 55%, the full demo about 95%.
+    assert rows["mean_softmax.singles+all"]["top1"] >= 0.4, rows["mean_softmax.singles+all"]
+    assert rows["all"]["top1"] >= 0.25, rows["all"]  # Fuse5 works in eval (per-descriptor BN statistics)
+    assert (work / "data/demo/checkpoints" / "ntu60_csub_all_last_confusion.png").is_file()
+    assert "mean of softmax" in proc.stdout and "oracle: any of 5 correct" in proc.stdout
+
+
+def test_second_run_reuses_every_finished_step(demo_run):
+    work, first = demo_run
+    assert first.returncode == 0
+    ckpts = sorted((work / "data/demo/checkpoints").glob("*.tar"))
+    before = {p: p.stat().st_mtime_ns for p in ckpts}
+    second = run(PIPELINE, work)
+    assert second.returncode == 0, second.stderr[-3000:]
+    out = second.stdout
+    assert "demo data: already in" in out
+    assert "txt2npy: complete" in out
+    assert out.count(": complete") >= 1 + 2 + 6  # convert, two descriptor splits, six models
+    assert "epoch " not in out  # nothing trained again
+    assert {p: p.stat().st_mtime_ns for p in ckpts} == before
+
+
+def predict(work: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, str(REPO / "predict.py"), *extra, "-d", "ntu60", "-p", "csub",
+                "-ckpt", "data/demo/checkpoints", "--epoch", "last"], work)
+
+
+def test_predict_agrees_with_test_script_and_finds_the_class(demo_run):
+    work, proc = demo_run
+    assert proc.returncode == 0
+    doc = results(work)
+    fused = doc["predictions"]["mean_softmax.singles+all"]
+    by_sample = dict(zip(doc["samples"]["sample"], fused))
+    correct = [s for s, p in by_sample.items() if p + 1 == label_of(s, "ntu60")]
+    assert correct, "the fused model got no test sample right"
+    names = class_names("ntu60")
+    for sample in correct[:2]:
+        out = predict(work, str(Path("data/demo/ntu/txt60skel") / f"{sample}.skeleton"), "--images", "imgs")
+        assert out.returncode == 0, out.stderr
+        first = out.stdout.splitlines()[1]
+        # predict.py makes the images in memory; its answer must equal test.py's from the PNG files.
+        assert names[label_of(sample, "ntu60") - 1] in first, out.stdout
+        assert len(list((work / "imgs").glob(f"{sample}_*.png"))) == 5
+
+
+def test_predict_malformed_file_is_one_line_error(demo_run, tmp_path):
+    work, _ = demo_run
+    bad = tmp_path / "S001C001P001R001A008.skeleton"
+    bad.write_text("12\n1\nnot a body line\n")
+    out = predict(work, str(bad))
+    assert out.returncode != 0
+    assert len(out.stderr.strip().splitlines()) == 1 and str(bad) in out.stderr
+
+
+def test_per_descriptor_bn_statistics_equal_separate_batchnorms():
+    torch.manual_seed(0)
+    chunks, channels = 5, 4
+    bn = ChunkedBatchNorm2d(channels, chunks)
+    bn.enable_per_chunk_stats(chunks)
+    nn.init.uniform_(bn.weight)
+    nn.init.uniform_(bn.bias)
+    separate = [nn.BatchNorm2d(channels) for _ in range(chunks)]
+    for ref in separate:
+        ref.load_state_dict({k: v for k, v in bn.state_dict().items() if not k.startswith("chunk_")})
+    # Descriptor-like chunks with different statistics.
+    batches = [torch.randn(6, channels, 5, 5) * (i + 1) + 10 * i for i in range(chunks)]
+    for _ in range(3):
+        bn.train()
+        out = bn(torch.cat(batches))
+        for ref in separate:
+            ref.train()
+        expected = torch.cat([ref(b) for ref, b in zip(separate, batches)])
+        torch.testing.assert_close(out, expected)
+    bn.eval()
+    for ref in separate:
+        ref.eval()
+    torch.testing.assert_close(bn(torch.cat(batches)), torch.cat([ref(b) for ref, b in zip(separate, batches)]))
+    torch.testing.assert_close(bn.chunk_running_mean, torch.stack([ref.running_mean for ref in separate]))
+
+
+def test_shared_bn_keeps_release_keys_and_per_descriptor_adds_buffers():
+    shared = build_model("all", 10, width=1 / 32).state_dict()
+    per = build_model("all", 10, width=1 / 32, bn_stats="per-descriptor").state_dict()
+    assert not any("chunk_running" in k for k in shared)
+    assert set(per) - set(shared) == {k for k in per if k.endswith(("chunk_running_mean", "chunk_running_var"))}
+    with pytest.raises(ValueError, match="bn_stats"):
+        build_model("all", 10, bn_stats="bogus")
