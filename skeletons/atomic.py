@@ -1,0 +1,61 @@
+"""Atomic file writes, written once: a temp file in the same folder, then ``os.replace``.
+
+Readers never see a half-written file under the final name, and an interrupted run leaves at
+most a hidden temp file (``.<name>.<random>.tmp<suffix>``), which no reader of a folder picks up:
+dataset listings match final suffixes such as ``.skeleton.npy`` or ``.png``, and
+descriptors/extract.py deletes stale ``.*.tmp`` files before it resumes.
+
+The temp file is created like an ordinary file (mode 0666 minus the umask), not 0600 as
+``tempfile.mkstemp`` would make it: results, images and checkpoints are meant to be shared.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _create_temp(path: Path, suffix: str) -> Path:
+    """Create (exclusively, so two writers never share one) an empty hidden temp file beside ``path``."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}{suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside ``path`` to write to; on success it replaces ``path``.
+
+    On any exception (KeyboardInterrupt included) the temp file is removed and ``path`` is left
+    as it was. ``suffix`` ends the temp name, for writers that choose a format or append an
+    extension from it (``np.save`` appends ``.npy`` unless the name ends with it).
+    """
+    path = Path(path)
+    tmp = _create_temp(path, suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """``Path(path).write_bytes(data)``, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str, newline: str | None = None) -> None:
+    """``Path(path).write_text(text)`` in UTF-8, atomically; ``newline=""`` writes line ends untranslated."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline=newline)
