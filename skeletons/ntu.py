@@ -25,12 +25,11 @@ and for stray characters but not parsed, so a malformed number made only of digi
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .layouts import NTU
 
 JOINT_VALUES = 12        # x y z depthX depthY colorX colorY oriW oriX oriY oriZ trackingState
@@ -254,15 +253,8 @@ def save_skeleton_npy(path: str | Path, data: dict) -> None:
 
     The file is written exactly at ``path`` (np.save would append ``.npy`` to a name lacking it).
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, data, allow_pickle=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".npy") as tmp:   # ".npy": np.save would append it otherwise
+        np.save(tmp, data, allow_pickle=True)
 
 
 def load_skeleton_npy(path: str | Path) -> dict:
