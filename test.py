@@ -16,6 +16,7 @@ from descriptors.dataset import DescriptorImages
 from models import evaluation as ev
 from models.checkpoint import load_model
 from models.training import pick_device
+from skeletons.atomic import write_text_atomic
 from skeletons.datasets import DATASETS, check_protocol, class_names, get_dataset
 from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION,
                              FUSION_ORDER, check_descriptor, checkpoint_path, checkpoint_prefix)
@@ -123,7 +124,7 @@ def paper_table(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"no *{ev.RESULTS_SUFFIX} in {', '.join(map(str, folders))}; run test.py first")
     table = ev.paper_table([ev.load_results(f) for f in files])
     target = Path(args.out or args.checkpoint_dir) / ev.PAPER_TABLE_NAME
-    ev.atomic_write_bytes(target, table.encode())
+    write_text_atomic(target, table, make_parents=True)
     print(table + f"\n(top-1 %, from {len(files)} results files; written to {target})")
 
 

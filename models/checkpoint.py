@@ -9,10 +9,8 @@ The release's files: ``torch.save(model.state_dict())`` with unused layer3 / lay
 """
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from skeletons.atomic import atomic_path
 from skeletons.paths import FUSION
 from .networks import DEFAULT_ARCH, PAPER_CHANNELS, build_model
 
@@ -55,21 +54,6 @@ class Checkpoint:
     @property
     def num_classes(self) -> int:
         return int(self.state_dict["convf.weight"].shape[0])
-
-
-def atomic_torch_save(obj, path: str | Path) -> None:
-    """torch.save to a temp file in the same folder, then os.replace: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are ordinary shareable files
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def rng_states() -> dict:
@@ -120,7 +104,8 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer=None, sched
     if with_rng:
         ckpt["rng"] = rng_states()
     ckpt.update(extra or {})
-    atomic_torch_save(ckpt, path)
+    with atomic_path(path, make_parents=True) as tmp:   # never a half-written checkpoint
+        torch.save(ckpt, tmp)
 
 
 def drop_unused(state_dict: dict) -> dict:

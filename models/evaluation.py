@@ -10,14 +10,13 @@ label, so it is flagged ``honest=False`` and always placed last.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from skeletons.atomic import write_bytes_atomic, write_text_atomic
 from skeletons.datasets import DATASETS
 from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER
 
@@ -247,23 +246,6 @@ def model_outputs(models: Mapping[str, "torch.nn.Module"], loader, descs: Sequen
 
 # --------------------------------------------------------------------------- output files
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + os.replace, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~umask)   # mkstemp makes 0600; results are for sharing
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def results_document(rows: Sequence[Row], labels: np.ndarray, sample_ids: Sequence[str],
                      num_classes: int, **info) -> dict:
     """The results JSON: ``info`` (dataset, settings, checkpoints, ...), every row's metrics and
@@ -292,7 +274,7 @@ def results_json_text(doc: dict) -> str:
 
 
 def write_json(path: str | Path, doc: dict) -> None:
-    atomic_write_bytes(path, results_json_text(doc).encode())
+    write_text_atomic(path, results_json_text(doc), make_parents=True)
 
 
 def write_confusion_png(path: str | Path, pred: np.ndarray, labels: np.ndarray,
@@ -320,7 +302,7 @@ def write_confusion_png(path: str | Path, pred: np.ndarray, labels: np.ndarray,
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue(), make_parents=True)
 
 
 def format_table(metrics: Sequence[dict]) -> str:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from skeletons.atomic import write_text_atomic
 from skeletons.datasets import get_dataset
 
 SOFT_ON, SOFT_OFF = 0.8, 0.1  # the release's targets: not renormalised (they sum to 0.8 + 0.1 (C-1))
@@ -219,10 +220,7 @@ def write_csv_log(path: str | Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, LOG_FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    write_text_atomic(path, buf.getvalue(), newline="")   # csv writes its own \r\n
 
 
 def epoch_checkpoints(ckpt_dir: str | Path, prefix: str) -> dict[int, Path]:

@@ -32,14 +32,17 @@ def _create_temp(path: Path, suffix: str) -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = "", make_parents: bool = False) -> Iterator[Path]:
     """Yield a temp path beside ``path`` to write to; on success it replaces ``path``.
 
     On any exception (KeyboardInterrupt included) the temp file is removed and ``path`` is left
     as it was. ``suffix`` ends the temp name, for writers that choose a format or append an
     extension from it (``np.save`` appends ``.npy`` unless the name ends with it).
+    ``make_parents`` creates the missing folders above ``path`` first.
     """
     path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp(path, suffix)
     try:
         yield tmp
@@ -49,13 +52,14 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         raise
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+def write_bytes_atomic(path: str | Path, data: bytes, make_parents: bool = False) -> None:
     """``Path(path).write_bytes(data)``, atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, make_parents=make_parents) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text_atomic(path: str | Path, text: str, newline: str | None = None) -> None:
+def write_text_atomic(path: str | Path, text: str, newline: str | None = None,
+                      make_parents: bool = False) -> None:
     """``Path(path).write_text(text)`` in UTF-8, atomically; ``newline=""`` writes line ends untranslated."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, make_parents=make_parents) as tmp:
         tmp.write_text(text, encoding="utf-8", newline=newline)

@@ -18,9 +18,7 @@ Coordinates before a camera sees them are (left, up, forward) of the person or s
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from .atomic import write_text_atomic
 from .datasets import (NTU60_CSUB_TRAIN_PERFORMERS,
                        official_missing, parse_ntu_name, parse_ucla_name)
 from .layouts import NTU, UCLA, Layout
@@ -721,17 +720,6 @@ def ucla_text(name: str, xyz: np.ndarray, label: int) -> str:
     return f'{{"file_name": "{name}", "skeletons": [{body}], "label": {label}}}'
 
 
-def write_atomic(path: Path, text: str, newline: str = "") -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline=newline) as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --------------------------------------------------------------------------------------------
 # Datasets: who performs what where, so that every protocol split holds every class
 # --------------------------------------------------------------------------------------------
@@ -802,7 +790,8 @@ def generate_ntu(out_dir: Path, seed: int, takes: int) -> Counter:
                 spurious = action.persons == 1 and rng.random() < SPURIOUS_RATE
                 bodies_xyz = film(rng, people, ntu_camera(seed, setup, camera, rep, rng), NTU_BODY, spurious)
                 parse_ntu_name(name)   # the name must be one the readers accept
-                write_atomic(out_dir / f"{name}.skeleton", ntu_text(bodies_xyz, ids[:len(bodies_xyz)]))
+                write_text_atomic(out_dir / f"{name}.skeleton", ntu_text(bodies_xyz, ids[:len(bodies_xyz)]),
+                                  newline="")   # keep the CRLF line ends
                 counts["ntu"] += 1
                 counts["ntu_two_body"] += len(bodies_xyz) == 2
                 counts["ntu_spurious"] += spurious
@@ -825,7 +814,7 @@ def generate_ucla(out_dir: Path, seed: int, takes: int) -> Counter:
                              tilt=np.deg2rad(rng.uniform(-10, 5)), x=rng.uniform(-0.6, 0.6),
                              y=rng.uniform(-0.1, 0.4), distance=rng.uniform(2.0, 3.4))
                 (xyz,) = film(rng, people, cam, UCLA_BODY, spurious=False)
-                write_atomic(out_dir / f"{name}.json", ucla_text(name, xyz, parse_ucla_name(name).label))
+                write_text_atomic(out_dir / f"{name}.json", ucla_text(name, xyz, parse_ucla_name(name).label))
                 counts["ucla"] += 1
     return counts
 

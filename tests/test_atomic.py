@@ -73,6 +73,15 @@ def test_np_save_with_npy_suffix_writes_exactly_the_target(tmp_path, umask_022):
     assert mode(target) == 0o644
 
 
+def test_missing_folder_is_an_error_unless_asked_to_make_it(tmp_path):
+    target = tmp_path / "results" / "ucla" / "table.md"
+    with pytest.raises(FileNotFoundError):
+        write_bytes_atomic(target, b"| a |")
+    assert not (tmp_path / "results").exists()
+    write_bytes_atomic(target, b"| a |", make_parents=True)
+    assert target.read_bytes() == b"| a |" and len(list(target.parent.iterdir())) == 1
+
+
 def test_text_newlines(tmp_path):
     write_text_atomic(tmp_path / "crlf.skeleton", "1\r\n2\r\n", newline="")
     assert (tmp_path / "crlf.skeleton").read_bytes() == b"1\r\n2\r\n"
