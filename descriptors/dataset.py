@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from skeletons.atomic import atomic_path
 from skeletons.datasets import check_protocol, get_dataset
 from skeletons.paths import FUSION, FUSION_ORDER, descriptor_dir, parse_image_name
 
@@ -138,12 +138,8 @@ class DescriptorImages(torch.utils.data.Dataset):
         path = self.cache_path(folder)
         if path.is_file() and path.stat().st_mtime >= folder.stat().st_mtime:
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
         first = read_bgr(folder / self.names[0])
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is as shareable as the images
-        try:
+        with atomic_path(path, make_parents=True) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(self),) + first.shape)
             for i, name in enumerate(self.names):
                 img = read_bgr(folder / name)
@@ -153,10 +149,6 @@ class DescriptorImages(torch.utils.data.Dataset):
                 out[i] = img
             out.flush()
             del out
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     def _image(self, k: int, i: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from skeletons.atomic import TEMP_SUFFIX, atomic_path, write_text_atomic
 from skeletons.bodies import clean_sequence
 from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, split_from_folder
 from skeletons.layouts import Layout, layout_for_joints
@@ -88,28 +89,10 @@ def load_sequence(path: str | Path, mode: str = "paper") -> np.ndarray:
 
 # ---------------------------------------------------------------- writing one sample
 
-def temp_path(path: Path) -> Path:
-    """Hidden temp name beside ``path`` (never *.png, so readers of the folder ignore it)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def save_png(image: np.ndarray, path: Path, png_level: int = DEFAULT_PNG_LEVEL) -> None:
     """Write a PNG atomically: an interrupted run leaves no truncated image under the final name."""
-    tmp = temp_path(path)
-    try:
+    with atomic_path(path) as tmp:   # the temp name ends in .tmp, never .png: folder readers skip it
         Image.fromarray(image).save(tmp, format="PNG", compress_level=png_level)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = temp_path(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -207,7 +190,7 @@ def prepare_folders(folders: dict[str, Path], settings: dict, overwrite: bool) -
                 raise ValueError(f"{folder}: made with {made_with}, not {settings}; "
                                  "rerun with --overwrite to replace its images")
         for entry in os.scandir(folder):
-            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):   # left by a killed writer
                 os.unlink(entry.path)
         write_text_atomic(previous, json.dumps(settings) + "\n")
 
@@ -234,24 +217,22 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     workers = max(1, min(workers or os.cpu_count() or 1, len(paths) or 1))
     summary = Summary(f"{dataset} {protocol} {part}", folders, total=len(paths))
     manifest = folders[DESCRIPTORS[0]] / MANIFEST
-    tmp = temp_path(manifest)
-    with open(tmp, "w", newline="") as f, tqdm(total=len(paths), unit="sample", disable=not progress,
-                                               desc=summary.split) as bar:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        for outcome in _run(partial(process_sample, job), items, workers, len(paths)):
-            if outcome.status == "failed":
-                summary.failed.append((outcome.sample, outcome.reason))
-            else:
-                setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
-                writer.writerow(outcome.row)
-            bar.update()
-    for desc, folder in folders.items():  # the same manifest in each of the five folders
-        if desc != DESCRIPTORS[0]:
-            copy = temp_path(folder / MANIFEST)
-            shutil.copyfile(tmp, copy)
-            os.replace(copy, folder / MANIFEST)
-    os.replace(tmp, manifest)
+    with atomic_path(manifest) as tmp:
+        with open(tmp, "w", newline="") as f, tqdm(total=len(paths), unit="sample", disable=not progress,
+                                                   desc=summary.split) as bar:
+            writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
+            writer.writeheader()
+            for outcome in _run(partial(process_sample, job), items, workers, len(paths)):
+                if outcome.status == "failed":
+                    summary.failed.append((outcome.sample, outcome.reason))
+                else:
+                    setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
+                    writer.writerow(outcome.row)
+                bar.update()
+        for desc, folder in folders.items():  # the same manifest in each of the five folders
+            if desc != DESCRIPTORS[0]:
+                with atomic_path(folder / MANIFEST) as copy:
+                    shutil.copyfile(tmp, copy)
     return summary
 
 

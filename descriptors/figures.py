@@ -2,7 +2,6 @@
 descriptor images; used by visualize.py, the README and data/samples."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -12,10 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
+from skeletons.atomic import atomic_path  # noqa: E402
 from skeletons.layouts import Layout  # noqa: E402
 from skeletons.paths import DESCRIPTORS  # noqa: E402
 
-from .extract import save_png, temp_path  # noqa: E402
+from .extract import save_png  # noqa: E402
 
 BODY_COLOURS = ("tab:blue", "tab:orange")
 
@@ -61,13 +61,11 @@ def descriptor_figure(X: np.ndarray, layout: Layout, images: dict[str, np.ndarra
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 100) -> Path:
     """Save as PNG atomically and close the figure."""
     path = Path(path)
-    tmp = temp_path(path)
     try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 
