@@ -5,8 +5,10 @@ most a hidden temp file (``.<name>.<random>.tmp<suffix>``), which no reader of a
 dataset listings match final suffixes such as ``.skeleton.npy`` or ``.png``, and
 descriptors/extract.py deletes stale ``.*.tmp`` files before it resumes.
 
-The temp file is created like an ordinary file (mode 0666 minus the umask), not 0600 as
-``tempfile.mkstemp`` would make it: results, images and checkpoints are meant to be shared.
+The writer itself creates the temp file, so it gets an ordinary file's mode (0666 minus the
+umask), not the 0600 of ``tempfile.mkstemp``: results, images and checkpoints are meant to be
+shared. The name is not reserved beforehand (that costs a create + reopen per file, ~5 % of
+writing a small PNG); its 64 random bits keep concurrent writers of one target apart.
 """
 from __future__ import annotations
 
@@ -19,21 +21,9 @@ from pathlib import Path
 TEMP_SUFFIX = ".tmp"
 
 
-def _create_temp(path: Path, suffix: str) -> Path:
-    """Create (exclusively, so two writers never share one) an empty hidden temp file beside ``path``."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}{suffix}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return tmp
-
-
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "", make_parents: bool = False) -> Iterator[Path]:
-    """Yield a temp path beside ``path`` to write to; on success it replaces ``path``.
+    """Yield a temp path beside ``path`` for the caller to create and write; on success it replaces ``path``.
 
     On any exception (KeyboardInterrupt included) the temp file is removed and ``path`` is left
     as it was. ``suffix`` ends the temp name, for writers that choose a format or append an
@@ -43,7 +33,7 @@ def atomic_path(path: str | Path, suffix: str = "", make_parents: bool = False) 
     path = Path(path)
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp(path, suffix)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -26,8 +26,8 @@ def test_success_replaces_target_and_leaves_no_temp(tmp_path):
     target.write_text("old")
     with atomic_path(target) as tmp:
         assert tmp.parent == tmp_path and tmp.name.startswith(".results.json.") and tmp.name.endswith(".tmp")
-        assert tmp.exists() and target.read_text() == "old"   # the final name still holds the old file
         tmp.write_text("new")
+        assert target.read_text() == "old"   # the final name still holds the old file
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
@@ -96,14 +96,15 @@ def test_readers_ignore_temp_names(tmp_path):
 
     done = tmp_path / "S001C001P001R001A001.skeleton.npy"
     done.touch()
-    with atomic_path(tmp_path / "S001C001P002R001A001.skeleton.npy", suffix=".npy"):
+    with atomic_path(tmp_path / "S001C001P002R001A001.skeleton.npy", suffix=".npy") as tmp:
+        np.save(tmp, {})
         assert split_from_folder(tmp_path, "ntu60", "csub", "train") == [done]
 
     folder = tmp_path / "ntu60_GD_train_csub"
     folder.mkdir()
     (folder / "0_1.png").write_bytes(b"png")
     killed = atomic_path(folder / "1_1.png")     # a writer killed mid-image: its temp file stays
-    killed.__enter__()
+    killed.__enter__().write_bytes(b"half an image")
     assert len(list(folder.iterdir())) == 2
     prepare_folders({"GD": folder}, {"mode": "paper", "img_size": 32}, overwrite=False)
     assert sorted(p.name for p in folder.iterdir()) == ["0_1.png", SETTINGS]
