@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -39,31 +40,37 @@ def loader_rate(root: Path, desc: str, cache: bool, workers: int, batch: int = 3
     return seen / (time.perf_counter() - start)
 
 
-def train_rate(desc: str, width: float, batch: int, steps: int, device: torch.device, amp: bool = False,
-               channels_last: bool = False, separate: bool = False) -> float:
-    """Images/s of optimiser steps on in-memory batches (the network alone, no loader)."""
+def training_step(desc: str, width: float, device: torch.device, amp: bool, channels_last: bool,
+                  separate: bool) -> Callable[[torch.Tensor | list, torch.Tensor], None]:
+    """One optimiser step of a fresh network, as train.py does it (Fuse5 ``separate``: the release's way)."""
     model = build_model(desc, CLASSES, width=width).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt, criterion = torch.optim.Adam(model.parameters(), 1e-4), make_criterion()
     forward = model.forward_separately if separate else model
-    n_images = 5 if desc == "all" else 1
-    images = [torch.randint(0, 256, (batch, 3, 112, 112), dtype=torch.uint8) for _ in range(n_images)]
-    x = to_device(images if desc == "all" else images[0], device, channels_last)
-    labels = torch.randint(0, CLASSES, (batch,), device=device)
 
-    def step():
+    def step(x, labels) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = total_loss(forward(x), labels, criterion)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    return step
 
-    step()  # warm-up (cudnn autotune, allocator)
+
+def train_rate(desc: str, width: float, batch: int, steps: int, device: torch.device, amp: bool = False,
+               channels_last: bool = False, separate: bool = False) -> float:
+    """Images/s of optimiser steps on in-memory batches (the network alone, no loader)."""
+    step = training_step(desc, width, device, amp, channels_last, separate)
+    n_images = 5 if desc == "all" else 1
+    images = [torch.randint(0, 256, (batch, 3, 112, 112), dtype=torch.uint8) for _ in range(n_images)]
+    x = to_device(images if desc == "all" else images[0], device, channels_last)
+    labels = torch.randint(0, CLASSES, (batch,), device=device)
+    step(x, labels)  # warm-up (cudnn autotune, allocator)
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        step()
+        step(x, labels)
     sync(device)
     return steps * batch / (time.perf_counter() - start)
 
@@ -89,20 +96,11 @@ def end_to_end_rate(root: Path, desc: str, device: torch.device, cache: bool, wo
     data = DescriptorImages(root, DATASET, None, "train", desc, cache=cache, uint8=True)
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers,
                                          pin_memory=True, drop_last=True, persistent_workers=workers > 0)
-    model = build_model(desc, CLASSES).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt, criterion = torch.optim.Adam(model.parameters(), 1e-4), make_criterion()
-    forward = model.forward_separately if separate else model
+    step = training_step(desc, 1.0, device, amp, channels_last, separate)
     seen, start = 0, None
     while seen < steps * batch:
         for images, labels in loader:
-            x, y = to_device(images, device, channels_last), labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = total_loss(forward(x), y, criterion)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            step(to_device(images, device, channels_last), labels.to(device, non_blocking=True))
             if start is None:  # first step is warm-up
                 sync(device)
                 start = time.perf_counter()

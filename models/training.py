@@ -93,6 +93,15 @@ def _autocast(device: torch.device, opts: RunOptions):
     return torch.autocast(device.type, dtype=opts.amp_dtype, enabled=opts.amp_dtype is not None)
 
 
+def forward_loss(model: nn.Module, criterion: nn.Module, images, labels: torch.Tensor, device: torch.device,
+                 opts: RunOptions):
+    """A batch on the device through the model under the run's autocast: (outputs, loss, labels on device)."""
+    images, labels = to_device(images, device, opts.channels_last), labels.to(device, non_blocking=True)
+    with _autocast(device, opts):
+        outputs = model(images)
+        return outputs, total_loss(outputs, labels, criterion), labels
+
+
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader,
                     device: torch.device, epoch: int, opts: RunOptions = RunOptions(),
                     scaler: torch.amp.GradScaler | None = None) -> dict:
@@ -105,10 +114,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     for step, (images, labels) in enumerate(bar):
         if opts.max_steps is not None and step >= opts.max_steps:
             break
-        images, labels = to_device(images, device, opts.channels_last), labels.to(device, non_blocking=True)
-        with _autocast(device, opts):
-            outputs = model(images)
-            loss = total_loss(outputs, labels, criterion)
+        outputs, loss, labels = forward_loss(model, criterion, images, labels, device, opts)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -137,10 +143,7 @@ def evaluate(model: nn.Module, criterion: nn.Module, loader, device: torch.devic
     model.eval()
     sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss*n, correct, n
     for images, labels in tqdm(loader, desc=desc, leave=False, disable=not opts.progress, dynamic_ncols=True):
-        images, labels = to_device(images, device, opts.channels_last), labels.to(device, non_blocking=True)
-        with _autocast(device, opts):
-            outputs = model(images)
-            loss = total_loss(outputs, labels, criterion)
+        outputs, loss, labels = forward_loss(model, criterion, images, labels, device, opts)
         sums += torch.stack([loss.double() * labels.shape[0],
                              (main_logits(outputs).argmax(1) == labels).sum().double(),
                              torch.tensor(labels.shape[0], device=device, dtype=torch.float64)])
