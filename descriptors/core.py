@@ -9,6 +9,8 @@ copy of a descriptor. ``clean`` mode uses no quirks.
 """
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -231,6 +233,38 @@ def encode_rgb(M: np.ndarray, img_size: int = DEFAULT_IMG_SIZE) -> np.ndarray:
 def fuse(gray: dict[str, np.ndarray]) -> np.ndarray:
     """FDD: the resized JDD, ADD, LAD images as R, G, B."""
     return np.stack([gray[name] for name in GRAY_DESCRIPTORS], axis=-1)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_COLOUR_TYPES = {1: 0, 3: 2}   # channels -> PNG colour type (gray, RGB)
+PNG_FILTER_UP = 2                 # each byte minus the byte above it (row 0: minus zeros)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def png_bytes(image: np.ndarray, level: int = 1) -> bytes:
+    """An 8-bit gray (H, W) or RGB (H, W, 3) image as the bytes of a PNG file, zlib ``level`` 0..9.
+
+    Pillow tries the five row filters per row; we give every row the 'Up' filter, one numpy
+    subtraction, and compress all rows in one zlib call: about twice as fast at level 1, files
+    about as small, and any PNG reader decodes them to the same pixels.
+    """
+    image = np.asarray(image)
+    channels = 1 if image.ndim == 2 else image.shape[-1]
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or channels not in PNG_COLOUR_TYPES or image.size == 0:
+        raise ValueError(f"png_bytes needs a non-empty uint8 (H, W) or (H, W, 3) image, not {image.dtype} "
+                         f"{image.shape}")
+    height, width = image.shape[:2]
+    rows = image.reshape(height, width * channels)
+    filtered = np.empty((height, width * channels + 1), np.uint8)
+    filtered[:, 0] = PNG_FILTER_UP
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])   # uint8 wraps modulo 256, as PNG wants
+    header = struct.pack(">IIBBBBB", width, height, 8, PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    return b"".join((PNG_SIGNATURE, _png_chunk(b"IHDR", header),
+                     _png_chunk(b"IDAT", zlib.compress(filtered.data, level)), _png_chunk(b"IEND", b"")))
 
 
 def descriptor_images(X: np.ndarray, layout: Layout | None = None, mode: str = "paper",

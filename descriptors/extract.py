@@ -19,10 +19,9 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from skeletons.atomic import TEMP_SUFFIX, atomic_path, write_text_atomic
+from skeletons.atomic import TEMP_SUFFIX, atomic_path, write_bytes_atomic, write_text_atomic
 from skeletons.bodies import clean_sequence
 from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, split_from_folder
 from skeletons.layouts import Layout, layout_for_joints
@@ -30,7 +29,7 @@ from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton
 from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name
 from skeletons.ucla import ucla_sequence
 
-from .core import DEFAULT_IMG_SIZE, MODES, descriptor_images
+from .core import DEFAULT_IMG_SIZE, MODES, descriptor_images, png_bytes
 
 MANIFEST = "manifest.csv"
 MANIFEST_FIELDS = ("index", "sample", "label", "frames", "bodies")
@@ -91,8 +90,7 @@ def load_sequence(path: str | Path, mode: str = "paper") -> np.ndarray:
 
 def save_png(image: np.ndarray, path: Path, png_level: int = DEFAULT_PNG_LEVEL) -> None:
     """Write a PNG atomically: an interrupted run leaves no truncated image under the final name."""
-    with atomic_path(path) as tmp:   # the temp name ends in .tmp, never .png: folder readers skip it
-        Image.fromarray(image).save(tmp, format="PNG", compress_level=png_level)
+    write_bytes_atomic(path, png_bytes(image, png_level))   # the temp name ends in .tmp: readers skip it
 
 
 @dataclass(frozen=True)
