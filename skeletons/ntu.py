@@ -40,13 +40,19 @@ SKELETON_SUFFIX = ".skeleton"
 NPY_SUFFIX = ".skeleton.npy"
 
 _MAX_FAST_TOKEN = 15     # sign + dot + 13 digits: the mantissa stays far below 2**53
+_WINDOW = 16             # bytes looked at per token: two little-endian 8-byte words
 _POW10 = 10.0 ** np.arange(_MAX_FAST_TOKEN + 2)
-_DIGIT_VALUE = np.zeros(256)
-_DIGIT_VALUE[ord("0"):ord("9") + 1] = np.arange(10)
+_POW10_INT = 10 ** np.arange(_MAX_FAST_TOKEN + 2, dtype=np.uint64)
 _DOT, _MINUS, _ZERO, _NEWLINE = ord("."), ord("-"), ord("0"), ord("\n")
+# _TAIL_WORDS[n]: a window as two words whose last n bytes are 1 and the others 0.
+_TAIL_WORDS = (np.arange(_WINDOW) >= _WINDOW - np.arange(_WINDOW + 1)[:, None]).astype(np.uint8).view("<u8")
+_COLUMN_WORDS = np.arange(_WINDOW, dtype=np.uint8).view("<u8")     # byte i of the window holds i
+_U64 = np.uint64
+_EVERY_BYTE = _U64(0x0101010101010101)
 # Bytes that can appear in the numbers of a well-formed file (plus whitespace).
+_NUMBER_BYTES = b"0123456789.-+eE \t\r\n"
 _NUMBER_BYTE = np.zeros(256, dtype=bool)
-_NUMBER_BYTE[list(b"0123456789.-+eE \t\r\n")] = True
+_NUMBER_BYTE[list(_NUMBER_BYTES)] = True
 
 
 class SkeletonFormatError(ValueError):
@@ -132,45 +138,59 @@ def _fast_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
     """Values of plain decimal tokens (``-?digits[.digits]``), bit-identical to ``float()``.
 
     Returns (values, ok); ``ok`` is False for tokens outside the exact fast path (their value
-    is meaningless and must come from ``float()``). Tokens are grouped by length so that each
-    group is a dense (tokens, length) byte matrix: no padding, no masks.
+    is meaningless and must come from ``float()``). Each token is read as the 16-byte window
+    that ends with it (two 8-byte words), so all tokens go through the same few whole-array
+    integer operations whatever their length: no per-length groups, no per-row loops.
     """
-    # Overlapping little-endian 8-byte words, one starting at every byte: gathering a token's
-    # bytes takes one fancy index per 8 bytes instead of one per byte.
-    padded = np.concatenate([buf, np.zeros(_MAX_FAST_TOKEN + 1, np.uint8)])
-    words = np.ndarray(shape=(len(buf),), dtype="<u8", buffer=padded, strides=(1,))
+    # Overlapping little-endian 8-byte words, one starting at every byte of the buffer padded
+    # with _WINDOW zero bytes in front: the window ending at byte e is words[e], words[e + 8].
+    padded = np.concatenate([np.zeros(_WINDOW, np.uint8), buf])
+    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
     lengths = ends - starts
-    values = np.zeros(len(starts))
-    ok = np.zeros(len(starts), dtype=bool)
-    for length in np.unique(lengths[lengths <= _MAX_FAST_TOKEN]).tolist():
-        rows = np.flatnonzero(lengths == length)
-        values[rows], ok[rows] = _decimals_of_length(words, starts[rows], length)
-    return values, ok
-
-
-def _decimals_of_length(words: np.ndarray, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """``_fast_decimals`` for tokens that all have ``length`` (<= 16) bytes."""
-    gathered = np.stack([words[starts + offset] for offset in range(0, length, 8)], axis=1)
-    chars = gathered.view(np.uint8)[:, :length]               # (tokens, length) bytes
-    digits = chars - np.uint8(_ZERO)                          # uint8: wraps for bytes below '0'
-    is_digit = digits <= 9
-    is_dot = chars == _DOT
-    # Row sums as matrix-vector products (BLAS), far faster than sum(axis=1) on short rows.
+    chars = _word_pairs(words[ends], words[ends + 8]).view(np.uint8)       # (tokens, 16)
+    clipped = np.minimum(lengths, _WINDOW)
+    in_token = _word_pairs(_TAIL_WORDS[clipped, 0], _TAIL_WORDS[clipped, 1]).view(np.uint8)
+    digit = chars - np.uint8(_ZERO)                                        # wraps for bytes below '0'
+    is_digit = (digit <= 9).view(np.uint8) & in_token
+    is_dot = (chars == _DOT).view(np.uint8) & in_token
     # The dot counts as a 0 digit in `whole`: whole = left * 10**(frac+1) + right, right < 10**frac.
-    cols = np.arange(length)
-    whole = (digits * is_digit) @ _POW10[length - 1 - cols]
-    dot_col, dots = (is_dot @ np.stack([cols, np.ones(length)], axis=1)).T
-    n_digits = is_digit @ np.ones(length)
-    has_dot = dots == 1
-    frac = np.where(has_dot, length - 1 - dot_col, 0).astype(np.int64)
-    scale = _POW10[frac + 1]
-    left = np.floor(whole / scale)
-    mantissa = np.where(has_dot, left * _POW10[frac] + (whole - left * scale), whole)
-    value = mantissa / _POW10[frac]
-    negative = chars[:, 0] == _MINUS
+    eights = _eight_digits((digit * is_digit).view("<u8"))
+    whole = eights[:, 0] * _U64(10 ** 8) + eights[:, 1]
+    dots = is_dot.view("<u8")
+    n_dots, n_digits = _byte_sums(dots), _byte_sums(is_digit.view("<u8"))
+    # With one dot, 255 * its 0/1 byte masks the column numbers down to the dot's own column.
+    dot_column = _byte_sums((dots * _U64(255)) & _COLUMN_WORDS)
+    has_dot = n_dots == 1
+    frac = np.where(has_dot, _WINDOW - 1 - dot_column, 0)
+    scale = _POW10_INT[frac + 1]
+    left = whole // scale
+    mantissa = np.where(has_dot, left * _POW10_INT[frac] + (whole - left * scale), whole)
+    value = mantissa.astype(np.float64) / _POW10[frac]     # both exact: one correctly rounded division
+    negative = buf[starts] == _MINUS
     # Plain decimal: digits, at most one dot, an optional leading '-', and some digit.
-    ok = (dots <= 1) & (n_digits >= 1) & (n_digits + dots + negative == length)
+    ok = (lengths <= _MAX_FAST_TOKEN) & (n_dots <= 1) & (n_digits >= 1) & (n_digits + n_dots + negative == lengths)
     return np.where(negative, -value, value), ok
+
+
+def _word_pairs(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """(n, 2) little-endian words: row i is low[i], high[i] (16 consecutive bytes)."""
+    pairs = np.empty((len(low), 2), "<u8")
+    pairs[:, 0], pairs[:, 1] = low, high
+    return pairs
+
+
+def _eight_digits(words: np.ndarray) -> np.ndarray:
+    """Value of the 8 digits (byte values 0-9, the first byte the most significant) of each word."""
+    # Neighbouring digits combine into 2-digit numbers, those into 4-digit, those into 8-digit.
+    for shift, mask, factor in ((8, 0xFFFFFFFFFFFFFFFF, 10), (16, 0x00FF00FF00FF00FF, 100),
+                                (32, 0x0000FFFF0000FFFF, 10000)):
+        words = (words & _U64(mask)) * _U64(factor) + ((words >> _U64(shift)) & _U64(mask))
+    return words & _U64(0xFFFFFFFF)
+
+
+def _byte_sums(words: np.ndarray) -> np.ndarray:
+    """Sum of the 16 bytes of each row of (n, 2) words; exact while it stays below 256."""
+    return (((words[:, 0] + words[:, 1]) * _EVERY_BYTE) >> _U64(56)).astype(np.int64)
 
 
 def _parse_line_with_float(lines: _Lines, k: int) -> list[float]:
@@ -209,8 +229,10 @@ def _joint_values(lines: _Lines, first_lines: np.ndarray) -> np.ndarray:
     values = values.reshape(-1, KEPT_VALUES)
     # Lines with a kept value outside the fast path (e.g. 1.973144E-05) or any odd byte are
     # converted by float(), all 12 values, as the official converter does (and fails).
-    odd_lines = np.searchsorted(lines.starts, np.flatnonzero(~np.take(_NUMBER_BYTE, buf)), side="right") - 1
-    redo = ~ok.reshape(-1, KEPT_VALUES).all(axis=1) | np.isin(joint_lines, odd_lines)
+    redo = ~ok.reshape(-1, KEPT_VALUES).all(axis=1)
+    if lines.raw.translate(None, _NUMBER_BYTES):     # some odd byte somewhere (rare): find its lines
+        odd_lines = np.searchsorted(lines.starts, np.flatnonzero(~np.take(_NUMBER_BYTE, buf)), side="right") - 1
+        redo |= np.isin(joint_lines, odd_lines)
     for row in np.flatnonzero(redo):
         values[row] = _parse_line_with_float(lines, int(joint_lines[row]))[:KEPT_VALUES]
     return values.reshape(-1, NTU.num_joints, KEPT_VALUES)
