@@ -208,15 +208,28 @@ def scale_to_uint8(M: np.ndarray, axis: tuple[int, ...] | None = None) -> np.nda
     if M.size == 0:
         return np.zeros(M.shape, np.uint8)
     low, high = M.min(axis=axis, keepdims=True), M.max(axis=axis, keepdims=True)
-    span = np.where(high == low, np.inf, high - low)          # constant -> 0 / inf = 0
-    return np.floor(255 * (M - low) / span).astype(np.uint8)
+    span = high - low
+    span[span == 0] = np.inf              # constant -> 0 / inf = 0
+    levels = M - low                      # in place from here: the same operations as the formula
+    levels *= 255
+    levels /= span
+    return levels.astype(np.uint8)        # values in [0, 255]: the cast's truncation is the floor
+
+
+PIL_MODES = {2: "L", 3: "RGB"}   # image ndim -> Pillow mode
 
 
 def resize(pixels: np.ndarray, img_size: int) -> np.ndarray:
-    """Pillow BICUBIC resize to img_size x img_size (an empty matrix becomes zeros)."""
+    """Pillow BICUBIC resize of a contiguous uint8 (H, W) or (H, W, 3) image to img_size x img_size
+    (an empty matrix becomes zeros)."""
+    out_shape = (img_size, img_size) + pixels.shape[2:]
     if pixels.size == 0:
-        return np.zeros((img_size, img_size) + pixels.shape[2:], np.uint8)
-    return np.asarray(Image.fromarray(pixels).resize((img_size, img_size), Image.BICUBIC))
+        return np.zeros(out_shape, np.uint8)
+    mode = PIL_MODES[pixels.ndim]
+    height, width = pixels.shape[:2]
+    # frombuffer/tobytes: no copies or checks beyond Pillow's own (fromarray/asarray cost as much as the resize)
+    image = Image.frombuffer(mode, (width, height), np.ascontiguousarray(pixels), "raw", mode, 0, 1)
+    return np.frombuffer(image.resize((img_size, img_size), Image.BICUBIC).tobytes(), np.uint8).reshape(out_shape)
 
 
 def encode_gray(M: np.ndarray, img_size: int = DEFAULT_IMG_SIZE) -> np.ndarray:
