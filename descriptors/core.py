@@ -85,6 +85,26 @@ def _rows(per_body: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(per_body.reshape(T, int(np.prod(per_body.shape[1:]))).T)
 
 
+def _feature_rows(per_feature: np.ndarray) -> np.ndarray:
+    """(F, T, B) -> (B*F, T): body 0's feature rows, then body 1's."""
+    F, T, B = per_feature.shape
+    return np.ascontiguousarray(per_feature.transpose(2, 0, 1)).reshape(B * F, T)
+
+
+_AXES = np.arange(3)[:, None]
+
+
+def _distances(P: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """(n, T, B) distances between joints ``first`` and ``second``, both (3, n): the joint each
+    axis is read from (the same on every axis except for quirk 1). One gather per table."""
+    return _norm(P[_AXES, ..., first] - P[_AXES, ..., second])   # advanced axes first: (3, n, T, B)
+
+
+def _per_axis(joints: np.ndarray) -> np.ndarray:
+    """(n,) joints -> (3, n): the same joint read on every axis."""
+    return np.repeat(np.asarray(joints)[None], 3, axis=0)
+
+
 @lru_cache(maxsize=None)
 def normalised_adjacency(layout: Layout) -> np.ndarray:
     """Â = D^-1 (A + I) of the bone graph, float32 as the release computes GD."""
@@ -115,9 +135,11 @@ def graph_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) 
     planes = P.astype(np.float32)
     _, T, B, V = planes.shape
     joints, weights = adjacency_terms(layout)
-    out = np.zeros_like(planes)
-    for term_joints, term_weights in zip(joints, weights):   # K <= 5 terms, each over all joints
-        out += planes[..., term_joints] * term_weights
+    terms = planes[..., joints]                 # (3, T, B, K, V): all K <= 5 terms in one gather
+    terms *= weights
+    out = terms[..., 0, :]
+    for k in range(1, len(joints)):             # summed term by term: ascending i, as the matmul does
+        out += terms[..., k, :]
     M = out.transpose(2, 3, 1, 0).reshape(B * V, T, 3).astype(np.float64)
     if quirks.gd_skip_first_frame:
         M[:, 0, :] = 0.0
@@ -132,16 +154,22 @@ def body_sizes(P: np.ndarray, layout: Layout) -> np.ndarray:
     return np.where(sizes == 0, 1.0, sizes)
 
 
+@lru_cache(maxsize=None)
+def jdd_tables(layout: Layout, quirks: Quirks) -> tuple[np.ndarray, np.ndarray]:
+    """(3, pairs) first and second joints of the JDD pairs per axis, quirk 1 applied."""
+    pairs = np.array(layout.jdd_pairs)
+    first, second = _per_axis(pairs[:, 0]), _per_axis(pairs[:, 1])
+    for pair, axis, joint in quirks.jdd_axis_sources:   # quirk 1: one axis read from another joint
+        second[axis, pair] = joint
+    return first, second
+
+
 def joint_distance_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
     """JDD: (B*P, T) pair distances divided by the body size of their body."""
-    pairs = np.array(layout.jdd_pairs)
-    second = P[..., pairs[:, 1]]
-    for pair, axis, joint in quirks.jdd_axis_sources:   # quirk 1: one axis read from another joint
-        second[axis, ..., pair] = P[axis, ..., joint]
-    d = P[..., pairs[:, 0]] - second
-    scale = np.repeat(body_sizes(P, layout)[:, None], len(pairs), axis=1)   # (B, pairs)
-    scale[:, list(quirks.jdd_unnormalised_pairs)] = 1.0
-    M = _rows(_norm(d) / scale)
+    distances = _distances(P, *jdd_tables(layout, quirks))          # (pairs, T, B)
+    scale = np.repeat(body_sizes(P, layout)[None], len(distances), axis=0)   # (pairs, B)
+    scale[list(quirks.jdd_unnormalised_pairs)] = 1.0
+    M = _feature_rows(distances / scale[:, None, :])
     if P.shape[2] == 2 and quirks.jdd_two_body_row_copies:
         dst, src = zip(*quirks.jdd_two_body_row_copies)
         source = np.vstack([M, np.zeros((1, M.shape[1]))])  # last row: the zeros of a None source
@@ -170,19 +198,25 @@ def round2(x: np.ndarray) -> np.ndarray:
     return k / 100
 
 
+@lru_cache(maxsize=None)
+def lad_tables(layout: Layout, quirks: Quirks, bodies: int) -> tuple[np.ndarray, np.ndarray]:
+    """(3, 3K) first and second joints of the edges a-p, b-p, b-a of the K triplets (p, a, b)."""
+    triplets = np.array(layout.lad_triplets)
+    if bodies == 2:
+        for index, replacement in quirks.lad_two_body_triplets:   # quirk 3
+            triplets[index] = replacement
+    p, a, b = triplets.T
+    return _per_axis(np.concatenate([a, b, b])), _per_axis(np.concatenate([p, p, a]))
+
+
 def limb_angle_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
     """LAD: (B*K, T) angle at each triplet's vertex, radians, cosine rounded to 2 decimals."""
-    triplets = np.array(layout.lad_triplets)
-    if P.shape[2] == 2:
-        for index, replacement in quirks.lad_two_body_triplets:
-            triplets[index] = replacement
-    p, a, b = (P[..., triplets[:, k]] for k in range(3))
-    ab, ac, bc = _norm(a - p), _norm(b - p), _norm(b - a)
+    ab, ac, bc = np.split(_distances(P, *lad_tables(layout, quirks, P.shape[2])), 3)   # each (K, T, B)
     degenerate = (ab == 0) | (ac == 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         cosine = round2((ab * ab + ac * ac - bc * bc) / (2 * ab * ac))
     angle = np.arccos(np.clip(np.where(degenerate, 1.0, cosine), -1.0, 1.0))
-    return _rows(np.where(degenerate, 0.0, angle))
+    return _feature_rows(np.where(degenerate, 0.0, angle))
 
 
 def descriptor_matrices(X: np.ndarray, layout: Layout, mode: str = "paper") -> dict[str, np.ndarray]:
