@@ -4,16 +4,19 @@
 
 The real .skeleton files in ../shared/data/ntu are converted once and copied under distinct
 NTU-60 csub-train names until there are --samples of them. Reported:
-- time split of the full step on one core: read .npy, compute the matrices, encode + resize, PNG write;
+- time split of the full step on one core: read .npy, compute the matrices, encode + resize, PNG bytes
+  (descriptors.core.png_bytes at zlib level 1), file write (atomic: temp + rename);
 - samples/s for the step without writing files, and for skels2desc's extract_split (read .npy,
   five descriptors, five PNG files) on one worker and on all cores;
-- PNG write time at zlib level 1 (our default) and 6 (Pillow's default), pixels identical;
+- for reference: our PNG bytes at level 6 (Pillow's default) and Pillow's own writer at level 1,
+  file sizes, and that every file decodes to the image;
 - peak memory (max RSS of this process and of its worker processes);
 - the ratio to a per-element loop implementation written below (the release's approach).
 """
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import resource
@@ -29,8 +32,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from descriptors.core import (GRAY_DESCRIPTORS, descriptor_matrices, encode_gray, encode_rgb, fuse,  # noqa: E402
-                              normalised_adjacency, quirks_for)
-from descriptors.extract import extract_split, save_png  # noqa: E402
+                              normalised_adjacency, png_bytes, quirks_for)
+from descriptors.extract import extract_split  # noqa: E402
+from skeletons.atomic import write_bytes_atomic  # noqa: E402
 from skeletons.datasets import NTU60_CSUB_TRAIN_PERFORMERS  # noqa: E402
 from skeletons.layouts import NTU, Layout  # noqa: E402
 from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton, save_skeleton_npy  # noqa: E402
@@ -125,10 +129,22 @@ def encode(matrices: dict[str, np.ndarray], img_size: int = 112) -> dict[str, np
     return images
 
 
+def pillow_png(image: np.ndarray, level: int) -> bytes:
+    """The PNG Pillow writes (adaptive per-row filters), for comparison with ours."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=level)
+    return buffer.getvalue()
+
+
+STAGES = ("read", "compute", "encode", "png level 1", "file write")
+REFERENCES = ("png level 6", "Pillow png level 1")   # timed beside the step, not part of it
+
+
 def time_split(paths: list[Path], out: Path, clock=time.process_time) -> dict[str, float]:
     """Seconds per stage over all samples, one core, in this process. The default clock is CPU
-    time, which other processes competing for the cores inflate much less than wall time."""
-    totals = dict.fromkeys(("read", "compute", "encode", "write level 1", "write level 6"), 0.0)
+    time, which other processes competing for the cores inflate much less than wall time.
+    "png" makes the file bytes in memory, "file write" writes them atomically (temp + rename)."""
+    totals = dict.fromkeys(STAGES + REFERENCES, 0.0)
     out.mkdir(exist_ok=True)
     for k, path in enumerate(paths):
         t0 = clock()
@@ -138,17 +154,23 @@ def time_split(paths: list[Path], out: Path, clock=time.process_time) -> dict[st
         t2 = clock()
         images = encode(matrices)
         t3 = clock()
-        for desc in DESCRIPTORS:
-            save_png(images[desc], out / f"{desc}_{k}.png", png_level=1)
+        files = {desc: png_bytes(images[desc], 1) for desc in DESCRIPTORS}
         t4 = clock()
-        for desc in DESCRIPTORS:
-            save_png(images[desc], out / f"{desc}_{k}_6.png", png_level=6)
+        for desc, data in files.items():
+            write_bytes_atomic(out / f"{desc}_{k}.png", data)
         t5 = clock()
-        for name, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+        level6 = {desc: png_bytes(images[desc], 6) for desc in DESCRIPTORS}
+        t6 = clock()
+        pillow = {desc: pillow_png(images[desc], 1) for desc in DESCRIPTORS}
+        t7 = clock()
+        for name, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
             totals[name] += dt
-    same = all(np.array_equal(np.asarray(Image.open(out / f"{d}_0.png")), np.asarray(Image.open(out / f"{d}_0_6.png")))
-               for d in DESCRIPTORS)
-    print(f"PNG level 1 and 6 give identical pixels: {same}")
+    same = all(np.array_equal(np.asarray(Image.open(io.BytesIO(data))), images[desc])
+               for data_by_desc in (files, level6, pillow) for desc, data in data_by_desc.items())
+    sizes = {name: sum(map(len, data.values())) for name, data in
+             (("ours, level 1", files), ("ours, level 6", level6), ("Pillow, level 1", pillow))}
+    print(f"last sample's PNG files decode to the images (ours at levels 1 and 6, Pillow's): {same}; "
+          "bytes: " + ", ".join(f"{name} {size}" for name, size in sizes.items()))
     return totals
 
 
@@ -157,8 +179,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=350)
     parser.add_argument("--loop-samples", type=int, default=5, help="samples timed with the loop version")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--tmp", default=None, help="folder for the files (default: the system's temp "
+                        "folder); file writing costs depend on its file system, e.g. try /dev/shm")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         tmp = Path(tmp)
         (tmp / "npy").mkdir()
         paths = make_npy_folder(tmp / "npy", args.samples)
@@ -168,14 +192,15 @@ def main() -> None:
 
         n = len(paths)
         for clock_name, clock in (("CPU time", time.process_time), ("wall time", time.perf_counter)):
-            totals = time_split(paths, tmp / "split", clock)
-            print(f"time split on one core, {clock_name} (ms per sample):")
+            totals = time_split(paths, tmp / f"split_{clock_name.split()[0]}", clock)
+            print(f"time split on one core, {clock_name} (ms per sample), files in {tmp}:")
             for name, seconds in totals.items():
-                print(f"  {name:14s} {1000 * seconds / n:7.3f}")
+                print(f"  {name:18s} {1000 * seconds / n:7.3f}" + ("   (reference, not in the step)"
+                                                                   if name in REFERENCES else ""))
             no_write = totals["read"] + totals["compute"] + totals["encode"]
-            full = no_write + totals["write level 1"]
+            full = sum(totals[name] for name in STAGES)
             print(f"  -> without file writing {n / no_write:6.1f} samples/s; full step {n / full:6.1f} samples/s "
-                  f"(level 1), {n / (no_write + totals['write level 6']):6.1f} (level 6)")
+                  f"(PNG level 1)")
 
         for workers in sorted({1, args.workers}):
             t0 = time.perf_counter()
