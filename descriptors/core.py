@@ -294,9 +294,10 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def png_bytes(image: np.ndarray, level: int = 1) -> bytes:
     """An 8-bit gray (H, W) or RGB (H, W, 3) image as the bytes of a PNG file, zlib ``level`` 0..9.
 
-    Pillow tries the five row filters per row; we give every row the 'Up' filter, one numpy
-    subtraction, and compress all rows in one zlib call: about twice as fast at level 1, files
-    about as small, and any PNG reader decodes them to the same pixels.
+    Pillow picks one of five filters per row (trying them all); we give every row the 'Up'
+    filter, one numpy subtraction, and compress all rows in one zlib call: at level 1 about 1.7x
+    faster than Pillow's writer for descriptor images, files about a fifth larger, and any PNG
+    reader decodes them to the same pixels.
     """
     image = np.asarray(image)
     channels = 1 if image.ndim == 2 else image.shape[-1]
