@@ -46,9 +46,11 @@ _POW10_INT = 10 ** np.arange(_MAX_FAST_TOKEN + 2, dtype=np.uint64)
 _DOT, _MINUS, _ZERO, _NEWLINE = ord("."), ord("-"), ord("0"), ord("\n")
 # _TAIL_WORDS[n]: a window as two words whose last n bytes are 1 and the others 0.
 _TAIL_WORDS = (np.arange(_WINDOW) >= _WINDOW - np.arange(_WINDOW + 1)[:, None]).astype(np.uint8).view("<u8")
-_COLUMN_WORDS = np.arange(_WINDOW, dtype=np.uint8).view("<u8")     # byte i of the window holds i
 _U64 = np.uint64
 _EVERY_BYTE = _U64(0x0101010101010101)
+# Multipliers whose top product byte is a weighted byte sum: byte i of the low word weighs 15 - i,
+# byte i of the high word 7 - i, i.e. each window byte weighs its distance from the window's end.
+_BYTES_LEFT_LOW, _BYTES_LEFT_HIGH = _U64(0x0F0E0D0C0B0A0908), _U64(0x0706050403020100)
 # Bytes that can appear in the numbers of a well-formed file (plus whitespace).
 _NUMBER_BYTES = b"0123456789.-+eE \t\r\n"
 _NUMBER_BYTE = np.zeros(256, dtype=bool)
@@ -84,17 +86,22 @@ class _Lines:
     def text(self, k: int) -> bytes:
         return self.raw[self._starts_list[k]:self._ends_list[k]]
 
-    def integer(self, k: int, what: str) -> int:
-        """The line holding a single integer header value (frame, body or joint count)."""
+    def integer(self, k: int, what: str, *numbers: int) -> int:
+        """The line holding a single integer header value (frame, body or joint count).
+
+        ``what`` is a template filled with ``numbers`` only for an error message: formatting it
+        for each of the hundreds of header lines would cost more than reading them.
+        """
         if k >= self.count:
-            raise SkeletonFormatError(self.path, k + 1, f"unexpected end of file: expected the {what}")
+            raise SkeletonFormatError(self.path, k + 1, f"unexpected end of file: expected the "
+                                      f"{what.format(*numbers)}")
         try:
             value = int(self.text(k))
         except ValueError:
-            raise SkeletonFormatError(self.path, k + 1, f"expected the {what} (an integer), "
+            raise SkeletonFormatError(self.path, k + 1, f"expected the {what.format(*numbers)} (an integer), "
                                       f"found {self.text(k)[:40]!r}") from None
         if value < 0:
-            raise SkeletonFormatError(self.path, k + 1, f"negative {what} {value}")
+            raise SkeletonFormatError(self.path, k + 1, f"negative {what.format(*numbers)} {value}")
         return value
 
 
@@ -105,23 +112,22 @@ def _walk_headers(lines: _Lines) -> tuple[int, list[int], np.ndarray]:
     nbodys, blocks = [], []
     k = 1
     for frame in range(nframe):
-        nbody = lines.integer(k, f"body count of frame {frame + 1}")
+        nbody = lines.integer(k, "body count of frame {}", frame + 1)
         k += 1
         if nbody:
             nbodys.append(nbody)
         for slot in range(nbody):
             # line k is the body-info line (bodyID, ...), which the format ignores
-            where = f"frame {frame + 1}, body {slot + 1}"
-            njoints = lines.integer(k + 1, f"joint count of {where}")
+            njoints = lines.integer(k + 1, "joint count of frame {}, body {}", frame + 1, slot + 1)
             if njoints != NTU.num_joints:
-                raise SkeletonFormatError(lines.path, k + 2,
-                                          f"joint count {njoints} in {where}, expected {NTU.num_joints}")
+                raise SkeletonFormatError(lines.path, k + 2, f"joint count {njoints} in frame {frame + 1}, "
+                                          f"body {slot + 1}, expected {NTU.num_joints}")
             first = k + 2
             k = first + NTU.num_joints
             if k > lines.count:
                 raise SkeletonFormatError(lines.path, lines.count + 1,
-                                          f"unexpected end of file: {where} has {lines.count - first} of "
-                                          f"{NTU.num_joints} joint lines")
+                                          f"unexpected end of file: frame {frame + 1}, body {slot + 1} has "
+                                          f"{lines.count - first} of {NTU.num_joints} joint lines")
             blocks.append((frame, slot, first))
     return nframe, nbodys, np.array(blocks, dtype=np.int64).reshape(-1, 3)
 
@@ -147,9 +153,9 @@ def _fast_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
     padded = np.concatenate([np.zeros(_WINDOW, np.uint8), buf])
     words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
     lengths = ends - starts
-    chars = _word_pairs(words[ends], words[ends + 8]).view(np.uint8)       # (tokens, 16)
+    chars = words[_word_pairs(ends, ends + 8)].view(np.uint8)               # (tokens, 16)
     clipped = np.minimum(lengths, _WINDOW)
-    in_token = _word_pairs(_TAIL_WORDS[clipped, 0], _TAIL_WORDS[clipped, 1]).view(np.uint8)
+    in_token = _word_pairs(_TAIL_WORDS[:, 0][clipped], _TAIL_WORDS[:, 1][clipped]).view(np.uint8)
     digit = chars - np.uint8(_ZERO)                                        # wraps for bytes below '0'
     is_digit = (digit <= 9).view(np.uint8) & in_token
     is_dot = (chars == _DOT).view(np.uint8) & in_token
@@ -158,13 +164,13 @@ def _fast_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
     whole = eights[:, 0] * _U64(10 ** 8) + eights[:, 1]
     dots = is_dot.view("<u8")
     n_dots, n_digits = _byte_sums(dots), _byte_sums(is_digit.view("<u8"))
-    # With one dot, 255 * its 0/1 byte masks the column numbers down to the dot's own column.
-    dot_column = _byte_sums((dots * _U64(255)) & _COLUMN_WORDS)
     has_dot = n_dots == 1
-    frac = np.where(has_dot, _WINDOW - 1 - dot_column, 0)
-    scale = _POW10_INT[frac + 1]
+    # Digits after the dot: the dot's distance from the token's end (no carries with one dot).
+    after_dot = ((dots[:, 0] * _BYTES_LEFT_LOW) >> _U64(56)) + ((dots[:, 1] * _BYTES_LEFT_HIGH) >> _U64(56))
+    frac = np.where(has_dot, after_dot, 0).astype(np.int64)
+    scale = _POW10_INT[frac + has_dot]              # no dot: scale 1, mantissa = whole
     left = whole // scale
-    mantissa = np.where(has_dot, left * _POW10_INT[frac] + (whole - left * scale), whole)
+    mantissa = left * _POW10_INT[frac] + (whole - left * scale)
     value = mantissa.astype(np.float64) / _POW10[frac]     # both exact: one correctly rounded division
     negative = buf[starts] == _MINUS
     # Plain decimal: digits, at most one dot, an optional leading '-', and some digit.
@@ -173,19 +179,21 @@ def _fast_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
 
 
 def _word_pairs(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """(n, 2) little-endian words: row i is low[i], high[i] (16 consecutive bytes)."""
-    pairs = np.empty((len(low), 2), "<u8")
+    """(n, 2) array: row i is low[i], high[i]."""
+    pairs = np.empty((len(low), 2), low.dtype)
     pairs[:, 0], pairs[:, 1] = low, high
     return pairs
 
 
 def _eight_digits(words: np.ndarray) -> np.ndarray:
     """Value of the 8 digits (byte values 0-9, the first byte the most significant) of each word."""
-    # Neighbouring digits combine into 2-digit numbers, those into 4-digit, those into 8-digit.
-    for shift, mask, factor in ((8, 0xFFFFFFFFFFFFFFFF, 10), (16, 0x00FF00FF00FF00FF, 100),
-                                (32, 0x0000FFFF0000FFFF, 10000)):
-        words = (words & _U64(mask)) * _U64(factor) + ((words >> _U64(shift)) & _U64(mask))
-    return words & _U64(0xFFFFFFFF)
+    # Neighbouring digits combine into 2-digit numbers (in the even bytes), those into 4-digit
+    # numbers (even 16-bit lanes), those into the 8-digit number (low 32 bits).
+    pairs = words * _U64(10) + (words >> _U64(8))
+    mask = _U64(0x00FF00FF00FF00FF)
+    fours = (pairs & mask) * _U64(100) + ((pairs >> _U64(16)) & mask)
+    mask = _U64(0x0000FFFF0000FFFF)
+    return ((fours & mask) * _U64(10000) + ((fours >> _U64(32)) & mask)) & _U64(0xFFFFFFFF)
 
 
 def _byte_sums(words: np.ndarray) -> np.ndarray:
@@ -229,7 +237,8 @@ def _joint_values(lines: _Lines, first_lines: np.ndarray) -> np.ndarray:
     values = values.reshape(-1, KEPT_VALUES)
     # Lines with a kept value outside the fast path (e.g. 1.973144E-05) or any odd byte are
     # converted by float(), all 12 values, as the official converter does (and fails).
-    redo = ~ok.reshape(-1, KEPT_VALUES).all(axis=1)
+    redo = np.zeros(len(joint_lines), dtype=bool)
+    redo[np.flatnonzero(~ok) // KEPT_VALUES] = True
     if lines.raw.translate(None, _NUMBER_BYTES):     # some odd byte somewhere (rare): find its lines
         odd_lines = np.searchsorted(lines.starts, np.flatnonzero(~np.take(_NUMBER_BYTE, buf)), side="right") - 1
         redo |= np.isin(joint_lines, odd_lines)
