@@ -7,6 +7,7 @@ folder). Timed: (1) a line-by-line reader in the style of the official converter
 list and three row assignments per joint line) followed by np.save, one process; (2) our
 converter, one worker and all cores (planning, parsing and atomic writes included); and the
 parsers alone on the same files. Prints files/s and the ratios; the goal is >= 5x per core.
+Everything runs with the converter's allocator setting (skeletons.convert.keep_freed_memory).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skeletons.convert import convert_folder  # noqa: E402
+from skeletons.convert import convert_folder, keep_freed_memory  # noqa: E402
 from skeletons.datasets import official_missing, parse_ntu_name  # noqa: E402
 from skeletons.ntu import read_skeleton  # noqa: E402
 
@@ -89,6 +90,9 @@ def main() -> None:
     if not any(args.data.glob("*.skeleton")):
         sys.exit(f"bench_txt2npy.py: error: no .skeleton files in {args.data}")
     cores = os.cpu_count() or 1
+    # The converter sets this in its processes (in this one too, with one worker); set it before
+    # anything is timed so that both readers run under the same allocator settings.
+    keep_freed_memory()
     with tempfile.TemporaryDirectory() as tmp:
         txt = Path(tmp) / "txt"
         txt.mkdir()
