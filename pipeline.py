@@ -22,6 +22,7 @@ import test as test_script
 import train as train_script
 from models.networks import BN_STATS
 from descriptors.extract import MANIFEST, extract_split
+from skeletons.atomic import write_text_atomic
 from skeletons.convert import convert_folder, load_missing, npy_name
 from skeletons.datasets import DATASETS, PARTS, check_protocol, get_dataset, sample_id, split_from_folder
 from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION,
@@ -146,7 +147,7 @@ def run_demo_data(args: argparse.Namespace) -> None:
         step("demo data", f"already in {DEMO_ROOT} (seed {args.seed}, {args.demo_size})")
         return
     counts = generate_demo(DEMO_ROOT, seed=args.seed, size=args.demo_size)
-    (DEMO_ROOT / DEMO_MARKER).write_text(json.dumps({"seed": args.seed, "size": args.demo_size}))
+    write_text_atomic(DEMO_ROOT / DEMO_MARKER, json.dumps({"seed": args.seed, "size": args.demo_size}))
     step("demo data", f"{counts['ntu']} NTU .skeleton and {counts['ucla']} NW-UCLA .json files in {DEMO_ROOT}")
 
 
