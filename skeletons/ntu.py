@@ -44,8 +44,9 @@ _WINDOW = 16             # bytes looked at per token: two little-endian 8-byte w
 _POW10 = 10.0 ** np.arange(_MAX_FAST_TOKEN + 2)
 _POW10_INT = 10 ** np.arange(_MAX_FAST_TOKEN + 2, dtype=np.uint64)
 _DOT, _MINUS, _ZERO, _NEWLINE = ord("."), ord("-"), ord("0"), ord("\n")
-# _TAIL_WORDS[n]: a window as two words whose last n bytes are 1 and the others 0.
-_TAIL_WORDS = (np.arange(_WINDOW) >= _WINDOW - np.arange(_WINDOW + 1)[:, None]).astype(np.uint8).view("<u8")
+# _TAIL_WINDOWS[n]: a 16-byte window whose last n bytes are 1 and the others 0.
+_WINDOW_ITEM = np.dtype(f"V{_WINDOW}")
+_TAIL_WINDOWS = (np.arange(_WINDOW) >= _WINDOW - np.arange(_WINDOW + 1)[:, None]).astype(np.uint8).view(_WINDOW_ITEM).ravel()
 _U64 = np.uint64
 _EVERY_BYTE = _U64(0x0101010101010101)
 # Multipliers whose top product byte is a weighted byte sum: byte i of the low word weighs 15 - i,
@@ -145,55 +146,67 @@ def _fast_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
 
     Returns (values, ok); ``ok`` is False for tokens outside the exact fast path (their value
     is meaningless and must come from ``float()``). Each token is read as the 16-byte window
-    that ends with it (two 8-byte words), so all tokens go through the same few whole-array
-    integer operations whatever their length: no per-length groups, no per-row loops.
+    that ends with it, so all tokens go through the same few whole-array integer operations
+    whatever their length: no per-length groups, no per-row loops.
     """
-    # Overlapping little-endian 8-byte words, one starting at every byte of the buffer padded
-    # with _WINDOW zero bytes in front: the window ending at byte e is words[e], words[e + 8].
+    # One 16-byte item starting at every byte of the buffer padded with _WINDOW zero bytes in
+    # front: the window ending at byte e of buf is windows[e] (a single 16-byte gather per token).
     padded = np.concatenate([np.zeros(_WINDOW, np.uint8), buf])
-    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    windows = np.ndarray(shape=(len(buf) + 1,), dtype=_WINDOW_ITEM, buffer=padded, strides=(1,))
     lengths = ends - starts
-    chars = words[_word_pairs(ends, ends + 8)].view(np.uint8)               # (tokens, 16)
-    clipped = np.minimum(lengths, _WINDOW)
-    in_token = _word_pairs(_TAIL_WORDS[:, 0][clipped], _TAIL_WORDS[:, 1][clipped]).view(np.uint8)
+    chars = windows[ends].view(np.uint8).reshape(-1, _WINDOW)
+    in_token = _TAIL_WINDOWS[np.minimum(lengths, _WINDOW)].view(np.uint8).reshape(-1, _WINDOW)
     digit = chars - np.uint8(_ZERO)                                        # wraps for bytes below '0'
-    is_digit = (digit <= 9).view(np.uint8) & in_token
-    is_dot = (chars == _DOT).view(np.uint8) & in_token
+    is_digit = (digit <= 9).view(np.uint8)
+    is_digit &= in_token
+    is_dot = (chars == _DOT).view(np.uint8)
+    is_dot &= in_token
     # The dot counts as a 0 digit in `whole`: whole = left * 10**(frac+1) + right, right < 10**frac.
-    eights = _eight_digits((digit * is_digit).view("<u8"))
-    whole = eights[:, 0] * _U64(10 ** 8) + eights[:, 1]
+    digit *= is_digit
+    eights = _eight_digits(digit).astype(np.float64)
+    whole = eights[:, 0] * 1e8 + eights[:, 1]            # an integer < 10**15 < 2**53: exact
     dots = is_dot.view("<u8")
-    n_dots, n_digits = _byte_sums(dots), _byte_sums(is_digit.view("<u8"))
+    # Digit and dot counts in one byte sum: each in-token byte is 1 (digit) or 16 (dot).
+    counts = _byte_sums((is_dot << 4 | is_digit).view("<u8"))
+    n_dots, n_digits = counts >> 4, counts & 15
     has_dot = n_dots == 1
     # Digits after the dot: the dot's distance from the token's end (no carries with one dot).
     after_dot = ((dots[:, 0] * _BYTES_LEFT_LOW) >> _U64(56)) + ((dots[:, 1] * _BYTES_LEFT_HIGH) >> _U64(56))
-    frac = np.where(has_dot, after_dot, 0).astype(np.int64)
-    scale = _POW10_INT[frac + has_dot]              # no dot: scale 1, mantissa = whole
-    left = whole // scale
-    mantissa = left * _POW10_INT[frac] + (whole - left * scale)
-    value = mantissa.astype(np.float64) / _POW10[frac]     # both exact: one correctly rounded division
+    frac = np.where(has_dot, after_dot, 0).astype(np.intp)
+    scale = _POW10[frac + has_dot]                       # no dot: scale 1, mantissa = whole
+    divisor = _POW10[frac]
+    # left = whole // scale: the true quotient is left + (less than 0.1), so the float
+    # quotient's floor is exact; the mantissa left * 10**frac + right = whole - 9 * left * 10**frac
+    # is then a difference of exact integers below 2**53.
+    left = np.floor(whole / scale)
+    scale -= divisor
+    mantissa = whole - left * scale
+    value = mantissa / divisor                           # both exact: one correctly rounded division
     negative = buf[starts] == _MINUS
+    np.negative(value, out=value, where=negative)
     # Plain decimal: digits, at most one dot, an optional leading '-', and some digit.
     ok = (lengths <= _MAX_FAST_TOKEN) & (n_dots <= 1) & (n_digits >= 1) & (n_digits + n_dots + negative == lengths)
-    return np.where(negative, -value, value), ok
+    return value, ok
 
 
-def _word_pairs(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """(n, 2) array: row i is low[i], high[i]."""
-    pairs = np.empty((len(low), 2), low.dtype)
-    pairs[:, 0], pairs[:, 1] = low, high
-    return pairs
-
-
-def _eight_digits(words: np.ndarray) -> np.ndarray:
-    """Value of the 8 digits (byte values 0-9, the first byte the most significant) of each word."""
-    # Neighbouring digits combine into 2-digit numbers (in the even bytes), those into 4-digit
-    # numbers (even 16-bit lanes), those into the 8-digit number (low 32 bits).
-    pairs = words * _U64(10) + (words >> _U64(8))
-    mask = _U64(0x00FF00FF00FF00FF)
-    fours = (pairs & mask) * _U64(100) + ((pairs >> _U64(16)) & mask)
-    mask = _U64(0x0000FFFF0000FFFF)
-    return ((fours & mask) * _U64(10000) + ((fours >> _U64(32)) & mask)) & _U64(0xFFFFFFFF)
+def _eight_digits(digits: np.ndarray) -> np.ndarray:
+    """(n, 2) values of the two 8-digit halves of (n, 16) digits (byte values 0-9, most significant first)."""
+    # Neighbouring digits combine into 2-digit numbers (16-bit lanes), those into 4-digit
+    # numbers (32-bit lanes), those into the 8-digit numbers (64-bit lanes); narrow lanes first
+    # because numpy vectorises them.
+    lanes = digits.view("<u2")
+    pairs = lanes & np.uint16(0xFF)
+    pairs *= np.uint16(10)
+    pairs += lanes >> np.uint16(8)
+    lanes = pairs.view("<u4")
+    fours = lanes & np.uint32(0xFFFF)
+    fours *= np.uint32(100)
+    fours += lanes >> np.uint32(16)
+    lanes = fours.view("<u8")
+    eights = lanes & _U64(0xFFFFFFFF)
+    eights *= _U64(10000)
+    eights += lanes >> _U64(32)
+    return eights
 
 
 def _byte_sums(words: np.ndarray) -> np.ndarray:
