@@ -193,22 +193,18 @@ def _fast_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
 
 def _eight_digits(digits: np.ndarray) -> np.ndarray:
     """(n, 2) values of the two 8-digit halves of (n, 16) digits (byte values 0-9, most significant first)."""
-    # Neighbouring digits combine into 2-digit numbers (16-bit lanes), those into 4-digit
-    # numbers (32-bit lanes), those into the 8-digit numbers (64-bit lanes); narrow lanes first
-    # because numpy vectorises them.
-    lanes = digits.view("<u2")
-    pairs = lanes & np.uint16(0xFF)
-    pairs *= np.uint16(10)
-    pairs += lanes >> np.uint16(8)
-    lanes = pairs.view("<u4")
-    fours = lanes & np.uint32(0xFFFF)
-    fours *= np.uint32(100)
-    fours += lanes >> np.uint32(16)
-    lanes = fours.view("<u8")
-    eights = lanes & _U64(0xFFFFFFFF)
-    eights *= _U64(10000)
-    eights += lanes >> _U64(32)
-    return eights
+    # Each step multiplies a lane holding two numbers a (low half, more significant) and b by
+    # 1 + base * 2**half: the top half of the product is a * base + b, with no overflow into it.
+    # Neighbouring digits give 2-digit numbers (top byte of 16-bit lanes), those 4-digit numbers
+    # (top 16 bits of 32-bit lanes), those the 8-digit numbers (top 32 bits of 64-bit lanes).
+    pairs = digits.view("<u2") * np.uint16(1 + 10 * 2**8)
+    fours = pairs.view("<u4") >> np.uint32(8)
+    fours &= np.uint32(0x00FF00FF)
+    fours *= np.uint32(1 + 100 * 2**16)
+    eights = fours.view("<u8") >> _U64(16)
+    eights &= _U64(0x0000FFFF0000FFFF)
+    eights *= _U64(1 + 10000 * 2**32)
+    return eights.view("<u4")[:, 1::2]
 
 
 def _byte_sums(words: np.ndarray) -> np.ndarray:
