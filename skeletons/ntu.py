@@ -109,6 +109,40 @@ class _Lines:
 def _walk_headers(lines: _Lines) -> tuple[int, list[int], np.ndarray]:
     """Walk the header lines only. Returns (frame count, nbodys of non-empty frames,
     blocks) where blocks[i] = (frame, slot, index of the first of the body's 25 joint lines)."""
+    try:
+        return _walk_well_formed_headers(lines)
+    except (ValueError, IndexError):
+        return _walk_headers_checked(lines)           # raises the error naming the line
+
+
+def _walk_well_formed_headers(lines: _Lines) -> tuple[int, list[int], np.ndarray]:
+    """``_walk_headers`` as a tight loop for well-formed files; ValueError or IndexError on
+    anything else (the caller then walks again with ``_walk_headers_checked`` for the message)."""
+    raw, starts, ends, njoints = lines.raw, lines._starts_list, lines._ends_list, NTU.num_joints
+    nframe = int(raw[starts[0]:ends[0]])
+    if nframe < 0:
+        raise ValueError
+    nbodys, blocks = [], []
+    k = 1
+    for frame in range(nframe):
+        nbody = int(raw[starts[k]:ends[k]])
+        k += 1
+        if nbody:
+            if nbody < 0:
+                raise ValueError
+            nbodys.append(nbody)
+        for slot in range(nbody):
+            if int(raw[starts[k + 1]:ends[k + 1]]) != njoints:
+                raise ValueError
+            blocks.append((frame, slot, k + 2))
+            k += 2 + njoints
+        if k > lines.count:
+            raise IndexError
+    return nframe, nbodys, np.array(blocks, dtype=np.int64).reshape(-1, 3)
+
+
+def _walk_headers_checked(lines: _Lines) -> tuple[int, list[int], np.ndarray]:
+    """``_walk_headers`` checking every header line, with an error naming the bad one."""
     nframe = lines.integer(0, "frame count")
     nbodys, blocks = [], []
     k = 1
