@@ -167,12 +167,12 @@ def _walk_headers_checked(lines: _Lines) -> tuple[int, list[int], np.ndarray]:
     return nframe, nbodys, np.array(blocks, dtype=np.int64).reshape(-1, 3)
 
 
-def _token_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (exclusive) byte offsets of the whitespace-separated tokens of ``buf``."""
+def _token_edges(buf: np.ndarray) -> np.ndarray:
+    """Byte offsets where whitespace-separated tokens of ``buf`` start and end (exclusive),
+    alternately: start, end, start, end..."""
     sep = np.ones(len(buf) + 2, dtype=bool)           # padded with a separator at both ends
     np.less_equal(buf, 32, out=sep[1:-1])             # space, tab, CR, LF (and control bytes)
-    edges = np.flatnonzero(sep[1:] != sep[:-1])       # alternately token start, token end
-    return edges[0::2], edges[1::2]
+    return np.flatnonzero(sep[1:] != sep[:-1])
 
 
 def _fast_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -269,16 +269,18 @@ def _joint_values(lines: _Lines, first_lines: np.ndarray) -> np.ndarray:
     """(bodies, 25, KEPT_VALUES) float64 from the joint lines starting at ``first_lines``."""
     joint_lines = (first_lines[:, None] + np.arange(NTU.num_joints)).ravel()
     buf = np.frombuffer(lines.raw, np.uint8)
-    starts, ends = _token_bounds(buf)
-    first_token = np.searchsorted(starts, lines.starts[joint_lines])
-    per_line = np.searchsorted(starts, lines.ends[joint_lines]) - first_token
+    edges = _token_edges(buf)
+    # A line starts after a separator and ends at one, so the first edge at or after its start
+    # is a token start and every token of the line has both edges in [start, end].
+    first_edge = np.searchsorted(edges, lines.starts[joint_lines])
+    per_line = (np.searchsorted(edges, lines.ends[joint_lines], side="right") - first_edge) // 2
     wrong = np.flatnonzero(per_line != JOINT_VALUES)
     if len(wrong):
         k = int(joint_lines[wrong[0]])
         raise SkeletonFormatError(lines.path, k + 1,
                                   f"joint line has {per_line[wrong[0]]} values, expected {JOINT_VALUES}")
-    kept = (first_token[:, None] + np.arange(KEPT_VALUES)).ravel()
-    values, ok = _fast_decimals(buf, starts[kept], ends[kept])
+    kept = (first_edge[:, None] + np.arange(0, 2 * KEPT_VALUES, 2)).ravel()
+    values, ok = _fast_decimals(buf, edges[kept], edges[kept + 1])
     values = values.reshape(-1, KEPT_VALUES)
     # Lines with a kept value outside the fast path (e.g. 1.973144E-05) or any odd byte are
     # converted by float(), all 12 values, as the official converter does (and fails).
