@@ -10,6 +10,8 @@ mantissa 2181153 and divided by 10**7. Both are exactly representable in float64
 < 2**53, power of ten <= 10**22), so the IEEE division is correctly rounded, which is what
 Python's ``float()`` returns (Clinger's fast path). Tokens outside that fast path (exponent
 notation such as ``1.973144E-05``, very long tokens, anything odd) go through ``float()`` itself.
+The mantissa is assembled in float64 from integer digit groups, every intermediate an integer
+below 2**53 (tokens of at most 15 bytes), so that arithmetic is exact too (see ``_fast_decimals``).
 
 Decisions where the official converter has no defined behaviour (it crashes):
 - a frame with more than 4 bodies: the slots simply go on (``skel_body4``, ...); the official
