@@ -209,7 +209,8 @@ def _fast_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
     n_dots, n_digits = counts >> 4, counts & 15
     has_dot = n_dots == 1
     # Digits after the dot: the dot's distance from the token's end (no carries with one dot).
-    after_dot = ((dots[:, 0] * _BYTES_LEFT_LOW) >> _U64(56)) + ((dots[:, 1] * _BYTES_LEFT_HIGH) >> _U64(56))
+    # With one dot one of the two products is 0 and the other has no carries into its top byte.
+    after_dot = (dots[:, 0] * _BYTES_LEFT_LOW + dots[:, 1] * _BYTES_LEFT_HIGH) >> _U64(56)
     frac = np.where(has_dot, after_dot, 0).astype(np.intp)
     scale = _POW10[frac + has_dot]                       # no dot: scale 1, mantissa = whole
     divisor = _POW10[frac]
