@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from skeletons.atomic import write_bytes_atomic, write_text_atomic
 from skeletons.datasets import DATASETS
 from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER
+
+if TYPE_CHECKING:  # torch is imported lazily: the pure metrics need only numpy
+    import torch
 
 ORACLE_LABEL = "oracle: any of 5 correct, uses test labels, not an accuracy"
 TOP_K = 5

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from skeletons.convert import check_complete, convert_folder
 from skeletons.datasets import official_missing
