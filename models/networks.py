@@ -128,6 +128,7 @@ class Fuse5(Trunk):
         self.convf12 = nn.Conv2d(2 * c, num_classes, 1, bias=False)
         self.convf345 = nn.Conv2d(3 * c, num_classes, 1, bias=False)
         set_bn_chunks(self, NUM_FUSED)
+        self.bn_stats = bn_stats
         if bn_stats == "per-descriptor":
             for module in self.modules():
                 if isinstance(module, ChunkedBatchNorm2d):
@@ -140,6 +141,9 @@ class Fuse5(Trunk):
 
     def forward_separately(self, images) -> dict:
         """The release's way, five trunk calls: the reference for tests and the benchmark baseline."""
+        if self.bn_stats != "shared":
+            raise ValueError("forward_separately is the release's shared-statistics Fuse5; "
+                             "per-descriptor statistics need the batched forward")
         set_bn_chunks(self, 1)
         try:
             return self.heads([self.features(x) for x in images])

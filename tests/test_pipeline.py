@@ -129,3 +129,11 @@ def test_shared_bn_keeps_release_keys_and_per_descriptor_adds_buffers():
     assert set(per) - set(shared) == {k for k in per if k.endswith(("chunk_running_mean", "chunk_running_var"))}
     with pytest.raises(ValueError, match="bn_stats"):
         build_model("all", 10, bn_stats="bogus")
+
+
+def test_release_reference_path_refuses_per_descriptor_statistics():
+    model = build_model("all", 10, width=1 / 32, bn_stats="per-descriptor")
+    images = [torch.rand(2, 3, 32, 32) for _ in range(5)]
+    with pytest.raises(ValueError, match="per-descriptor"):
+        model.forward_separately(images)
+    assert model(images)["main"].shape == (2, 10)
