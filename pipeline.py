@@ -205,6 +205,22 @@ def run_test(args: argparse.Namespace) -> None:
         raise RuntimeError("evaluation failed (see above)")
 
 
+def run_figure(args: argparse.Namespace) -> Path:
+    """The first test sample beside its five descriptor images (as visualize.py draws it)."""
+    from descriptors.core import descriptor_images
+    from descriptors.extract import load_sequence
+    from descriptors.figures import descriptor_figure, save_figure
+    from skeletons.layouts import layout_for_joints
+
+    path = split_from_folder(args.dspath, args.dataset, args.protocol, "test")[0]
+    X = load_sequence(path, args.mode)
+    layout, _ = layout_for_joints(X.shape[1])
+    images = descriptor_images(X, layout, args.mode)
+    out = args.ckpt / f"{sample_id(path)}_descriptors.png"
+    save_figure(descriptor_figure(X, layout, images, f"{sample_id(path)} ({args.mode} mode)"), out)
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     start = time.time()
     try:
@@ -220,10 +236,12 @@ def main(args: argparse.Namespace) -> int:
         run_descriptors(args)
         run_training(args)
         run_test(args)
+        figure = run_figure(args)
     except (OSError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    step("done", f"{time.time() - start:.0f} s; results and confusion matrix in {args.ckpt}")
+    step("done", f"{time.time() - start:.0f} s. results JSON and confusion matrix in "
+                 f"{args.ckpt}/; a sample and its five descriptor images: {figure}")
     return 0
 
 
