@@ -1,6 +1,6 @@
 """One command from raw skeletons to results: the README's sequence for one dataset and protocol.
 
-    python pipeline.py --demo                          # synthetic demo data, CPU, a few minutes
+    python pipeline.py --demo                          # synthetic demo data, CPU, about a minute
     python pipeline.py -d ntu60 -p csub -gpu 0         # txt2npy -> skels2desc -> train x6 -> test
     python pipeline.py -d ucla -gpu 0 --epochs 100
 
@@ -23,16 +23,19 @@ import train as train_script
 from models.networks import BN_STATS
 from descriptors.extract import MANIFEST, extract_split
 from skeletons.atomic import write_text_atomic
-from skeletons.convert import convert_folder, load_missing, npy_name
+from skeletons.convert import convert_folder, plan_conversion
 from skeletons.datasets import DATASETS, PARTS, check_protocol, get_dataset, sample_id, split_from_folder
 from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION,
                              checkpoint_path, checkpoint_prefix, descriptor_dir)
 
 DEMO_ROOT = Path("data/demo")
 DEMO_MARKER = ".demo.json"  # what generated the demo data (seed, size); regenerated when it differs
-# Small enough for 2 CPU cores in a few minutes, large enough for the fused models to be right.
+# Small enough for 2 CPU cores in about a minute, large enough for the fused models to be right.
 DEMO_DEFAULTS = {"dataset": "ntu60", "epochs": 15, "width": 0.0625, "batch_size": 16, "lr": 1e-3,
                  "img_size": 32, "bn_stats": "per-descriptor", "epoch": "last", "gpu": -1}
+# Everything else runs as the README and the release do.
+RELEASE_DEFAULTS = {"gpu": 0, "epochs": 50, "width": 1.0, "batch_size": 32, "img_size": 112, "lr": 1e-4,
+                    "bn_stats": "shared", "epoch": "best"}
 DEMO_DATASETS = ("ntu60", "ucla")
 MODELS = (*DESCRIPTORS, FUSION)
 
@@ -51,7 +54,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("-ckpt", help=f"checkpoint folder (default {DEFAULT_CHECKPOINT_DIR}, demo: data/demo/checkpoints)")
     p.add_argument("--mode", default="paper", choices=["paper", "clean"], help="descriptor mode")
     p.add_argument("--img-size", type=int, help="descriptor image size (default 112 as released; demo 32)")
-    p.add_argument("--epochs", type=int, help="training epochs per model (default 50; demo 12)")
+    p.add_argument("--epochs", type=int, help="training epochs per model (default 50; demo 15)")
     p.add_argument("--width", type=float, help="network channel multiplier (default 1.0; demo 1/16)")
     p.add_argument("--lr", type=float, help="base learning rate (default 1e-4 as released; demo 1e-3)")
     p.add_argument("--bn-stats", choices=BN_STATS, help="Fuse5 BatchNorm statistics (default shared as released; "
@@ -65,11 +68,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill defaults: the demo's small settings, then the README layout."""
-    if args.demo:
-        for key, value in DEMO_DEFAULTS.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
+    """Fill what the command line left open: the demo's small settings or the release's, and the
+    README layout's paths."""
+    for key, value in ({**RELEASE_DEFAULTS, **DEMO_DEFAULTS} if args.demo else RELEASE_DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if not args.dataset:
         raise ValueError("-d is required (or --demo)")
     ds = get_dataset(args.dataset)
@@ -83,14 +86,6 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.dspath = Path(args.dspath or in_data(ds.seq_dir))
     args.despth = Path(args.despth or in_data(DEFAULT_DESCRIPTOR_ROOT))
     args.ckpt = Path(args.ckpt or (DEMO_ROOT / "checkpoints" if args.demo else DEFAULT_CHECKPOINT_DIR))
-    args.gpu = 0 if args.gpu is None else args.gpu
-    args.epochs = args.epochs or 50
-    args.width = args.width or 1.0
-    args.batch_size = args.batch_size or 32
-    args.img_size = args.img_size or 112
-    args.lr = args.lr or 1e-4
-    args.bn_stats = args.bn_stats or "shared"
-    args.epoch = args.epoch or "best"
     return args
 
 
@@ -99,16 +94,6 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
 def demo_ready(root: Path, seed: int, size: str) -> bool:
     marker = root / DEMO_MARKER
     return marker.is_file() and json.loads(marker.read_text()) == {"seed": seed, "size": size}
-
-
-def pending_conversions(txt_dir: Path, npy_dir: Path, dataset: str) -> list[str]:
-    """Raw samples of the dataset that have no .skeleton.npy yet (missing-list samples excluded)."""
-    if not txt_dir.is_dir():
-        raise FileNotFoundError(f"{txt_dir}: raw .skeleton folder not found (see the README's data layout)")
-    ds, missing = get_dataset(dataset), load_missing(None, dataset)
-    ids = {sample_id(p) for p in txt_dir.glob("*.skeleton")}
-    ids = {i for i in ids if i not in missing and ds.contains(ds.parse_name(i))}
-    return sorted(i for i in ids if not (npy_dir / npy_name(i)).is_file())
 
 
 def split_done(args: argparse.Namespace, part: str) -> bool:
@@ -152,8 +137,8 @@ def run_demo_data(args: argparse.Namespace) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> None:
-    pending = pending_conversions(args.txt, args.dspath, args.dataset)
-    if not pending:
+    planned, pending = plan_conversion(args.txt, args.dspath, args.dataset)
+    if not pending and planned.ok:
         step("txt2npy", f"complete ({args.dspath})")
         return
     step("txt2npy", f"{len(pending)} files to convert: {args.txt} -> {args.dspath}")

@@ -100,23 +100,18 @@ def load_missing(missing: str | Path | Iterable[str] | None, dataset: str) -> fr
     return frozenset(missing)
 
 
-def convert_folder(txt_dir: str | Path, npy_dir: str | Path, dataset: str, *,
-                   missing: str | Path | Iterable[str] | None = None, workers: int | None = None,
-                   overwrite: bool = False, include_missing: bool = False,
-                   progress: bool = True) -> ConvertSummary:
-    """Convert every ``*.skeleton`` in ``txt_dir`` (not recursive) that belongs to ``dataset``.
-
-    missing: the samples to skip (default: the official list shipped with the package);
-    include_missing converts them anyway. workers: processes (default: all cores).
-    """
+def plan_conversion(txt_dir: str | Path, npy_dir: str | Path, dataset: str, *,
+                    missing: str | Path | Iterable[str] | None = None, overwrite: bool = False,
+                    include_missing: bool = False) -> tuple[ConvertSummary, list[tuple[str, str]]]:
+    """What convert_folder would do, without doing it: a summary of the files it leaves alone
+    (other dataset, missing list, already done, bad names) and the (txt, npy) paths to convert."""
     txt_dir, npy_dir = Path(txt_dir), Path(npy_dir)
     txt_str, npy_str = os.fspath(txt_dir), os.fspath(npy_dir)
     if not txt_dir.is_dir():
         raise FileNotFoundError(f"{txt_dir}: folder of .skeleton files does not exist")
     ds = get_dataset(dataset)
     skip = frozenset() if include_missing else load_missing(missing, dataset)
-    npy_dir.mkdir(parents=True, exist_ok=True)
-    done = {name for name in os.listdir(npy_dir) if name.endswith(NPY_SUFFIX)}
+    done = {name for name in os.listdir(npy_dir) if name.endswith(NPY_SUFFIX)} if npy_dir.is_dir() else set()
 
     summary, tasks = ConvertSummary(), []
     # scandir: the file type comes with the listing, no stat per file (10^5 files in NTU-120)
@@ -137,7 +132,21 @@ def convert_folder(txt_dir: str | Path, npy_dir: str | Path, dataset: str, *,
             summary.already_done.append(sample)
         else:
             tasks.append((os.path.join(txt_str, name), os.path.join(npy_str, npy_name(sample))))
+    return summary, tasks
 
+
+def convert_folder(txt_dir: str | Path, npy_dir: str | Path, dataset: str, *,
+                   missing: str | Path | Iterable[str] | None = None, workers: int | None = None,
+                   overwrite: bool = False, include_missing: bool = False,
+                   progress: bool = True) -> ConvertSummary:
+    """Convert every ``*.skeleton`` in ``txt_dir`` (not recursive) that belongs to ``dataset``.
+
+    missing: the samples to skip (default: the official list shipped with the package);
+    include_missing converts them anyway. workers: processes (default: all cores).
+    """
+    summary, tasks = plan_conversion(txt_dir, npy_dir, dataset, missing=missing, overwrite=overwrite,
+                                     include_missing=include_missing)
+    Path(npy_dir).mkdir(parents=True, exist_ok=True)
     for result in _run(tasks, workers or os.cpu_count() or 1, progress):
         if result.status == CONVERTED:
             summary.converted.append(result.sample)
