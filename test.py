@@ -18,8 +18,8 @@ from models.checkpoint import load_model
 from models.training import pick_device
 from skeletons.atomic import write_text_atomic
 from skeletons.datasets import DATASETS, check_protocol, class_names, get_dataset
-from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION,
-                             FUSION_ORDER, check_descriptor, checkpoint_path, checkpoint_prefix)
+from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, FUSION,
+                             FUSION_ORDER, check_descriptor, checkpoint_prefix, model_checkpoints)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -44,12 +44,9 @@ def train_command(args: argparse.Namespace, desc: str) -> str:
             f"-despth {args.descriptor_root} -ckpt {args.checkpoint_dir}")
 
 
-def find_checkpoints(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Path], dict[str, dict]]:
+def find_checkpoints(args: argparse.Namespace, desc: str) -> tuple[dict[str, Path], dict[str, dict]]:
     """(name -> existing checkpoint, name -> {path, command} of the missing ones)."""
-    if args.epoch not in ("best", "last") and not args.epoch.isdigit():
-        raise ValueError(f"--epoch must be best, last or an epoch number, got {args.epoch!r}")
-    epoch = args.epoch if args.epoch in ("best", "last") else int(args.epoch)
-    paths = {n: checkpoint_path(args.checkpoint_dir, args.dataset, args.protocol, n, epoch) for n in names}
+    paths = model_checkpoints(args.checkpoint_dir, args.dataset, args.protocol, desc, args.epoch)
     found = {n: p for n, p in paths.items() if p.is_file()}
     missing = {n: {"path": str(p), "command": train_command(args, n)} for n, p in paths.items() if n not in found}
     if not found:
@@ -62,7 +59,7 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
     ds = get_dataset(args.dataset)
     args.protocol = check_protocol(args.dataset, args.protocol)
     desc = check_descriptor(args.descriptor, allow_fusion=True)
-    found, missing = find_checkpoints(args, list(DESCRIPTORS) + [FUSION] if desc == FUSION else [desc])
+    found, missing = find_checkpoints(args, desc)
     device = pick_device(args.gpu, log=lambda line: print(line, file=sys.stderr))
     for name, m in missing.items():
         print(f"missing {m['path']}: skipped; make it with: {m['command']}", file=sys.stderr)

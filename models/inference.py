@@ -15,7 +15,7 @@ from models.checkpoint import load_model
 from models.evaluation import mean_softmax
 from skeletons.datasets import check_protocol, get_dataset
 from skeletons.layouts import layout_for_joints
-from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, checkpoint_path
+from skeletons.paths import FUSION, FUSION_ORDER, model_checkpoints
 
 
 @dataclass
@@ -34,12 +34,11 @@ class Prediction:
 def find_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
                      epoch: str = "best") -> dict[str, Path]:
     """Existing checkpoints of the models asked for (``all``: the five single models and Fuse5)."""
-    names = [*DESCRIPTORS, FUSION] if desc == FUSION else [desc]
-    paths = {n: checkpoint_path(ckpt_dir, dataset, protocol, n, epoch) for n in names}
+    paths = model_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
     found = {n: p for n, p in paths.items() if p.is_file()}
     if not found:
         raise FileNotFoundError(f"no checkpoint in {ckpt_dir} for {dataset} {protocol} -desc {desc} "
-                                f"(looked for {paths[names[0]].name}, ...); train with train.py first")
+                                f"(looked for {next(iter(paths.values())).name}, ...); train with train.py first")
     return found
 
 

@@ -44,9 +44,18 @@ def checkpoint_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, de
         name = f"{prefix}_epoch_best.tar"
     elif epoch == "last":
         name = f"{prefix}_last.tar"
-    else:
+    elif isinstance(epoch, int) or str(epoch).isdigit():
         name = f"{prefix}_{int(epoch)}_epoch.tar"
+    else:
+        raise ValueError(f"--epoch must be best, last or an epoch number, got {epoch!r}")
     return Path(ckpt_dir) / name
+
+
+def model_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
+                      epoch: int | str = "best") -> dict[str, Path]:
+    """Checkpoint of every model that ``-desc`` names: 'all' = the five single models and Fuse5."""
+    names = [*DESCRIPTORS, FUSION] if desc == FUSION else [check_descriptor(desc)]
+    return {name: checkpoint_path(ckpt_dir, dataset, protocol, name, epoch) for name in names}
 
 
 def image_name(index: int, label: int) -> str:
