@@ -12,7 +12,7 @@ from descriptors.core import descriptor_images
 from descriptors.dataset import as_three_channels, bgr_chw
 from descriptors.extract import load_sequence
 from models.checkpoint import load_model
-from models.evaluation import mean_softmax
+from models.evaluation import mean_softmax, model_outputs
 from skeletons.datasets import check_protocol, get_dataset
 from skeletons.layouts import layout_for_joints
 from skeletons.paths import FUSION, FUSION_ORDER, model_checkpoints
@@ -56,12 +56,10 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     if layout is not ds.layout:
         raise ValueError(f"{path}: a {layout.name} skeleton cannot be classified by {dataset} models")
     images = descriptor_images(X, layout, mode, img_size)
-    batch = {d: as_three_channels(bgr_chw(images[d])).float()[None].to(device) for d in FUSION_ORDER}
-    logits = []
-    with torch.inference_mode():
-        for name, (model, _) in models.items():
-            model.to(device)
-            out = model([batch[d] for d in FUSION_ORDER]) if name == FUSION else model(batch[name])
-            logits.append((out["main"] if name == FUSION else out).float().cpu().numpy())
+    batch = tuple(as_three_channels(bgr_chw(images[d]))[None] for d in FUSION_ORDER)
+    # A one-batch "loader" through test.py's inference: same input handling, same Fuse5 dispatch.
+    outputs = model_outputs({n: m.to(device) for n, (m, _) in models.items()}, [(batch, None)],
+                            FUSION_ORDER, torch.device(device))
+    logits = [out["main"] if name == FUSION else out for name, out in outputs.items()]
     probabilities = mean_softmax(logits)[0]
     return Prediction(probabilities, found, images, X)
