@@ -192,17 +192,11 @@ def run_test(args: argparse.Namespace) -> None:
 
 def run_figure(args: argparse.Namespace) -> Path:
     """The first test sample beside its five descriptor images (as visualize.py draws it)."""
-    from descriptors.core import descriptor_images
-    from descriptors.extract import load_sequence
-    from descriptors.figures import descriptor_figure, save_figure
-    from skeletons.layouts import layout_for_joints
+    from descriptors.figures import file_figure
 
     path = split_from_folder(args.dspath, args.dataset, args.protocol, "test")[0]
-    X = load_sequence(path, args.mode)
-    layout, _ = layout_for_joints(X.shape[1])
-    images = descriptor_images(X, layout, args.mode)
     out = args.ckpt / f"{sample_id(path)}_descriptors.png"
-    save_figure(descriptor_figure(X, layout, images, f"{sample_id(path)} ({args.mode} mode)"), out)
+    file_figure(path, out, args.mode, args.img_size)
     return out
 
 

@@ -11,7 +11,6 @@ import argparse
 import sys
 
 from skeletons.datasets import DATASETS, class_names, sample_id
-from skeletons.layouts import layout_for_joints
 from skeletons.paths import DEFAULT_CHECKPOINT_DIR, DESCRIPTORS, FUSION
 
 
@@ -30,7 +29,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from descriptors.figures import descriptor_figure, save_figure, save_images
+    from descriptors.figures import save_images, save_sample_figure
     from models.inference import predict_file
 
     try:
@@ -39,8 +38,7 @@ def main(args: argparse.Namespace) -> int:
         if args.images:
             save_images(result.images, args.images, name)
         if args.figure:
-            layout, _ = layout_for_joints(result.sequence.shape[1])
-            save_figure(descriptor_figure(result.sequence, layout, result.images, name), args.figure)
+            save_sample_figure(result.sequence, result.images, name, args.figure, result.mode)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,11 +6,9 @@
 import argparse
 import sys
 
-from descriptors.core import DEFAULT_IMG_SIZE, MODES, descriptor_images
-from descriptors.extract import load_sequence
-from descriptors.figures import descriptor_figure, save_figure, save_images
+from descriptors.core import DEFAULT_IMG_SIZE, MODES
+from descriptors.figures import file_figure, save_images
 from skeletons.datasets import sample_id
-from skeletons.layouts import layout_for_joints
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -26,13 +24,9 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        X = load_sequence(args.file, args.mode)
-        layout, bodies = layout_for_joints(X.shape[1])
-        images = descriptor_images(X, layout, args.mode, args.img_size)
         name = sample_id(args.file)
-        title = f"{name} ({layout.name}, {bodies} bod{'y' if bodies == 1 else 'ies'}, {args.mode} mode)"
-        out = save_figure(descriptor_figure(X, layout, images, title, args.frames),
-                          args.out or f"{name}_descriptors.png")
+        out = args.out or f"{name}_descriptors.png"
+        images = file_figure(args.file, out, args.mode, args.img_size, args.frames)
         if args.images:
             save_images(images, args.images, name)
     except (OSError, ValueError) as error:

@@ -12,10 +12,13 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
 from skeletons.atomic import atomic_path  # noqa: E402
-from skeletons.layouts import Layout  # noqa: E402
+from skeletons.layouts import Layout, layout_for_joints  # noqa: E402
 from skeletons.paths import DESCRIPTORS  # noqa: E402
 
-from .extract import save_png  # noqa: E402
+from skeletons.datasets import sample_id  # noqa: E402
+
+from .core import DEFAULT_IMG_SIZE, descriptor_images  # noqa: E402
+from .extract import load_sequence, save_png  # noqa: E402
 
 BODY_COLOURS = ("tab:blue", "tab:orange")
 
@@ -67,6 +70,23 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 100) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def save_sample_figure(X: np.ndarray, images: dict[str, np.ndarray], name: str, path: str | Path,
+                       mode: str, n_frames: int = 8) -> Path:
+    """The figure of one sample, titled with its id, layout, body count and descriptor mode."""
+    layout, bodies = layout_for_joints(X.shape[1])
+    title = f"{name} ({layout.name}, {bodies} bod{'y' if bodies == 1 else 'ies'}, {mode} mode)"
+    return save_figure(descriptor_figure(X, layout, images, title, n_frames), path)
+
+
+def file_figure(path: str | Path, out: str | Path, mode: str = "paper", img_size: int = DEFAULT_IMG_SIZE,
+                n_frames: int = 8) -> dict[str, np.ndarray]:
+    """Read a sample file, make its five images, save its figure at ``out``; return the images."""
+    X = load_sequence(path, mode)
+    images = descriptor_images(X, layout_for_joints(X.shape[1])[0], mode, img_size)
+    save_sample_figure(X, images, sample_id(path), out, mode, n_frames)
+    return images
 
 
 def save_images(images: dict[str, np.ndarray], folder: str | Path, stem: str) -> list[Path]:

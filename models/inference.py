@@ -24,6 +24,7 @@ class Prediction:
     models: dict[str, Path]            # model name -> checkpoint used
     images: dict[str, np.ndarray]      # the five descriptor images fed to the models
     sequence: np.ndarray               # (T, V, 3) skeleton sequence
+    mode: str                          # descriptor mode the models were trained on
 
     def top(self, names: tuple[str, ...], k: int = 5) -> list[tuple[str, int, float]]:
         """[(class name, 1-based label, probability)] of the k most probable classes."""
@@ -62,4 +63,4 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
                             FUSION_ORDER, torch.device(device))
     logits = [out["main"] if name == FUSION else out for name, out in outputs.items()]
     probabilities = mean_softmax(logits)[0]
-    return Prediction(probabilities, found, images, X)
+    return Prediction(probabilities, found, images, X, mode)
