@@ -315,6 +315,16 @@ def png_bytes(image: np.ndarray, level: int = 1) -> bytes:
                      _png_chunk(b"IDAT", zlib.compress(filtered.data, level)), _png_chunk(b"IEND", b"")))
 
 
+def degenerate_reason(X: np.ndarray, mode: str = "paper") -> str | None:
+    """Why a (T, V, 3) sequence gives black images, or None. Paper mode keeps the release's
+    output for such sequences (callers name them); clean mode refuses them."""
+    if X.shape[0] < 2:
+        return "1 frame: ADD is empty" + (" and GD is black (its frame 0 is left zero)" if mode == "paper" else "")
+    if not np.any(X != X[:1, :1]):
+        return "every coordinate is equal (all zero?): every image is black"
+    return None
+
+
 def descriptor_images(X: np.ndarray, layout: Layout | None = None, mode: str = "paper",
                       img_size: int = DEFAULT_IMG_SIZE) -> dict[str, np.ndarray]:
     """The five images of a sequence (T, B*V, 3): GD and FDD (H, W, 3), JDD/ADD/LAD (H, W), uint8.

@@ -1,18 +1,21 @@
 """Skeleton files of a split -> the five descriptor folders (front ends skels2desc_ntu.py / _ucla.py).
 
-Streams sample by sample through a process pool (memory does not grow with the dataset), writes
-every image atomically (temp file in the same folder, then os.replace), resumes by skipping
-samples whose five images exist, and writes ``manifest.csv`` (index,sample,label,frames,bodies)
-into each folder at the end. A sample that cannot be read is reported by name and skipped.
+Streams sample by sample through a process pool (memory does not grow with the dataset) and
+writes every image atomically (temp file in the same folder, then os.replace). A rerun makes the
+folders exactly what a fresh run would make: images of unchanged samples are kept (or renamed
+when a new sample shifts their index), images of samples gone or changed are removed or remade.
+Each folder's manifest and record (descriptors/provenance.py) sit beside it and list only images
+in place, so an interrupted run resumes where it stopped. A sample that cannot be read, or whose
+file name is not a sample name, is reported by name and skipped; one run per split at a time.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import shutil
+import secrets
 import sys
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import Pool
@@ -21,19 +24,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from skeletons.atomic import TEMP_SUFFIX, atomic_path, write_bytes_atomic, write_text_atomic
+from skeletons.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
 from skeletons.bodies import clean_sequence
-from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, split_from_folder
+from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_for_joints
+from skeletons.locks import LockHeldError, folder_lock
 from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton
-from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name
+from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name, split_lock_path, split_sources_path
 from skeletons.ucla import ucla_sequence
 
-from .core import DEFAULT_IMG_SIZE, MODES, descriptor_images, png_bytes
+from . import provenance
+from .core import DEFAULT_IMG_SIZE, MODES, degenerate_reason, descriptor_images, png_bytes
 
-MANIFEST = "manifest.csv"
-MANIFEST_FIELDS = ("index", "sample", "label", "frames", "bodies")
-SETTINGS = "descriptors.json"     # mode and image size a folder was made with (guards resumes)
+MAX_COORDINATE = 1e100            # far beyond any unit; squares and sums of larger values overflow float64
 DEFAULT_PNG_LEVEL = 1             # zlib level 1: about twice as fast as Pillow's default, same pixels
 
 
@@ -66,6 +69,10 @@ def check_sequence(X: np.ndarray, path: str | Path) -> np.ndarray:
         raise ValueError(f"{path}: no frames")
     if not np.isfinite(X).all():
         raise ValueError(f"{path}: NaN or infinite coordinates")
+    largest = float(np.abs(X).max())
+    if largest > MAX_COORDINATE:
+        raise ValueError(f"{path}: coordinate {largest:.3g} is beyond +-{MAX_COORDINATE:.0e} (a corrupt value?); "
+                         "the descriptors would overflow")
     layout_for_joints(X.shape[1])
     return X
 
@@ -101,7 +108,6 @@ class Job:
     mode: str = "paper"
     img_size: int = DEFAULT_IMG_SIZE
     png_level: int = DEFAULT_PNG_LEVEL
-    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,35 +115,31 @@ class Item:
     index: int
     path: Path
     label: int
-    known: dict | None = None  # this sample's row of a previous manifest, if any
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str                # "written", "skipped" or "failed"
+    status: str                # "written" or "failed"
     sample: str
-    row: dict | None = None    # manifest row when not failed
-    reason: str = ""
+    row: dict | None = None    # manifest row when written
+    reason: str = ""           # why it failed, or why its images are black (paper-mode degenerate input)
 
 
 def process_sample(job: Job, item: Item) -> Outcome:
-    """Five images of one sample, or a skip when they all exist, or a failure with its reason."""
-    name = image_name(item.index, item.label)
-    outputs = {desc: job.folders[desc] / name for desc in DESCRIPTORS}
-    done = not job.overwrite and all(p.exists() for p in outputs.values())
+    """Five images of one sample, written; or a failure with its reason."""
     sample = sample_id(item.path)
     try:
-        if done and item.known is not None:
-            return Outcome("skipped", sample, item.known)
         X = load_sequence(item.path, job.mode)
+        degenerate = degenerate_reason(X, job.mode)
+        if degenerate and job.mode != "paper":
+            raise ValueError(f"{degenerate} (clean mode refuses such sequences; paper mode keeps them)")
         row = {"index": item.index, "sample": sample, "label": item.label,
                "frames": X.shape[0], "bodies": X.shape[1] // job.layout.num_joints}
-        if done:
-            return Outcome("skipped", sample, row)
         images = descriptor_images(X, job.layout, job.mode, job.img_size)
-        for desc, path in outputs.items():
-            save_png(images[desc], path, job.png_level)
-        return Outcome("written", sample, row)
+        name = image_name(item.index, item.label)
+        for desc, folder in job.folders.items():
+            save_png(images[desc], folder / name, job.png_level)
+        return Outcome("written", sample, row, degenerate or "")
     except Exception as error:  # one bad sample must not stop a 100k-sample run; it is reported
         reason = str(error) or type(error).__name__
         return Outcome("failed", sample, reason=reason if str(item.path) in reason else f"{item.path}: {reason}")
@@ -151,8 +153,11 @@ class Summary:
     folders: dict[str, Path]
     total: int = 0
     written: int = 0
-    skipped: int = 0
+    skipped: int = 0           # images already right (kept, or renamed to their new index)
+    renamed: int = 0
+    removed: int = 0           # images of samples no longer in the split
     failed: list[tuple[str, str]] = field(default_factory=list)
+    degenerate: list[tuple[str, str]] = field(default_factory=list)   # paper mode: kept, but black images
 
     @property
     def ok(self) -> bool:
@@ -160,77 +165,223 @@ class Summary:
 
     def lines(self) -> list[str]:
         names = ", ".join(folder.name for folder in self.folders.values())
+        changes = "".join(f", {n} {what}" for n, what in ((self.renamed, "renumbered"),
+                                                           (self.removed, "stale images removed")) if n)
         out = [f"{self.split}: {self.total} samples, {self.written} written, {self.skipped} already done, "
-               f"{len(self.failed)} failed",
+               f"{len(self.failed)} failed{changes}",
                f"  folders in {next(iter(self.folders.values())).parent}: {names}"]
+        if self.degenerate:
+            out.append(f"  {len(self.degenerate)} degenerate sample(s) kept as the release makes them:")
+            out += [f"    {name}: {reason}" for name, reason in self.degenerate]
         out += [f"  failed {name}: {reason}" for name, reason in self.failed]
         return out
 
 
-def read_manifest(folder: Path) -> dict[str, dict]:
-    """{sample: row} of a folder's manifest.csv; empty when absent or unreadable."""
+def check_settings(folders: dict[str, Path], wanted: dict, overwrite: bool) -> None:
+    """Refuse to mix images made with other settings (or for another split) into a folder."""
+    if overwrite:
+        return
+    for desc, folder in folders.items():
+        record = provenance.read_record(folder)
+        found = record or provenance.read_legacy_settings(folder)
+        if found is None:
+            continue
+        differ = provenance.differences(
+            found, wanted, provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS if record else ()))
+        if differ:
+            raise ValueError(f"{folder}: made with {'; '.join(d.replace(' -> ', ' (this run: ') + ')' for d in differ)}"
+                             f"; rerun with --overwrite to replace its images, or use another -despth")
+
+
+@dataclass
+class Plan:
+    """How a rerun turns the folders' current images into what a fresh run would write."""
+    keep: list[dict] = field(default_factory=list)          # rows whose images are right where they are
+    move: list[tuple[str, dict]] = field(default_factory=list)   # (old name, new row): right images, new index
+    compute: list[Item] = field(default_factory=list)
+    degenerate: dict[str, str] = field(default_factory=dict)     # sample -> reason, carried from the record
+
+
+def _old_rows(folders: dict[str, Path]) -> dict[str, dict]:
+    """{sample: row} listed identically by every folder's manifest with its five images present."""
+    agreed = None
+    for folder in folders.values():
+        rows = provenance.read_manifest(folder) or []
+        images = set(provenance.list_image_names(folder))
+        indices = [r["index"] for r in rows]
+        shared = {i for i in indices if indices.count(i) > 1} if len(set(indices)) < len(indices) else set()
+        here = {r["sample"]: r for r in rows
+                if r["index"] not in shared and image_name(r["index"], r["label"]) in images}
+        agreed = here if agreed is None else {s: r for s, r in agreed.items() if here.get(s) == r}
+    return agreed or {}
+
+
+def plan_split(folders: dict[str, Path], items: list[Item], sources: dict[str, list[int]],
+               old_sources: dict[str, list[int]], overwrite: bool) -> Plan:
+    """Reuse images whose sample and source file are unchanged; compute the rest."""
+    plan = Plan()
+    old = {} if overwrite else _old_rows(folders)
+    record = provenance.read_record(next(iter(folders.values()))) or {}
+    known_degenerate = record.get("degenerate", {})
+    for item in items:
+        sample = sample_id(item.path)
+        row = old.get(sample)
+        unchanged = row is not None and row["label"] == item.label and (
+            sample not in old_sources or old_sources[sample] == sources[sample])
+        if not unchanged:
+            plan.compute.append(item)
+            continue
+        if sample in known_degenerate:
+            plan.degenerate[sample] = known_degenerate[sample]
+        new_row = {**row, "index": item.index}
+        if row["index"] == item.index:
+            plan.keep.append(new_row)
+        else:
+            plan.move.append((image_name(row["index"], row["label"]), new_row))
+    return plan
+
+
+class SplitWriter:
+    """The five folders of a split and their manifests and records, kept consistent on disk: a row
+    is listed only once its five images are in place, so an interrupted run resumes from the rows."""
+
+    FLUSH_ROWS, FLUSH_SECONDS = 2000, 30.0   # checkpoint the manifests this often during a long run
+
+    def __init__(self, folders: dict[str, Path], sources_path: Path, record_fields: dict):
+        self.folders, self.sources_path, self.record_fields = folders, sources_path, record_fields
+        self.rows: dict[int, dict] = {}
+        self.sources: dict[str, list[int]] = {}
+        self.degenerate: dict[str, str] = {}
+        self.failed = 0
+        self._pending, self._flushed_at = 0, time.monotonic()
+
+    def add(self, row: dict, source: list[int], degenerate: str = "") -> None:
+        self.rows[row["index"]] = row
+        self.sources[row["sample"]] = source
+        if degenerate:
+            self.degenerate[row["sample"]] = degenerate
+        self._pending += 1
+        if self._pending >= self.FLUSH_ROWS or time.monotonic() - self._flushed_at >= self.FLUSH_SECONDS:
+            self.flush(complete=False)
+
+    def flush(self, complete: bool) -> None:
+        rows = [self.rows[i] for i in sorted(self.rows)]
+        # Sources first: a row whose source entry is missing is trusted on the next run, never the reverse.
+        write_text_atomic(self.sources_path, json.dumps(self.sources, separators=(",", ":")) + "\n")
+        for desc, folder in self.folders.items():
+            provenance.write_manifest(folder, rows)
+            record = provenance.make_record(descriptor=desc, rows=rows, complete=complete, failed=self.failed,
+                                            **self.record_fields)
+            record["degenerate"] = dict(sorted(self.degenerate.items()))
+            provenance.write_record(folder, record)
+        self._pending, self._flushed_at = 0, time.monotonic()
+
+
+def _read_sources(path: Path) -> dict[str, list[int]]:
     try:
-        with open(folder / MANIFEST, newline="") as f:
-            return {row["sample"]: {k: int(row[k]) if k != "sample" else row[k] for k in MANIFEST_FIELDS}
-                    for row in csv.DictReader(f)}
-    except (OSError, KeyError, ValueError):
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
         return {}
 
 
-def prepare_folders(folders: dict[str, Path], settings: dict, overwrite: bool) -> None:
-    """Create the folders, refuse to mix settings with an earlier run, drop stale temp files."""
+def _source_stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _clear_leftovers(folders: dict[str, Path]) -> None:
+    """Temp files of a killed writer and the manifest/settings files older versions kept inside
+    (their content has been read; the folder must hold only images for the release's loader)."""
     for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-        previous = folder / SETTINGS
-        if previous.exists() and not overwrite:
-            made_with = json.loads(previous.read_text())
-            if made_with != settings:
-                raise ValueError(f"{folder}: made with {made_with}, not {settings}; "
-                                 "rerun with --overwrite to replace its images")
         for entry in os.scandir(folder):
-            if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):   # left by a killed writer
+            if (entry.name.startswith(".") and TEMP_SUFFIX in entry.name) or \
+                    entry.name in (provenance.LEGACY_MANIFEST, provenance.LEGACY_SETTINGS):
                 os.unlink(entry.path)
-        write_text_atomic(previous, json.dumps(settings) + "\n")
+
+
+def _move_images(folders: dict[str, Path], moves: list[tuple[str, dict]]) -> None:
+    """Rename right images to their new index; through temp names, as new and old names overlap."""
+    staged = []
+    for old_name, row in moves:
+        new_name = image_name(row["index"], row["label"])
+        for folder in folders.values():
+            tmp = folder / f".{new_name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+            os.replace(folder / old_name, tmp)
+            staged.append((tmp, folder / new_name))
+    for tmp, final in staged:
+        os.replace(tmp, final)
+
+
+def _remove_stale(folders: dict[str, Path], keep: set[str]) -> set[str]:
+    """Delete the images no row lists (samples gone from the split, or about to be remade)."""
+    removed = set()
+    for folder in folders.values():
+        for name in provenance.list_image_names(folder):
+            if name not in keep:
+                (folder / name).unlink()
+                removed.add(name)
+    return removed
 
 
 def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | Path, out_root: str | Path,
                   mode: str = "paper", workers: int | None = None, img_size: int = DEFAULT_IMG_SIZE,
-                  png_level: int = DEFAULT_PNG_LEVEL, overwrite: bool = False, progress: bool = True) -> Summary:
-    """Write the five descriptor folders of one split; returns what was written, skipped, failed."""
+                  png_level: int = DEFAULT_PNG_LEVEL, overwrite: bool = False, progress: bool = True,
+                  wait: bool = False, on_wait=None) -> Summary:
+    """Make the five descriptor folders of one split exactly what a fresh run would make, writing
+    only what changed; returns what was written, kept, renumbered, removed and failed.
+
+    One run per split at a time (a lock beside the folders; ``wait`` blocks until it is free,
+    else LockHeldError names the holder).
+    """
     if mode not in MODES:
         raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
     if img_size < 1 or not 0 <= png_level <= 9:
         raise ValueError(f"--img-size must be >= 1 and --png-level 0..9 (got {img_size}, {png_level})")
     protocol = check_protocol(dataset, protocol)
-    paths = split_from_folder(seq_dir, dataset, protocol, part)
-    if not paths:
+    scan = scan_split_folder(seq_dir, dataset, protocol, part)
+    if not scan.paths and not scan.problems:
         suffix = get_dataset(dataset).seq_suffix
         hint = " (run txt2npy.py first?)" if suffix.endswith(".npy") else ""
         raise ValueError(f"{seq_dir}: no {suffix} files of the {dataset} {protocol} {part} split{hint}")
     folders = {desc: descriptor_dir(out_root, dataset, desc, part, protocol) for desc in DESCRIPTORS}
-    prepare_folders(folders, {"mode": mode, "img_size": img_size}, overwrite)
-    known = {} if overwrite else read_manifest(folders[DESCRIPTORS[0]])
-    items = (Item(i, p, label_of(sample_id(p), dataset), known.get(sample_id(p))) for i, p in enumerate(paths))
-    job = Job(folders, get_dataset(dataset).layout, mode, img_size, png_level, overwrite)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(paths) or 1))
-    summary = Summary(f"{dataset} {protocol} {part}", folders, total=len(paths))
-    manifest = folders[DESCRIPTORS[0]] / MANIFEST
-    with atomic_path(manifest) as tmp:
-        with open(tmp, "w", newline="") as f, tqdm(total=len(paths), unit="sample", disable=not progress,
-                                                   desc=summary.split) as bar:
-            writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
-            writer.writeheader()
-            for outcome in _run(partial(process_sample, job), items, workers, len(paths)):
+    summary = Summary(f"{dataset} {protocol} {part}", folders, total=len(scan.paths) + len(scan.problems))
+    summary.failed += [(str(path), reason) for path, reason in scan.problems]
+    items = [Item(i, p, label_of(sample_id(p), dataset)) for i, p in enumerate(scan.paths)]
+    sources = {sample_id(item.path): _source_stat(item.path) for item in items}
+    fields = {"dataset": dataset, "protocol": protocol, "part": part, "mode": mode, "img_size": img_size}
+    Path(out_root).mkdir(parents=True, exist_ok=True)
+    sources_path = split_sources_path(out_root, dataset, part, protocol)
+    with folder_lock(split_lock_path(out_root, dataset, part, protocol), wait=wait, on_wait=on_wait):
+        for folder in folders.values():
+            folder.mkdir(exist_ok=True)
+        check_settings(folders, fields, overwrite)
+        plan = plan_split(folders, items, sources, _read_sources(sources_path), overwrite)
+        out = SplitWriter(folders, sources_path, {**fields, "png_level": png_level})
+        out.failed = len(summary.failed)
+        for row in plan.keep:   # what stays in place is listed first, so an interruption keeps it
+            out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""))
+        out.flush(complete=False)
+        _clear_leftovers(folders)
+        _move_images(folders, plan.move)
+        for _, row in plan.move:
+            out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""))
+        removed = _remove_stale(folders, {image_name(r["index"], r["label"]) for r in out.rows.values()})
+        summary.removed = len(removed - {image_name(item.index, item.label) for item in plan.compute})
+        out.flush(complete=False)
+        summary.skipped, summary.renamed = len(plan.keep) + len(plan.move), len(plan.move)
+        job = Job(folders, get_dataset(dataset).layout, mode, img_size, png_level)
+        workers = max(1, min(workers or os.cpu_count() or 1, len(plan.compute) or 1))
+        with tqdm(total=len(plan.compute), unit="sample", disable=not progress, desc=summary.split) as bar:
+            for outcome in _run(partial(process_sample, job), plan.compute, workers, len(plan.compute)):
                 if outcome.status == "failed":
                     summary.failed.append((outcome.sample, outcome.reason))
+                    out.failed += 1
                 else:
-                    setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
-                    writer.writerow(outcome.row)
+                    summary.written += 1
+                    out.add(outcome.row, sources[outcome.sample], outcome.reason)
                 bar.update()
-        for desc, folder in folders.items():  # the same manifest in each of the five folders
-            if desc != DESCRIPTORS[0]:
-                with atomic_path(folder / MANIFEST) as copy:
-                    shutil.copyfile(tmp, copy)
+        out.flush(complete=True)
+    summary.degenerate = sorted(out.degenerate.items())
     return summary
 
 
@@ -263,6 +414,8 @@ def build_parser(datasets: tuple[str, ...], protocols: tuple[str, ...] | None) -
     parser.add_argument("--img-size", type=int, default=DEFAULT_IMG_SIZE)
     parser.add_argument("--png-level", type=int, default=DEFAULT_PNG_LEVEL, help="zlib level 0..9 (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="recompute images that already exist")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is writing this split, wait for it instead of exiting")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -272,8 +425,9 @@ def main(argv: list[str] | None, datasets: tuple[str, ...], protocols: tuple[str
     try:
         summary = extract_split(args.dataset, getattr(args, "protocol", None), args.part, args.dspath,
                                 args.despth, mode=args.mode, workers=args.workers, img_size=args.img_size,
-                                png_level=args.png_level, overwrite=args.overwrite, progress=not args.quiet)
-    except (OSError, ValueError) as error:
+                                png_level=args.png_level, overwrite=args.overwrite, progress=not args.quiet,
+                                wait=args.wait, on_wait=lambda message: print(f"waiting: {message}", file=sys.stderr))
+    except (OSError, ValueError, LockHeldError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print("\n".join(summary.lines()))

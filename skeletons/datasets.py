@@ -161,14 +161,75 @@ def split_names(names, dataset: str, protocol: str | None, part: str) -> list[st
     return [n for n, s in samples.items() if ds.contains(s) and in_train(s) == want_train]
 
 
-def split_from_folder(folder: str | Path, dataset: str, protocol: str | None, part: str) -> list[Path]:
-    """Sorted sequence files of a split found in ``folder`` (files named <id><seq_suffix>)."""
+@dataclass
+class SplitScan:
+    """What ``scan_split_folder`` found: the usable files of a split and the files it had to skip."""
+    paths: list[Path]                   # the split's files, sorted by sample id
+    problems: list[tuple[Path, str]]    # (file, one-line reason), sorted by file name
+
+
+def _name_problem(dataset: Dataset, sid: str) -> NtuSample | UclaSample | str:
+    """The parsed sample id, or the one-line reason it is not a valid name of ``dataset``."""
+    try:
+        return dataset.parse_name(sid)
+    except ValueError as e:
+        return f"not a valid {dataset.name} sample name: {str(e).removeprefix(f'{sid}: ')}"
+
+
+def scan_split_folder(folder: str | Path, dataset: str, protocol: str | None, part: str) -> SplitScan:
+    """The (dataset, protocol, part) split's sequence files in ``folder``, skipping bad files instead of failing.
+
+    Files named <id><seq_suffix> are considered; hidden files (atomic writers' temps) are not.
+    A name that does not parse cannot be placed in either part, so both parts report it; files
+    sharing a sample id (e.g. a ``.bak`` copy) are all reported, and none used, when that id
+    is in the requested split. Samples of another dataset (NTU-120-only ones in an NTU-60 run)
+    are silently outside the split.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: sequence folder does not exist")
-    suffix = get_dataset(dataset).seq_suffix
-    files = {sample_id(p): p for p in folder.iterdir() if p.name.endswith(suffix)}
-    return [files[n] for n in split_names(files, dataset, protocol, part)]
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    ds = get_dataset(dataset)
+    in_train = PROTOCOL_RULES[(ds.name, check_protocol(dataset, protocol))]
+    want_train = part == "train"
+    # Plain names from os.scandir, not Path objects: NTU-120 folders hold 114k files.
+    by_id: dict[str, list[str]] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if not name.startswith(".") and name.endswith(ds.seq_suffix):
+                by_id.setdefault(sample_id(name), []).append(name)
+    chosen: list[str] = []
+    problems: list[tuple[str, str]] = []
+    for sid, names in by_id.items():
+        sample = _name_problem(ds, sid)
+        if isinstance(sample, str):
+            problems.extend((name, sample) for name in names)
+        elif not ds.contains(sample) or in_train(sample) != want_train:
+            continue
+        elif len(names) > 1:
+            unused = "neither is used" if len(names) == 2 else "none is used"
+            for name in names:
+                others = ", ".join(sorted(n for n in names if n != name))
+                problems.append((name, f"same sample id as {others}; {unused}"))
+        else:
+            chosen.append(sid)
+    return SplitScan(paths=[folder / by_id[sid][0] for sid in sorted(chosen)],
+                     problems=[(folder / name, reason) for name, reason in sorted(problems)])
+
+
+def split_from_folder(folder: str | Path, dataset: str, protocol: str | None, part: str) -> list[Path]:
+    """Sorted sequence files of a split found in ``folder`` (files named <id><seq_suffix>).
+
+    Strict: any file ``scan_split_folder`` would skip raises ValueError naming the first one.
+    """
+    scan = scan_split_folder(folder, dataset, protocol, part)
+    if scan.problems:
+        path, reason = scan.problems[0]
+        more = f" (and {len(scan.problems) - 1} more)" if len(scan.problems) > 1 else ""
+        raise ValueError(f"{Path(folder)}: {path.name}: {reason}{more}; rename or remove the file")
+    return scan.paths
 
 
 def label_of(name: str, dataset: str) -> int:

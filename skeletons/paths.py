@@ -28,6 +28,24 @@ def descriptor_dir(root: str | Path, dataset: str, desc: str, part: str, protoco
     return Path(root) / f"{dataset}_{desc}_{part}{suffix}"
 
 
+def split_stem(dataset: str, part: str, protocol: str | None = None) -> str:
+    """'ntu60_train_csub', 'ucla_train': names the five folders of one split as a whole."""
+    protocol = check_protocol(dataset, protocol)
+    suffix = "" if get_dataset(dataset).name == "ucla" else f"_{protocol}"
+    return f"{dataset}_{part}{suffix}"
+
+
+def split_lock_path(root: str | Path, dataset: str, part: str, protocol: str | None = None) -> Path:
+    """Hidden lock file beside a split's five descriptor folders: one extraction at a time."""
+    return Path(root) / f".{split_stem(dataset, part, protocol)}.lock"
+
+
+def split_sources_path(root: str | Path, dataset: str, part: str, protocol: str | None = None) -> Path:
+    """Hidden record of each sample file's size and mtime when its images were made (reruns
+    remake the images of a file that changed)."""
+    return Path(root) / f".{split_stem(dataset, part, protocol)}.sources.json"
+
+
 def checkpoint_prefix(dataset: str, protocol: str | None, desc: str) -> str:
     """'ntu60_csub_GD', 'ucla_all': the release's checkpoint name stem."""
     check_descriptor(desc, allow_fusion=True)

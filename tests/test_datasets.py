@@ -8,7 +8,7 @@ import pytest
 
 from skeletons.datasets import (check_protocol, class_names, get_dataset, label_of, official_missing,
                                 official_samples, parse_ntu_name, parse_ucla_name, read_name_list,
-                                split_from_folder, split_names)
+                                scan_split_folder, split_from_folder, split_names)
 
 # SPEC §2: (train, test) sizes after removing the missing samples.
 NTU_SPLIT_SIZES = {
@@ -112,3 +112,89 @@ def test_class_names(shared_data, ucla_dir):
     with open(shared_data / "ucla" / "labels.csv", newline="") as f:
         assert list(class_names("ucla")) == [row["name"] for row in csv.DictReader(f)]
     assert class_names("ntu60")[label_of("S001C001P001R001A058", "ntu60") - 1] == "handshaking"
+
+
+def touch_all(folder: Path, names) -> None:
+    for name in names:
+        (folder / name).touch()
+
+
+def test_scan_skips_and_names_bad_and_duplicate_files(tmp_path):
+    touch_all(tmp_path, (
+        "S001C002P001R001A001.skeleton.npy",          # cview train
+        "S001C003P002R001A002.skeleton.npy",          # cview train
+        "S001C001P003R002A060.skeleton.npy",          # cview test
+        "S001C002P001R001A001 (copy).skeleton.npy",   # bad name
+        "S033C002P001R001A001.skeleton.npy",          # setup out of range
+        "S002C002P005R001A007.skeleton.npy",          # train id, twice
+        "S002C002P005R001A007.bak.skeleton.npy",
+        "S002C001P005R001A007.skeleton.npy",          # test id, twice
+        "S002C001P005R001A007.old.skeleton.npy",
+        "S018C002P008R001A061.skeleton.npy",          # NTU-120 only: outside an NTU-60 split
+        ".S001C002P009R001A003.skeleton.npy.1f2e.tmp.skeleton.npy",   # a writer's temp
+    ))
+    train = scan_split_folder(tmp_path, "ntu60", "cview", "train")
+    assert train.paths == [tmp_path / "S001C002P001R001A001.skeleton.npy",
+                           tmp_path / "S001C003P002R001A002.skeleton.npy"]
+    bad_names = [(tmp_path / "S001C002P001R001A001 (copy).skeleton.npy",
+                  "not a valid ntu60 sample name: not an NTU RGB+D sample name (expected SsssCcccPpppRrrrAaaa)"),
+                 (tmp_path / "S033C002P001R001A001.skeleton.npy",
+                  "not a valid ntu60 sample name: field out of range in NTU RGB+D sample name "
+                  "(NtuSample(setup=33, camera=2, performer=1, replication=1, action=1))")]
+    assert train.problems == [
+        bad_names[0],
+        (tmp_path / "S002C002P005R001A007.bak.skeleton.npy",
+         "same sample id as S002C002P005R001A007.skeleton.npy; neither is used"),
+        (tmp_path / "S002C002P005R001A007.skeleton.npy",
+         "same sample id as S002C002P005R001A007.bak.skeleton.npy; neither is used"),
+        bad_names[1],
+    ]
+    # Bad names belong to no part, so the test scan names them too; duplicates only where their id is.
+    test = scan_split_folder(tmp_path, "ntu60", "cview", "test")
+    assert test.paths == [tmp_path / "S001C001P003R002A060.skeleton.npy"]
+    assert [(p.name, reason.split(";")[0]) for p, reason in test.problems] == [
+        (bad_names[0][0].name, bad_names[0][1]),
+        ("S002C001P005R001A007.old.skeleton.npy", "same sample id as S002C001P005R001A007.skeleton.npy"),
+        ("S002C001P005R001A007.skeleton.npy", "same sample id as S002C001P005R001A007.old.skeleton.npy"),
+        (bad_names[1][0].name, bad_names[1][1]),
+    ]
+    # NTU-120 scans the same folder: S018 is in its split now, the rest as above.
+    ntu120 = scan_split_folder(tmp_path, "ntu120", "csetup", "train")
+    assert [p.name for p in ntu120.paths] == ["S018C002P008R001A061.skeleton.npy"]
+    assert {p.name for p, _ in ntu120.problems} >= {bad_names[0][0].name, bad_names[1][0].name}
+
+
+def test_scan_names_out_of_range_ucla_fields(tmp_path):
+    touch_all(tmp_path, ("a01_s01_e00_v01.json", "a12_s10_e03_v03.json", "a13_s01_e00_v01.json",
+                         "a01_s15_e00_v01.json", "a01_s01_e00_v01.json.txt", "a02_s01_e00_v02.json"))
+    train = scan_split_folder(tmp_path, "ucla", None, "train")
+    assert [p.name for p in train.paths] == ["a01_s01_e00_v01.json", "a02_s01_e00_v02.json"]
+    assert [p.name for p, _ in train.problems] == ["a01_s15_e00_v01.json", "a13_s01_e00_v01.json"]
+    assert all(r.startswith("not a valid ucla sample name: field out of range") for _, r in train.problems)
+    assert "subject=15" in train.problems[0][1] and "action=13" in train.problems[1][1]
+    test = scan_split_folder(tmp_path, "ucla", "cview", "test")
+    assert [p.name for p in test.paths] == ["a12_s10_e03_v03.json"] and test.problems == train.problems
+
+
+def test_three_copies_of_one_id_are_all_named(tmp_path):
+    touch_all(tmp_path, ("a01_s01_e00_v01.json", "a01_s01_e00_v01.b.json", "a01_s01_e00_v01.c.json"))
+    scan = scan_split_folder(tmp_path, "ucla", None, "train")
+    assert scan.paths == [] and len(scan.problems) == 3
+    assert scan.problems[0][1] == "same sample id as a01_s01_e00_v01.c.json, a01_s01_e00_v01.json; none is used"
+
+
+def test_split_from_folder_stays_strict(tmp_path):
+    touch_all(tmp_path, ("S001C002P001R001A001.skeleton.npy", "S001C002P001R001A001.bak.skeleton.npy",
+                         "S001C001P001R001A001.skeleton.npy"))
+    # The duplicates are train (camera 2) ids under cross-view, so only that part fails.
+    assert split_from_folder(tmp_path, "ntu60", "cview", "test") == [tmp_path / "S001C001P001R001A001.skeleton.npy"]
+    with pytest.raises(ValueError) as info:
+        split_from_folder(tmp_path, "ntu60", "cview", "train")
+    assert str(info.value) == (f"{tmp_path}: S001C002P001R001A001.bak.skeleton.npy: same sample id as "
+                               "S001C002P001R001A001.skeleton.npy; neither is used (and 1 more); "
+                               "rename or remove the file")
+    (tmp_path / "S001C002P001R001A001.bak.skeleton.npy").rename(tmp_path / "bad name.skeleton.npy")
+    with pytest.raises(ValueError, match="bad name.skeleton.npy: not a valid ntu60 sample name"):
+        split_from_folder(tmp_path, "ntu60", "cview", "test")
+    with pytest.raises(FileNotFoundError, match="absent: sequence folder does not exist"):
+        scan_split_folder(tmp_path / "absent", "ntu60", "csub", "train")

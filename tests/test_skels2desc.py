@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from descriptors.extract import MANIFEST, extract_split, load_sequence, main
+from descriptors import provenance
+from descriptors.extract import extract_split, load_sequence, main
 from skeletons.datasets import label_of, sample_id, split_from_folder
 from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name
 
@@ -39,7 +40,7 @@ def run_cli(script: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def read_rows(folder: Path) -> list[dict]:
-    with open(folder / MANIFEST, newline="") as f:
+    with open(provenance.manifest_path(folder), newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -54,7 +55,9 @@ def check_split(root: Path, seq_dir: Path, dataset: str, protocol: str | None, p
     folders = [descriptor_dir(root, dataset, desc, part, protocol) for desc in DESCRIPTORS]
     for folder in folders:
         assert set(pngs(folder)) == expected, folder
-        assert not list(folder.glob(".*.tmp"))
+        assert [p.name for p in folder.iterdir() if p.suffix != ".png"] == []   # only images inside
+        record = provenance.read_record(folder)
+        assert record["complete"] and record["mode"] == mode and record["samples"] == len(paths)
     rows = read_rows(folders[0])
     assert all(read_rows(folder) == rows for folder in folders)
     assert [r["sample"] for r in rows] == [sample_id(p) for p in paths]
@@ -74,7 +77,7 @@ def test_ntu_cli_end_to_end_and_resume(tmp_path, npy_dir):
     assert run_cli("skels2desc_ntu.py", *args, "-a", "test").returncode == 0
     train = check_split(out, npy_dir, "ntu60", "csub", "train")
     check_split(out, npy_dir, "ntu60", "csub", "test")
-    assert sorted(p.name for p in out.iterdir()) == sorted(
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(
         descriptor_dir(out, "ntu60", d, part, "csub").name for d in DESCRIPTORS for part in ("train", "test"))
     rows = read_rows(train[0])
     assert [r["bodies"] for r in rows] == ["1", "2", "2", "1"]   # paper mode keeps the spurious body
@@ -84,11 +87,13 @@ def test_ntu_cli_end_to_end_and_resume(tmp_path, npy_dir):
     again = run_cli("skels2desc_ntu.py", *args, "-a", "train")
     assert again.returncode == 0 and "0 written, 4 already done" in again.stdout
 
-    # An interrupted run (some images, the manifest and a temp file left behind) resumes.
-    (train[2] / "1_24.png").unlink()
+    # An interrupted run resumes: its manifests list the two samples finished; one more sample's
+    # images were partly written and a temp file was left behind.
+    rows = provenance.read_manifest(train[0])
     for folder in train:
+        provenance.write_manifest(folder, rows[:2])
         (folder / "3_34.png").unlink(missing_ok=True)
-        (folder / MANIFEST).unlink()
+    (train[2] / "2_50.png").write_bytes(b"half an image")
     (train[0] / ".0_1.png.999.tmp").write_bytes(b"partial")
     resumed = run_cli("skels2desc_ntu.py", *args, "-a", "train", "--workers", "2")
     assert resumed.returncode == 0 and "2 written, 2 already done" in resumed.stdout, resumed.stdout
@@ -151,10 +156,11 @@ def test_ucla_split(tmp_path, ucla_dir):
         assert main(["-d", "ucla", "-dspath", str(seq), "-despth", str(out), "-a", part, "--workers", "1",
                      "--quiet", *SIZE], datasets=("ucla",), protocols=None) == 0
         check_split(out, seq, "ucla", None, part)
-    assert sorted(p.name for p in out.iterdir())[:2] == ["ucla_ADD_test", "ucla_ADD_train"]
-    # The 1-frame sample still gets its five images (GD and ADD all zeros).
+    assert sorted(p.name for p in out.iterdir() if p.is_dir())[:2] == ["ucla_ADD_test", "ucla_ADD_train"]
+    # The 1-frame sample still gets its five images (GD and ADD all zeros), and is named.
     summary = extract_split("ucla", None, "test", seq, out, workers=1, img_size=24, progress=False)
     assert (summary.written, summary.skipped, summary.failed) == (0, 2, [])
+    assert [name for name, _ in summary.degenerate] == ["a02_s09_e04_v03"]
 
 
 def test_visualize_writes_figure_and_images(tmp_path, ntu_raw_dir):

@@ -1,0 +1,179 @@
+"""What a descriptor folder holds and what made it: the manifest and the record beside each folder.
+
+A descriptor folder holds only its ``<index>_<label>.png`` images, so the release's loader (which
+lists a folder and parses a label from every name) reads it too. Beside it live:
+
+- ``<folder>.manifest.csv``: one row per image (index, sample, label, frames, bodies), the folder's
+  truth. Extraction rewrites it atomically; a reader refuses a folder whose images disagree with it.
+- ``<folder>.json``: the record of what made the folder (dataset, protocol, part, descriptor,
+  mode, image size, PNG level, sample count, a fingerprint of the manifest's sample list, and
+  whether the run that wrote it finished). Checkpoints copy the records of the folders they were
+  trained on, so evaluation and prediction can refuse images made another way.
+
+Folders written by earlier versions kept ``manifest.csv`` and ``descriptors.json`` inside; they
+are still read, and extraction moves them out on its next run.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Iterable
+
+from skeletons.atomic import write_text_atomic
+
+RECORD_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.csv"
+RECORD_SUFFIX = ".json"
+MANIFEST_FIELDS = ("index", "sample", "label", "frames", "bodies")
+LEGACY_MANIFEST = "manifest.csv"       # inside the folder, before records moved beside it
+LEGACY_SETTINGS = "descriptors.json"
+IMAGE_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
+# Fields of a record that decide which pixels a folder holds: a model trained on one value of
+# them gives wrong answers on images made with another.
+PIXEL_FIELDS = ("mode", "img_size")
+# Fields that say which data a folder is (checked against the folder's place in the tree).
+IDENTITY_FIELDS = ("dataset", "protocol", "part", "descriptor")
+
+
+def manifest_path(folder: str | Path) -> Path:
+    folder = Path(folder)
+    return folder.with_name(folder.name + MANIFEST_SUFFIX)
+
+
+def record_path(folder: str | Path) -> Path:
+    folder = Path(folder)
+    return folder.with_name(folder.name + RECORD_SUFFIX)
+
+
+# --------------------------------------------------------------------------- manifest
+
+def fingerprint(rows: Iterable[dict]) -> str:
+    """Digest of a manifest's (index, sample, label) list: equal exactly when two folders hold the
+    same samples under the same names."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(f"{row['index']},{row['sample']},{row['label']}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def manifest_text(rows: Iterable[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_manifest(folder: str | Path, rows: list[dict]) -> None:
+    write_text_atomic(manifest_path(folder), manifest_text(rows), newline="")
+
+
+def read_manifest(folder: str | Path) -> list[dict] | None:
+    """Rows of the folder's manifest (beside it, else the legacy one inside), ints converted;
+    None when the folder has none; ValueError naming the file when it is malformed."""
+    folder = Path(folder)
+    path = next((p for p in (manifest_path(folder), folder / LEGACY_MANIFEST) if p.is_file()), None)
+    if path is None:
+        return None
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not set(MANIFEST_FIELDS) <= set(reader.fieldnames or ()):
+                raise ValueError(f"columns {reader.fieldnames}, expected {', '.join(MANIFEST_FIELDS)}")
+            return [{k: row[k] if k == "sample" else int(row[k]) for k in MANIFEST_FIELDS} for row in reader]
+    except (ValueError, TypeError, csv.Error) as e:
+        raise ValueError(f"{path}: malformed descriptor manifest ({e}); remake the folder with skels2desc "
+                         f"--overwrite") from None
+
+
+# --------------------------------------------------------------------------- record
+
+def make_record(*, dataset: str, protocol: str, part: str, descriptor: str, mode: str, img_size: int,
+                png_level: int, rows: list[dict], complete: bool, failed: int = 0) -> dict:
+    return {"version": RECORD_VERSION, "dataset": dataset, "protocol": protocol, "part": part,
+            "descriptor": descriptor, "mode": mode, "img_size": int(img_size), "png_level": int(png_level),
+            "samples": len(rows), "failed": int(failed), "fingerprint": fingerprint(rows), "complete": complete}
+
+
+def write_record(folder: str | Path, record: dict) -> None:
+    write_text_atomic(record_path(folder), json.dumps(record, indent=1) + "\n")
+
+
+def read_record(folder: str | Path) -> dict | None:
+    """The folder's record; None for folders without one (the release's, or older versions')."""
+    path = record_path(folder)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: unreadable descriptor record ({e}); remake the folder with skels2desc "
+                         f"--overwrite") from None
+    if not isinstance(record, dict) or "version" not in record:
+        raise ValueError(f"{path}: not a descriptor folder record")
+    return record
+
+
+def read_legacy_settings(folder: str | Path) -> dict | None:
+    """{"mode", "img_size"} that older versions kept in ``descriptors.json`` inside the folder."""
+    path = Path(folder) / LEGACY_SETTINGS
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        return None
+
+
+def made_with(folder: str | Path) -> dict | None:
+    """The pixel settings (mode, img_size) a folder was made with, from its record or legacy file."""
+    record = read_record(folder) or read_legacy_settings(folder)
+    return None if record is None else {k: record.get(k) for k in PIXEL_FIELDS}
+
+
+def differences(expected: dict, found: dict, fields: Iterable[str]) -> list[str]:
+    """'field: expected -> found' for each field both know and that differs."""
+    return [f"{k}: {expected[k]} -> {found[k]}" for k in fields
+            if expected.get(k) is not None and found.get(k) is not None and expected[k] != found[k]]
+
+
+# --------------------------------------------------------------------------- images vs manifest
+
+def list_image_names(folder: str | Path) -> dict[str, tuple[int, int]]:
+    """{name: (index, label)} of the ``<index>_<label>.png`` files in a folder."""
+    out = {}
+    for entry in Path(folder).iterdir():
+        match = IMAGE_NAME.match(entry.name)
+        if match:
+            out[entry.name] = (int(match.group(1)), int(match.group(2)))
+    return out
+
+
+def check_against_manifest(folder: Path, images: dict[str, tuple[int, int]], rows: list[dict]) -> None:
+    """ValueError naming the folder when its images and its manifest disagree: a duplicate index,
+    an image the manifest does not list, or a listed image that is absent."""
+    seen: dict[int, str] = {}
+    for row in rows:
+        if row["index"] in seen:
+            raise ValueError(f"{folder}: manifest lists index {row['index']} twice ({seen[row['index']]} and "
+                             f"{row['sample']}); remake the folder with skels2desc")
+        seen[row["index"]] = row["sample"]
+    listed = {f"{row['index']}_{row['label']}.png" for row in rows}
+    extra = sorted(set(images) - listed, key=lambda n: images[n])
+    missing = sorted(listed - set(images), key=lambda n: int(n.split("_")[0]))
+    if extra or missing:
+        what = (f"{len(extra)} image(s) not in its manifest (first {extra[0]})" if extra else
+                f"{len(missing)} image(s) of its manifest missing (first {missing[0]})")
+        raise ValueError(f"{folder}: {what}; rerun skels2desc on this split to bring it in line")
+
+
+def check_unique_indices(folder: Path, images: dict[str, tuple[int, int]]) -> None:
+    """ValueError naming the folder when two images share an index (``3_1.png`` and ``3_7.png``)."""
+    owner: dict[int, str] = {}
+    for name, (index, _) in images.items():
+        if index in owner:
+            raise ValueError(f"{folder}: {owner[index]} and {name} share index {index}; remake the folder "
+                             f"with skels2desc")
+        owner[index] = name

@@ -1,0 +1,249 @@
+"""Descriptor folders that know what they hold: reruns equal fresh runs, manifests and records
+beside the folders, refusals of folders out of line with their manifests, locks, bad names and
+degenerate input, on the real NW-UCLA samples."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from descriptors import provenance
+from descriptors.dataset import DescriptorImages
+from descriptors.extract import extract_split
+from skeletons.paths import DESCRIPTORS, descriptor_dir, split_lock_path
+
+SIZE = 16
+
+
+def extract(seq: Path, out: Path, part: str = "train", **kw):
+    return extract_split("ucla", None, part, seq, out, workers=1, img_size=SIZE, progress=False, **kw)
+
+
+def folder_bytes(out: Path, part: str = "train") -> dict[str, dict[str, bytes]]:
+    """Every file inside the five folders, by folder and name."""
+    return {desc: {p.name: p.read_bytes() for p in descriptor_dir(out, "ucla", desc, part).iterdir()}
+            for desc in DESCRIPTORS}
+
+
+def manifests(out: Path, part: str = "train") -> dict[str, str]:
+    return {desc: provenance.manifest_path(descriptor_dir(out, "ucla", desc, part)).read_text()
+            for desc in DESCRIPTORS}
+
+
+@pytest.fixture()
+def seq(tmp_path, ucla_dir) -> Path:
+    folder = tmp_path / "ucla"
+    shutil.copytree(ucla_dir, folder)
+    return folder
+
+
+def test_rerun_after_adding_removing_or_changing_a_sample_equals_a_fresh_run(seq, tmp_path):
+    out, held = tmp_path / "desc", tmp_path / "held"
+    held.mkdir()
+    shutil.move(seq / "a01_s01_e00_v01.json", held)           # the first train sample: every index shifts
+    first = extract(seq, out)
+    assert first.ok and first.written == 41
+    shutil.move(held / "a01_s01_e00_v01.json", seq)
+    added = extract(seq, out)
+    assert (added.written, added.skipped, added.renamed, added.removed) == (1, 41, 41, 0)
+    fresh = extract(seq, tmp_path / "fresh")
+    assert folder_bytes(out) == folder_bytes(tmp_path / "fresh")
+    assert manifests(out) == manifests(tmp_path / "fresh")
+    assert len(DescriptorImages(out, "ucla", None, "train", "all")) == 42 == fresh.written
+
+    shutil.move(seq / "a05_s10_e00_v02.json", held)           # a sample goes away
+    removed = extract(seq, out)
+    assert (removed.written, removed.removed) == (0, 1)
+    shutil.rmtree(tmp_path / "fresh")
+    extract(seq, tmp_path / "fresh")
+    assert folder_bytes(out) == folder_bytes(tmp_path / "fresh")
+
+    # A sample file replaced by other content under the same name is remade, nothing else.
+    other = json.loads((held / "a05_s10_e00_v02.json").read_text())
+    target = seq / "a01_s01_e00_v02.json"
+    mine = json.loads(target.read_text())
+    mine["skeletons"] = other["skeletons"]
+    target.write_text(json.dumps(mine))
+    changed = extract(seq, out)
+    assert (changed.written, changed.skipped) == (1, 40)
+    shutil.rmtree(tmp_path / "fresh")
+    extract(seq, tmp_path / "fresh")
+    assert folder_bytes(out) == folder_bytes(tmp_path / "fresh")
+
+
+def test_folders_hold_only_images_for_the_release_loader(seq, tmp_path):
+    out = tmp_path / "desc"
+    extract(seq, out)
+    for desc in DESCRIPTORS:
+        folder = descriptor_dir(out, "ucla", desc, "train")
+        # The release's loader: every entry of the folder, label parsed from its name.
+        labels = [int(name.split("_")[1].split(".")[0]) for name in sorted(os.listdir(folder))]
+        assert len(labels) == 42 and set(labels) <= set(range(1, 11))
+        record = provenance.read_record(folder)
+        assert {k: record[k] for k in ("dataset", "protocol", "part", "descriptor", "mode", "img_size")} == \
+            {"dataset": "ucla", "protocol": "cview", "part": "train", "descriptor": desc, "mode": "paper",
+             "img_size": SIZE}
+        assert record["complete"] and record["samples"] == 42
+        assert record["fingerprint"] == provenance.fingerprint(provenance.read_manifest(folder))
+
+
+def test_folders_of_older_versions_are_read_and_moved_out(seq, tmp_path):
+    out = tmp_path / "desc"
+    extract(seq, out)
+    for desc in DESCRIPTORS:       # the layout older versions wrote: manifest and settings inside
+        folder = descriptor_dir(out, "ucla", desc, "train")
+        provenance.manifest_path(folder).rename(folder / provenance.LEGACY_MANIFEST)
+        provenance.record_path(folder).unlink()
+        (folder / provenance.LEGACY_SETTINGS).write_text(json.dumps({"mode": "paper", "img_size": SIZE}))
+    data = DescriptorImages(out, "ucla", None, "train", "GD")
+    assert len(data) == 42 and data.samples[0].sample == "a01_s01_e00_v01" and data.provenance["GD"] is None
+    with pytest.raises(ValueError, match="mode: paper \\(this run: clean\\).*--overwrite"):
+        extract(seq, out, mode="clean")
+    before = folder_bytes(out)
+    rerun = extract(seq, out)
+    assert (rerun.written, rerun.skipped) == (0, 42)
+    after = folder_bytes(out)
+    for desc in DESCRIPTORS:
+        assert set(before[desc]) - set(after[desc]) == {provenance.LEGACY_MANIFEST, provenance.LEGACY_SETTINGS}
+        assert all(after[desc][name] == before[desc][name] for name in after[desc])
+        assert provenance.read_record(descriptor_dir(out, "ucla", desc, "train"))["complete"]
+
+
+@pytest.fixture()
+def made(seq, tmp_path) -> Path:
+    out = tmp_path / "desc"
+    assert extract(seq, out).ok
+    return out
+
+
+def refused(out: Path, pattern: str, descs="all") -> None:
+    with pytest.raises(ValueError, match=pattern) as error:
+        DescriptorImages(out, "ucla", None, "train", descs)
+    assert "\n" not in str(error.value)
+
+
+def test_extra_image_is_refused(made):
+    gd = descriptor_dir(made, "ucla", "GD", "train")
+    for desc in DESCRIPTORS:
+        shutil.copy(gd.parent / f"ucla_{desc}_train" / "0_1.png", gd.parent / f"ucla_{desc}_train" / "42_1.png")
+    refused(made, "ucla_GD_train: 1 image.s. not in its manifest .first 42_1.png")
+
+
+def test_missing_image_is_refused(made):
+    for desc in DESCRIPTORS:
+        (descriptor_dir(made, "ucla", desc, "train") / "3_1.png").unlink()
+    refused(made, "ucla_GD_train: 1 image.s. of its manifest missing .first 3_1.png")
+
+
+def test_duplicate_index_in_manifest_is_refused(made):
+    for desc in DESCRIPTORS:
+        folder = descriptor_dir(made, "ucla", desc, "train")
+        rows = provenance.read_manifest(folder)
+        provenance.write_manifest(folder, rows + [dict(rows[0], sample="a99")])
+    refused(made, "manifest lists index 0 twice")
+
+
+def test_manifest_disagreeing_with_record_is_refused(made):
+    folder = descriptor_dir(made, "ucla", "GD", "train")
+    rows = provenance.read_manifest(folder)
+    rows[5]["sample"] = "a12_s01_e00_v01"
+    provenance.write_manifest(folder, rows)
+    refused(made, "ucla_GD_train: its manifest and its record disagree", "GD")
+
+
+def test_interrupted_folder_is_refused_until_finished(made, seq):
+    folder = descriptor_dir(made, "ucla", "JDD", "train")
+    record = provenance.read_record(folder)
+    provenance.write_record(folder, dict(record, complete=False))
+    refused(made, "ucla_JDD_train: incomplete .* finish it with: python skels2desc_ucla.py")
+    assert extract(seq, made).written == 0
+    assert len(DescriptorImages(made, "ucla", None, "train", "all")) == 42
+
+
+def test_folder_copied_under_another_name_is_refused(made):
+    jdd, gd = (descriptor_dir(made, "ucla", d, "train") for d in ("JDD", "GD"))
+    shutil.rmtree(gd)
+    shutil.copytree(jdd, gd)
+    shutil.copy(provenance.manifest_path(jdd), provenance.manifest_path(gd))
+    shutil.copy(provenance.record_path(jdd), provenance.record_path(gd))
+    refused(made, "ucla_GD_train: its record says it holds other data .descriptor: GD -> JDD", "GD")
+
+
+def test_folders_of_different_modes_are_not_read_together(made, seq):
+    extract(seq, made.parent / "clean", mode="clean")
+    for desc in ("GD", "FDD"):   # two of the five folders swapped for clean-mode ones
+        folder = descriptor_dir(made, "ucla", desc, "train")
+        shutil.rmtree(folder)
+        source = descriptor_dir(made.parent / "clean", "ucla", desc, "train")
+        shutil.copytree(source, folder)
+        for path in (provenance.manifest_path, provenance.record_path):
+            shutil.copy(path(source), path(folder))
+    with pytest.raises(ValueError, match="mode clean in ucla_GD_train, paper in ucla_JDD_train"):
+        DescriptorImages(made, "ucla", None, "train", "all")
+
+
+def test_bad_names_and_duplicate_ids_are_named_and_skipped(seq, tmp_path):
+    shutil.copy(seq / "a01_s01_e00_v01.json", seq / "a01_s01_e00_v01 (copy).json")   # not a sample name
+    shutil.copy(seq / "a01_s01_e00_v01.json", seq / "a01_s01_e00_v01.bak.json")      # same sample id
+    shutil.copy(seq / "a01_s01_e00_v02.json", seq / "a13_s01_e00_v02.json")          # no action 13
+    shutil.copy(seq / "a01_s01_e00_v02.json", seq / "a01_s15_e00_v02.json")          # no subject 15
+    result = subprocess.run([sys.executable, str(REPO / "skels2desc_ucla.py"), "-d", "ucla", "-dspath", str(seq),
+                             "-despth", str(tmp_path / "desc"), "-a", "train", "--img-size", str(SIZE), "--quiet"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    out = result.stdout
+    assert "46 samples, 41 written" in out and "5 failed" in out, out
+    for name in ("a01_s01_e00_v01 (copy).json", "a01_s01_e00_v01.json", "a01_s01_e00_v01.bak.json",
+                 "a13_s01_e00_v02.json", "a01_s15_e00_v02.json"):
+        assert re.search(rf"failed .*{re.escape(name)}: ", out), name
+    rows = provenance.read_manifest(descriptor_dir(tmp_path / "desc", "ucla", "GD", "train"))
+    assert "a01_s01_e00_v01" not in {r["sample"] for r in rows} and len(rows) == 41
+
+
+def test_second_run_on_a_split_is_refused_while_the_first_holds_it(seq, tmp_path):
+    out = tmp_path / "desc"
+    lock = split_lock_path(out, "ucla", "train")
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+sys.path.insert(0, {str(REPO)!r})
+from skeletons.locks import folder_lock
+with folder_lock({str(lock)!r}):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[1]))
+""", "3"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        command = [sys.executable, str(REPO / "skels2desc_ucla.py"), "-d", "ucla", "-dspath", str(seq),
+                   "-despth", str(out), "-a", "train", "--img-size", str(SIZE), "--quiet"]
+        second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and f"held by process {holder.pid}" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+        start = time.monotonic()
+        waited = subprocess.run(command + ["--wait"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert waited.returncode == 0 and "42 written" in waited.stdout and "waiting" in waited.stderr
+        assert time.monotonic() - start > 0.5
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_overflowing_and_degenerate_input_are_named(seq, tmp_path):
+    path = seq / "a01_s01_e00_v02.json"
+    record = json.loads(path.read_text())
+    record["skeletons"][2][4][1] = 1e308
+    path.write_text(json.dumps(record))
+    summary = extract(seq, tmp_path / "desc")
+    assert [name for name, _ in summary.failed] == ["a01_s01_e00_v02"]
+    assert "a01_s01_e00_v02.json: coordinate 1e+308 is beyond" in summary.failed[0][1]
+    assert [name for name, _ in summary.degenerate] == ["a02_s09_e04_v02"]   # 1 frame, kept in paper mode
+    assert any("1 degenerate sample(s)" in line for line in summary.lines())
+    clean = extract(seq, tmp_path / "clean", mode="clean")
+    assert "a02_s09_e04_v02" in {name for name, _ in clean.failed}
