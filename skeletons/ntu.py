@@ -20,6 +20,10 @@ Decisions where the official converter has no defined behaviour (it crashes):
   ``max([])``); such samples are on the official missing-skeleton list.
 - malformed input (truncated file, joint count other than 25, a joint line without 12 numeric
   values): ``SkeletonFormatError`` naming the file and the 1-based line.
+- a non-finite kept value (``nan``, ``inf``, ``1e999``): ``SkeletonFormatError`` naming the file
+  and the line, where the official converter would store it silently. Fast-path tokens are always
+  finite, so only the few values ``float()`` produced can be non-finite; the check is one
+  ``np.isfinite`` pass over the kept values.
 Lines after the last frame are ignored, as the official converter ignores them.
 The five values the format drops (orientation, tracking state) are checked for their count
 and for stray characters but not parsed, so a malformed number made only of digits, dots and
@@ -27,9 +31,12 @@ and for stray characters but not parsed, so a malformed number made only of digi
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from .atomic import atomic_path
 from .layouts import NTU
@@ -294,7 +301,18 @@ def _joint_values(lines: _Lines, first_lines: np.ndarray) -> np.ndarray:
         redo |= np.isin(joint_lines, odd_lines)
     for row in np.flatnonzero(redo):
         values[row] = _parse_line_with_float(lines, int(joint_lines[row]))[:KEPT_VALUES]
+    finite = np.isfinite(values)
+    if not finite.all():
+        _raise_non_finite(lines, joint_lines, finite)
     return values.reshape(-1, NTU.num_joints, KEPT_VALUES)
+
+
+def _raise_non_finite(lines: _Lines, joint_lines: np.ndarray, finite: np.ndarray) -> NoReturn:
+    """Name the line of the first non-finite kept value (rows are in file order)."""
+    row, column = np.argwhere(~finite)[0]
+    k = int(joint_lines[row])
+    token = lines.text(k).split()[column].decode(errors="replace")[:40]
+    raise SkeletonFormatError(lines.path, k + 1, f"joint value {token!r} is NaN or infinite")
 
 
 def parse_skeleton(raw: bytes, path: str | Path) -> dict:
@@ -338,22 +356,99 @@ def save_skeleton_npy(path: str | Path, data: dict) -> None:
         np.save(tmp, data, allow_pickle=True)
 
 
+# The only globals np.save's pickle of a 0-d object array holding a dict of float arrays names:
+# numpy 1.x writes numpy.core.multiarray, numpy 2.x numpy._core.multiarray. They map to this
+# numpy's own functions, so old files load without importing the deprecated numpy.core.
+_RECONSTRUCT = np.ndarray((0,)).__reduce__()[0]      # numpy's _reconstruct
+_SCALAR = np.float64(0).__reduce__()[0]               # numpy's scalar (a pickled numpy scalar)
+_NPY_GLOBALS = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                **{(module, name): function for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                   for name, function in (("_reconstruct", _RECONSTRUCT), ("scalar", _SCALAR))}}
+_ALLOWED = "only numpy arrays, dict, list, str, int, float are allowed"
+
+
+class _SkeletonUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and plain data only: any other global (os.system, builtins.open,
+    ...) is refused before it is looked up, so loading a crafted file runs no code of its choice."""
+
+    def __init__(self, file, path: Path):
+        super().__init__(file)              # encoding "ASCII", as np.load
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _NPY_GLOBALS[module, name]
+        except KeyError:
+            raise SkeletonFormatError(self.path, None, f"refused to load: the pickle references "
+                                      f"{module}.{name} ({_ALLOWED})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def _read_npy_header(f, path: Path) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) from the header of an open ``.npy`` file, leaving ``f`` at the data."""
+    try:
+        version = npy_format.read_magic(f)
+        if version in ((1, 0), (2, 0)):     # 3.0 only for non-latin-1 field names: never np.save(dict)
+            read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, _, dtype = read(f)
+            return shape, dtype
+    except (ValueError, EOFError) as exc:
+        raise SkeletonFormatError(path, None, f"not a readable .npy file: truncated or corrupt header "
+                                  f"({_one_line(exc)})") from None
+    raise SkeletonFormatError(path, None, f"not a txt2npy skeleton file: .npy format version {version[0]}.{version[1]}")
+
+
+def _read_pickled_npy(path: Path) -> object:
+    """The object in a ``.npy`` file holding one pickled 0-d object array, unpickled safely."""
+    with open(path, "rb") as f:
+        shape, dtype = _read_npy_header(f, path)
+        if dtype != object or shape != ():
+            raise SkeletonFormatError(path, None, f"not a txt2npy skeleton file: it holds a {dtype} array of "
+                                      f"shape {shape}, not a dict saved with np.save")
+        try:
+            array = _SkeletonUnpickler(f, path).load()
+        except SkeletonFormatError:
+            raise
+        except Exception as exc:  # pickle raises EOFError, UnpicklingError, ValueError, TypeError...
+            raise SkeletonFormatError(path, None, f"not a readable .npy file: truncated or corrupt data "
+                                      f"({_one_line(exc)})") from None
+    if not (isinstance(array, np.ndarray) and array.dtype == object and array.shape == ()):
+        raise SkeletonFormatError(path, None, f"not a txt2npy skeleton file: it holds a {type(array).__name__}, "
+                                  "not a dict")
+    return array.item()
+
+
+def _check_skel_arrays(path: Path, data: dict) -> None:
+    """Every ``skel_body{i}`` is a (frames, 25, 3) array of finite real numbers."""
+    if "skel_body0" not in data:
+        raise SkeletonFormatError(path, None, "no skel_body0 array of shape (frames, 25, 3)")
+    for key, skel in data.items():
+        if not (isinstance(key, str) and key.startswith("skel_body")):
+            continue
+        if (not isinstance(skel, np.ndarray) or skel.dtype.kind not in "fiu" or skel.ndim != 3
+                or skel.shape[1:] != (NTU.num_joints, 3)):
+            raise SkeletonFormatError(path, None, f"no {key} array of shape (frames, 25, 3)")
+        finite = np.isfinite(skel)
+        if not finite.all():
+            frame, joint, axis = np.argwhere(~finite)[0]
+            raise SkeletonFormatError(path, None, f"{key} has NaN or infinite coordinates (first: "
+                                      f"{skel[frame, joint, axis]} at frame {frame + 1}, joint {joint + 1})")
+
+
 def load_skeleton_npy(path: str | Path) -> dict:
-    """The dict of a txt2npy ``.skeleton.npy`` file (a pickle: load trusted files only)."""
+    """The dict of a txt2npy ``.skeleton.npy`` file, as ``np.load(path, allow_pickle=True).item()``
+    returns it, but safe on untrusted files: the pickle may only build numpy arrays and plain data."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such skeleton .npy file")
-    try:
-        array = np.load(path, allow_pickle=True)
-    except Exception as exc:  # numpy raises ValueError, OSError, EOFError, UnpicklingError...
-        raise SkeletonFormatError(path, None, f"not a readable .npy file ({type(exc).__name__}: {exc})") from None
-    data = array.item() if isinstance(array, np.ndarray) and array.dtype == object and array.ndim == 0 else None
+    data = _read_pickled_npy(path)
     if not isinstance(data, dict):
         raise SkeletonFormatError(path, None, "not a txt2npy skeleton file (expected a dict saved with np.save, "
-                                  f"found {type(array).__name__} {getattr(array, 'shape', '')})")
-    skel = data.get("skel_body0")
-    if not isinstance(skel, np.ndarray) or skel.ndim != 3 or skel.shape[1:] != (NTU.num_joints, 3):
-        raise SkeletonFormatError(path, None, "no skel_body0 array of shape (frames, 25, 3)")
+                                  f"found {type(data).__name__})")
+    _check_skel_arrays(path, data)
     return data
 
 

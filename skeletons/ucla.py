@@ -45,6 +45,11 @@ def read_ucla(path: str | Path) -> tuple[str, np.ndarray, int]:
         shape = "ragged or non-numeric" if skeletons is None else f"shape {skeletons.shape}"
         raise SkeletonFormatError(path, None, f"skeletons must be frames x {UCLA.num_joints} x 3 numbers, "
                                   f"found {shape}")
+    finite = np.isfinite(skeletons)
+    if not finite.all():   # Python's json accepts NaN, Infinity and 1e999 (inf)
+        frame, joint, axis = np.argwhere(~finite)[0]
+        raise SkeletonFormatError(path, None, f"NaN or infinite coordinates (first: "
+                                  f"skeletons[{frame}][{joint}][{axis}] = {skeletons[frame, joint, axis]})")
     return name, skeletons, int(label)
 
 
