@@ -21,11 +21,12 @@ import torch
 import test as test_script
 import train as train_script
 from models.networks import BN_STATS
-from descriptors.extract import MANIFEST, extract_split
+from descriptors import provenance
+from descriptors.extract import extract_split
 from skeletons.atomic import write_text_atomic
 from skeletons.convert import convert_folder, plan_conversion
 from skeletons.datasets import DATASETS, PARTS, check_protocol, get_dataset, sample_id, split_from_folder
-from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION,
+from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER,
                              checkpoint_path, checkpoint_prefix, descriptor_dir)
 
 DEMO_ROOT = Path("data/demo")
@@ -64,6 +65,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    "last (demo: no selection on test data) or a number")
     p.add_argument("--workers", type=int, default=None, help="processes for conversion/extraction (default: all cores)")
     p.add_argument("--amp", action="store_true", help="mixed precision training on CUDA")
+    p.add_argument("--overwrite", action="store_true", help="remake the descriptor images and retrain every "
+                   "model (e.g. after changing --mode or --img-size)")
     return p
 
 
@@ -96,22 +99,22 @@ def demo_ready(root: Path, seed: int, size: str) -> bool:
     return marker.is_file() and json.loads(marker.read_text()) == {"seed": seed, "size": size}
 
 
-def split_done(args: argparse.Namespace, part: str) -> bool:
-    """True when the five folders of the split hold a manifest listing every sample of the split."""
-    expected = len(split_from_folder(args.dspath, args.dataset, args.protocol, part))
-    for desc in DESCRIPTORS:
-        manifest = descriptor_dir(args.despth, args.dataset, desc, part, args.protocol) / MANIFEST
-        if not manifest.is_file() or len(manifest.read_text().splitlines()) - 1 != expected:
-            return False
-    return True
-
-
-def trained_epochs(args: argparse.Namespace, desc: str) -> int:
-    """Epochs finished by the model's resumable checkpoint (0 when there is none)."""
-    from models.checkpoint import load_checkpoint
+def data_changed(args: argparse.Namespace, desc: str) -> bool:
+    """True when the images a model was trained and tested on are no longer those in its folders
+    (a sample added, removed or changed since): the model must be trained again."""
+    from models.checkpoint import read_settings
 
     last = checkpoint_path(args.ckpt, args.dataset, args.protocol, desc, "last")
-    return (load_checkpoint(last).epoch or 0) if last.is_file() else 0
+    recorded = (read_settings(last) or {}).get("data") if last.is_file() else None
+    if not recorded:
+        return False
+    for part in PARTS:
+        for name in (FUSION_ORDER if desc == FUSION else (desc,)):
+            record = provenance.read_record(descriptor_dir(args.despth, args.dataset, name, part, args.protocol))
+            trained = (recorded.get(part) or {}).get(name) or {}
+            if record is not None and trained.get("fingerprint") != record["fingerprint"]:
+                return True
+    return False
 
 
 # --------------------------------------------------------------------------- steps
@@ -149,35 +152,38 @@ def run_convert(args: argparse.Namespace) -> None:
 
 
 def run_descriptors(args: argparse.Namespace) -> None:
+    """Bring both splits' folders in line with the sequence files: extraction itself keeps what is
+    right, remakes what changed and refuses folders made in another mode or size."""
     for part in PARTS:
-        if split_done(args, part):
-            step(f"descriptors {part}", f"complete ({args.despth})")
-            continue
-        step(f"descriptors {part}", f"{args.dataset} {args.protocol} -> {args.despth} ({args.mode} mode)")
         summary = extract_split(args.dataset, args.protocol, part, args.dspath, args.despth, mode=args.mode,
-                                workers=args.workers, img_size=args.img_size)
+                                workers=args.workers, img_size=args.img_size, overwrite=args.overwrite)
+        if summary.ok and not (summary.written or summary.renamed or summary.removed):
+            step(f"descriptors {part}", f"complete ({args.despth}, {summary.total} samples)")
+            continue
+        step(f"descriptors {part}", f"{args.dataset} {args.protocol} -> {args.despth} ({args.mode} mode, "
+                                    f"{args.img_size} px)")
         print("\n".join(summary.lines()))
         if not summary.ok:
             raise RuntimeError(f"descriptor extraction failed for some {part} samples (listed above)")
 
 
 def run_training(args: argparse.Namespace) -> None:
+    """Train the six models; train.py itself skips a finished model, resumes an unfinished one and
+    refuses other settings. A model whose images changed is trained again from scratch."""
     for desc in MODELS:
-        done = trained_epochs(args, desc)
         prefix = checkpoint_prefix(args.dataset, args.protocol, desc)
-        if done >= args.epochs:
-            step(f"train {desc}", f"complete ({prefix}, {done} epochs)")
-            continue
-        step(f"train {desc}", f"{prefix}: epochs {done + 1}-{args.epochs}" + (" (resumed)" if done else ""))
         argv = ["-d", args.dataset, "-p", args.protocol, "-desc", desc, "-gpu", str(args.gpu),
                 "-despth", str(args.despth), "-ckpt", str(args.ckpt), "--epochs", str(args.epochs),
                 "--width", str(args.width), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                 "--bn-stats", args.bn_stats, "--seed", str(args.seed),
                 "--mode", args.mode, "--cache", "--no-progress", *loader_workers(args)]
-        if done:
-            argv.append("--resume")
         if args.amp:
             argv.append("--amp")
+        if args.overwrite:
+            argv.append("--overwrite")
+        elif data_changed(args, desc):
+            step(f"train {desc}", f"{prefix}: its images changed since it was trained; training it again")
+            argv.append("--overwrite")
         if train_script.main(train_script.get_args_parser().parse_args(argv)) != 0:
             raise RuntimeError(f"training {prefix} failed (see above)")
 

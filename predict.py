@@ -35,6 +35,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         result = predict_file(args.file, args.ckpt, args.dataset, args.protocol, args.desc, args.epoch)
         name = sample_id(args.file)
+        for note in result.notes:
+            print(note, file=sys.stderr)
         if args.images:
             save_images(result.images, args.images, name)
         if args.figure:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from descriptors.dataset import DescriptorImages
+from descriptors.dataset import DescriptorImages, make_command
 from models import evaluation as ev
 from models.checkpoint import load_model
+from models.provenance import RELEASE_NOTICE, check_against_folder, check_role
 from models.training import pick_device
 from skeletons.atomic import write_text_atomic
 from skeletons.datasets import DATASETS, check_protocol, class_names, get_dataset
@@ -55,6 +56,18 @@ def find_checkpoints(args: argparse.Namespace, desc: str) -> tuple[dict[str, Pat
     return found, missing
 
 
+def check_test_images(args: argparse.Namespace, ckpts: dict, data: DescriptorImages) -> None:
+    """Each model must read images made as its training images were (mode, size)."""
+    remake = make_command(args.dataset, args.protocol, "test", Path(args.descriptor_root))
+    for name, ckpt in ckpts.items():
+        for desc in (FUSION_ORDER if name == FUSION else (name,)):
+            k = data.descs.index(desc)
+            check_against_folder(ckpt, data.folders[k], data.provenance[desc], data.folder_image_size(k), remake)
+    release = [name for name, ckpt in ckpts.items() if ckpt.kind != "ours"]
+    if release:
+        print(RELEASE_NOTICE.format(names=", ".join(release)), file=sys.stderr)
+
+
 def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
     ds = get_dataset(args.dataset)
     args.protocol = check_protocol(args.dataset, args.protocol)
@@ -66,10 +79,12 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
     models, ckpts = {}, {}
     for name, path in found.items():
         model, ckpts[name] = load_model(path, desc=name, num_classes=ds.num_classes, map_location="cpu")
+        check_role(ckpts[name], name, args.dataset, args.protocol, train_command(args, name))
         models[name] = model.to(device)
     # Read each needed descriptor once per sample; every model sees the same batches in one order.
     descs = [d for d in FUSION_ORDER if FUSION in models or d in models]
     data = DescriptorImages(args.descriptor_root, args.dataset, args.protocol, "test", descs, uint8=True)
+    check_test_images(args, ckpts, data)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=False,
                                          num_workers=args.workers, pin_memory=device.type == "cuda")
     print(f"evaluating {', '.join(models)} on {len(data)} test samples of {args.dataset} {args.protocol} "

@@ -1,7 +1,10 @@
-"""Train ResNet_c on one descriptor, or Fuse5 on all five, as the authors' release does (SPEC §4-5).
+"""Train ResNet_c on one descriptor, or Fuse5 on all five, as the authors' release does.
 
   python train.py -d ntu60 -p csub -desc GD -gpu 0
   torchrun --nproc_per_node 4 train.py -d ntu120 -p csub -desc all -gpu 0 --amp   # several GPUs
+
+Rerunning the same command skips a finished run and continues an unfinished one exactly from
+<prefix>_last.tar; other settings are refused (start over with --overwrite, or use another -ckpt).
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import argparse
 import sys
 
 from models.networks import BN_STATS, DEFAULT_ARCH
+from models.training import default_workers
 from skeletons.datasets import DATASETS
 from skeletons.paths import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
 
@@ -27,16 +31,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = 256/512/1024 as released)")
     p.add_argument("--arch", default=DEFAULT_ARCH, help="resnet_c or a torchvision classification model name")
     p.add_argument("--pretrained", action="store_true", help="torchvision weights for --arch (downloaded)")
-    p.add_argument("--mode", default="paper", choices=["paper", "clean"], help="descriptor mode of the images (recorded)")
+    p.add_argument("--mode", default=None, choices=["paper", "clean"],
+                   help="descriptor mode of the images: read from the folders' records (refused if it "
+                        "contradicts them); says what folders without one hold, such as the release's (default paper)")
     p.add_argument("--bn-stats", default="shared", choices=BN_STATS,
                    help="Fuse5 BatchNorm running statistics: shared by the five descriptors (as released) "
                         "or one set per descriptor (fixes the release's eval-time mismatch)")
-    p.add_argument("--workers", type=int, default=4, help="data-loading processes per training process")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="data-loading processes per training process (default: 4, at most the CPUs available)")
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA (bfloat16, else float16)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="keep NCHW on CUDA (channels_last is the default there)")
     p.add_argument("--cache", action="store_true", help="pack each split into a uint8 memory-mapped .npy once")
-    p.add_argument("--resume", action="store_true", help="continue exactly from <prefix>_last.tar")
+    p.add_argument("--resume", action="store_true",
+                   help="continue exactly from <prefix>_last.tar: now always done when it exists and records "
+                        "the same settings (kept for older command lines)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over: first delete this run's per-epoch, best and last checkpoints and its log")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.0,
                    help="hold out this part of train to pick the best epoch (default: test accuracy, as released)")
@@ -50,12 +61,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     from models.checkpoint import CheckpointError
-    from models.training import fit
+    from models.networks import WeightsUnavailableError
+    from models.training import error_line, fit
 
     try:
         fit(args)
-    except (FileNotFoundError, ValueError, CheckpointError) as e:  # expected problems: one line, no traceback
-        print(f"error: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, CheckpointError, WeightsUnavailableError) as e:  # expected: one line
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -7,9 +7,9 @@ each folder into one uint8 memory-mapped .npy (built once, atomically) so epochs
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,17 +20,18 @@ from PIL import Image
 
 from skeletons.atomic import atomic_path
 from skeletons.datasets import check_protocol, get_dataset
-from skeletons.paths import FUSION, FUSION_ORDER, descriptor_dir, parse_image_name
+from skeletons.paths import FUSION, FUSION_ORDER, descriptor_dir
+
+from . import provenance
 
 CACHE_DIR = ".cache"  # under the descriptor root, beside (not inside) the folders it packs
-MANIFEST = "manifest.csv"
 
 
 @dataclass(frozen=True)
 class SampleInfo:
     index: int        # position in the split's sorted sample list
     label: int        # 1-based
-    sample: str       # sample id from manifest.csv, or "" when the folder has none
+    sample: str       # sample id from the folder's manifest, or "" when it has none
 
 
 def make_command(dataset: str, protocol: str, part: str, root: Path) -> str:
@@ -65,19 +66,6 @@ def as_three_channels(arr: np.ndarray) -> torch.Tensor:
     return t.expand(3, -1, -1) if t.shape[0] == 1 else t
 
 
-def list_images(folder: Path) -> dict[str, tuple[int, int]]:
-    """{file name: (index, label)} of the <index>_<label>.png images in a folder."""
-    return {p.name: parse_image_name(p.name) for p in os.scandir(folder) if p.name.endswith(".png")}
-
-
-def read_manifest(folder: Path) -> dict[int, str]:
-    path = folder / MANIFEST
-    if not path.is_file():
-        return {}
-    with open(path, newline="") as f:
-        return {int(row["index"]): row["sample"] for row in csv.DictReader(f)}
-
-
 def check_aligned(folders: Sequence[Path], listings: Sequence[dict]) -> None:
     """Error naming the first file present in one folder and missing in another."""
     first, names = folders[0], set(listings[0])
@@ -90,6 +78,59 @@ def check_aligned(folders: Sequence[Path], listings: Sequence[dict]) -> None:
                                  f"the descriptor folders of a split must hold the same images")
             raise ValueError(f"{folder}: {extra[0]} is not in {first}; "
                              f"the descriptor folders of a split must hold the same images")
+
+
+def checked_record(folder: Path, dataset: str, protocol: str, part: str, desc: str) -> dict | None:
+    """The folder's record, refused when its run did not finish or it was made for another place."""
+    record = provenance.read_record(folder)
+    if record is None:
+        return None
+    command = make_command(dataset, protocol, part, folder.parent)
+    if not record.get("complete"):
+        raise ValueError(f"{folder}: incomplete (its extraction was interrupted or is running); finish it with: "
+                         f"{command}")
+    expected = {"dataset": dataset, "protocol": protocol, "part": part, "descriptor": desc}
+    differ = provenance.differences(expected, record, provenance.IDENTITY_FIELDS)
+    if differ:
+        raise ValueError(f"{folder}: its record says it holds other data ({'; '.join(differ)}, folder name -> "
+                         f"record); remake it with: {command} --overwrite")
+    return record
+
+
+def check_manifests(folders: Sequence[Path], listings: Sequence[dict], records: dict) -> list[dict] | None:
+    """The split's manifest rows, after checking each folder's images against its manifest, the
+    manifest against the record, and the manifests against each other; None when there are none."""
+    first_rows, first = None, None
+    for folder, images, record in zip(folders, listings, records.values()):
+        rows = provenance.read_manifest(folder)
+        if rows is None:
+            if record is not None:
+                raise ValueError(f"{folder}: has a record but no manifest ({provenance.manifest_path(folder).name}); "
+                                 f"rerun skels2desc on this split")
+            provenance.check_unique_indices(folder, images)
+            continue
+        provenance.check_against_manifest(folder, images, rows)
+        if record is not None and record.get("fingerprint") != provenance.fingerprint(rows):
+            raise ValueError(f"{folder}: its manifest and its record disagree on the sample list; rerun "
+                             f"skels2desc on this split")
+        if first_rows is None:
+            first_rows, first = rows, folder
+        elif rows != first_rows:
+            raise ValueError(f"{folder}: its manifest lists other samples than that of {first}; rerun skels2desc "
+                             f"on this split")
+    return first_rows
+
+
+def check_same_pixels(folders: Sequence[Path], records: dict) -> None:
+    """The folders a model reads together must have been made in one mode at one size."""
+    known = [(f, r) for f, r in zip(folders, records.values()) if r is not None]
+    (first, expected), *others = known or [(None, None)]
+    for folder, record in others:
+        differ = [f"{k} {expected[k]} in {first.name}, {record[k]} in {folder.name}"
+                  for k in provenance.PIXEL_FIELDS if expected.get(k) != record.get(k)]
+        if differ:
+            raise ValueError(f"{folder}: made with other settings than the split's other folders "
+                             f"({'; '.join(differ)}); remake them all in one mode and size with skels2desc --overwrite")
 
 
 class DescriptorImages(torch.utils.data.Dataset):
@@ -111,16 +152,21 @@ class DescriptorImages(torch.utils.data.Dataset):
             if not folder.is_dir():
                 raise FileNotFoundError(f"{folder}: descriptor folder not found; make it with: "
                                         f"{make_command(dataset, self.protocol, part, self.root)}")
-        listings = [list_images(f) for f in self.folders]
+        listings = [provenance.list_image_names(f) for f in self.folders]
         if not listings[0]:
             raise ValueError(f"{self.folders[0]}: empty split, no <index>_<label>.png images")
+        # What made each folder (None: made by the release or an older version) and its manifest.
+        self.provenance = {d: checked_record(f, dataset, self.protocol, part, d)
+                           for d, f in zip(self.descs, self.folders)}
+        check_same_pixels(self.folders, self.provenance)
         check_aligned(self.folders, listings)
+        rows = check_manifests(self.folders, listings, self.provenance)
         self.names = sorted(listings[0], key=lambda n: listings[0][n][0])
         num_classes = get_dataset(dataset).num_classes
         bad = next((n for n in self.names if not 1 <= listings[0][n][1] <= num_classes), None)
         if bad:
             raise ValueError(f"{self.folders[0] / bad}: label outside 1..{num_classes} for {dataset}")
-        ids = read_manifest(self.folders[0])
+        ids = {row["index"]: row["sample"] for row in rows or ()}
         self.samples = [SampleInfo(i, lab, ids.get(i, "")) for i, lab in (listings[0][n] for n in self.names)]
         self.labels0 = torch.tensor([s.label - 1 for s in self.samples])
         self.cache_paths = [self._build_cache(f) for f in self.folders] if cache else None
@@ -130,31 +176,69 @@ class DescriptorImages(torch.utils.data.Dataset):
         return len(self.names)
 
     def cache_path(self, folder: Path) -> Path:
-        digest = hashlib.sha1("\n".join(self.names).encode()).hexdigest()[:12]
-        return self.root / CACHE_DIR / f"{folder.name}_{digest}.npy"
+        """Where the pack of ``folder`` as it is now lives. The name carries a digest of every image's
+        name, size and mtime_ns (one stat per file), so a PNG rewritten in place gets a new pack
+        instead of a stale one (a folder's mtime does not change when a file is overwritten)."""
+        digest = hashlib.sha1()
+        for name in self.names:
+            st = os.stat(folder / name)
+            digest.update(f"{name} {st.st_size} {st.st_mtime_ns}\n".encode())
+        return self.root / CACHE_DIR / f"{folder.name}_{digest.hexdigest()[:16]}.npy"
 
     def _build_cache(self, folder: Path) -> Path:
-        """Pack a folder into (N, C, H, W) uint8, reading image by image; reused while newer than the folder."""
+        """Pack a folder into (N, C, H, W) uint8, reading image by image; reused while no image changed.
+        Packs of earlier states of the folder are removed so they do not pile up."""
+        k = self.folders.index(folder)
         path = self.cache_path(folder)
-        if path.is_file() and path.stat().st_mtime >= folder.stat().st_mtime:
+        if path.is_file() and np.load(path, mmap_mode="r").shape[-2:] == self.expected_size(k)[0]:
             return path
-        first = read_bgr(folder / self.names[0])
+        first = self._checked(k, 0, read_bgr(folder / self.names[0]))
         with atomic_path(path, make_parents=True) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(self),) + first.shape)
             for i, name in enumerate(self.names):
-                img = read_bgr(folder / name)
-                if img.shape != first.shape:
-                    raise ValueError(f"{folder / name}: image shape {img.shape} differs from {first.shape} "
-                                     f"of {self.names[0]}")
+                img = self._checked(k, i, read_bgr(folder / name))
+                if img.shape[0] != first.shape[0]:
+                    raise ValueError(f"{folder / name}: {img.shape[0]} colour channel(s), {self.names[0]} has "
+                                     f"{first.shape[0]}; remake the folder with: {self._remake_command()}")
                 out[i] = img
             out.flush()
             del out
+        stale = re.compile(rf"^{re.escape(folder.name)}_[0-9a-f]+\.npy$")
+        for old in path.parent.iterdir():
+            if old != path and stale.match(old.name):
+                old.unlink(missing_ok=True)
         return path
+
+    def _remake_command(self) -> str:
+        return f"{make_command(self.dataset, self.protocol, self.part, self.root)} --overwrite"
+
+    def expected_size(self, k: int) -> tuple[tuple[int, int], str]:
+        """((H, W), why) every image of folder ``k`` must have: the size its record says it was made
+        at, else that of its first image. Without this check the default collate fails later with
+        an error that names no file."""
+        sizes = self.__dict__.setdefault("_sizes", {})  # per process; filled lazily, pickled with the dataset
+        if k not in sizes:
+            record = (getattr(self, "provenance", None) or {}).get(self.descs[k]) or {}
+            if record.get("img_size"):
+                sizes[k] = ((int(record["img_size"]),) * 2, "the folder's record says img_size "
+                                                           f"{record['img_size']}")
+            else:
+                first = read_bgr(self.folders[k] / self.names[0])
+                sizes[k] = (tuple(first.shape[1:]), f"the size of {self.names[0]}, the folder's first image")
+        return sizes[k]
+
+    def _checked(self, k: int, i: int, arr: np.ndarray) -> np.ndarray:
+        """``arr`` (image ``i`` of folder ``k``), or a ValueError naming the file when its size is wrong."""
+        (h, w), why = self.expected_size(k)
+        if arr.shape[1:] != (h, w):
+            raise ValueError(f"{self.folders[k] / self.names[i]}: image is {arr.shape[1]}x{arr.shape[2]} pixels, "
+                             f"expected {h}x{w} ({why}); remake the folder with: {self._remake_command()}")
+        return arr
 
     def _image(self, k: int, i: int) -> torch.Tensor:
         if self.cache_paths is None:
-            arr = read_bgr(self.folders[k] / self.names[i])
-        else:
+            arr = self._checked(k, i, read_bgr(self.folders[k] / self.names[i]))
+        else:  # packs are checked when built
             if self._arrays is None:
                 self._arrays = [np.load(p, mmap_mode="r") for p in self.cache_paths]
             arr = np.array(self._arrays[k][i])  # copy out of the read-only map
@@ -169,6 +253,11 @@ class DescriptorImages(torch.utils.data.Dataset):
         state = self.__dict__.copy()
         state["_arrays"] = None
         return state
+
+    def folder_image_size(self, k: int) -> int:
+        """Side of the images of folder ``k``: its record's size, else its first image's."""
+        record = self.provenance.get(self.descs[k])
+        return int(record["img_size"]) if record else int(read_bgr(self.folders[k] / self.names[0]).shape[-1])
 
     @property
     def image_size(self) -> int:

@@ -289,7 +289,7 @@ def _source_stat(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _clear_leftovers(folders: dict[str, Path]) -> None:
+def clear_leftovers(folders: dict[str, Path]) -> None:
     """Temp files of a killed writer and the manifest/settings files older versions kept inside
     (their content has been read; the folder must hold only images for the release's loader)."""
     for folder in folders.values():
@@ -361,7 +361,7 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
         for row in plan.keep:   # what stays in place is listed first, so an interruption keeps it
             out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""))
         out.flush(complete=False)
-        _clear_leftovers(folders)
+        clear_leftovers(folders)
         _move_images(folders, plan.move)
         for _, row in plan.move:
             out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""))

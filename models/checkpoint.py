@@ -37,6 +37,10 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     pass
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (full disk, ...); the file under its name is the previous one."""
+
+
 @dataclass
 class Checkpoint:
     path: Path
@@ -104,8 +108,20 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer=None, sched
     if with_rng:
         ckpt["rng"] = rng_states()
     ckpt.update(extra or {})
-    with atomic_path(path, make_parents=True) as tmp:   # never a half-written checkpoint
-        torch.save(ckpt, tmp)
+    try:
+        with atomic_path(path, make_parents=True) as tmp:   # never a half-written checkpoint
+            torch.save(ckpt, tmp)
+    except (OSError, RuntimeError) as e:  # a full disk: OSError, or torch's RuntimeError "file write failed"
+        raise CheckpointWriteError(f"{path}: checkpoint not written ({cause_text(e)}); "
+                                   f"the files saved before it are intact") from None
+
+
+def cause_text(e: BaseException, limit: int = 200) -> str:
+    """An exception's message as one short line, for one-line errors that quote a cause: its last
+    non-empty line (where a multi-line message, such as a quoted traceback, states the problem)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def drop_unused(state_dict: dict) -> dict:
@@ -117,12 +133,23 @@ def _read(path: Path, map_location) -> object:
         raise CheckpointNotFoundError(f"{path}: checkpoint file not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - a damaged pickle fails in many ways (IndexError, KeyError, ...)
         if zipfile.is_zipfile(path) and "Weights only load failed" in str(e):
             why = "it holds pickled Python objects; only tensors/state dicts are loaded (weights_only)"
         else:
             why = "corrupt, truncated or not a torch.save file"
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {why}") from None
+
+
+def read_settings(path: str | Path) -> dict | None:
+    """The settings our checkpoint records, None for another kind of file (the release's).
+    Memory-mapped, so only the small settings dict is read, not the weights."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError):
+        obj = _read(path, "cpu")  # not a zip archive (mmap needs one): read it whole, or fail naming the file
+    return dict(obj.get("settings", {})) if isinstance(obj, dict) and obj.get("format") == FORMAT else None
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> Checkpoint:
@@ -132,7 +159,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> Checkpoint:
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         if obj.get("version", 0) > VERSION:
             raise CheckpointError(f"{path}: checkpoint format version {obj['version']} is newer than this code ({VERSION})")
-        return Checkpoint(path, "ours", drop_unused(obj["model"]), dict(obj.get("settings", {})),
+        # All keys kept: ours hold no unused release layers, and torchvision models have a real "fc."
+        return Checkpoint(path, "ours", dict(obj["model"]), dict(obj.get("settings", {})),
                           obj.get("epoch"), obj.get("best_acc"), obj)
     if isinstance(obj, dict) and "conv1.0.weight" in obj and "convf.weight" in obj \
             and all(torch.is_tensor(v) for v in obj.values()):

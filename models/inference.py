@@ -2,16 +2,17 @@
 the models that exist -> class probabilities (mean of softmax, the honest score fusion)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from descriptors.core import descriptor_images
+from descriptors.core import DEFAULT_IMG_SIZE, descriptor_images
 from descriptors.dataset import as_three_channels, bgr_chw
 from descriptors.extract import load_sequence
 from models.checkpoint import load_model
+from models.provenance import RELEASE_NOTICE, check_consistent, check_role
 from models.evaluation import mean_softmax, model_outputs
 from skeletons.datasets import check_protocol, get_dataset
 from skeletons.layouts import layout_for_joints
@@ -25,6 +26,7 @@ class Prediction:
     images: dict[str, np.ndarray]      # the five descriptor images fed to the models
     sequence: np.ndarray               # (T, V, 3) skeleton sequence
     mode: str                          # descriptor mode the models were trained on
+    notes: list[str] = field(default_factory=list)   # what the caller should tell the user
 
     def top(self, names: tuple[str, ...], k: int = 5) -> list[tuple[str, int, float]]:
         """[(class name, 1-based label, probability)] of the k most probable classes."""
@@ -49,9 +51,14 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     protocol = check_protocol(dataset, protocol or ds.protocols[0])
     found = find_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
     models = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
+    ckpts = {n: ckpt for n, (_, ckpt) in models.items()}
+    for name, ckpt in ckpts.items():
+        check_role(ckpt, name, dataset, protocol, f"python train.py -d {dataset} -p {protocol} -desc {name}")
     # The images must be made exactly as the training images were: same mode and size.
-    settings = next(iter(models.values()))[1].settings
-    mode, img_size = settings.get("mode", "paper"), int(settings.get("img_size", 112))
+    pixels = check_consistent(ckpts)
+    mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))
+    release = [n for n, c in ckpts.items() if c.kind != "ours"]
+    notes = [RELEASE_NOTICE.format(names=", ".join(release))] if release else []
     X = load_sequence(path, mode)
     layout, _ = layout_for_joints(X.shape[1])
     if layout is not ds.layout:
@@ -63,4 +70,4 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
                             FUSION_ORDER, torch.device(device))
     logits = [out["main"] if name == FUSION else out for name, out in outputs.items()]
     probabilities = mean_softmax(logits)[0]
-    return Prediction(probabilities, found, images, X, mode)
+    return Prediction(probabilities, found, images, X, mode, notes)

@@ -1,9 +1,11 @@
-"""The released networks (SPEC §4): ResBlock, ResNet_c, Fuse5, plus torchvision models by name.
+"""The released networks: ResBlock, ResNet_c, Fuse5, plus torchvision models by name.
 
 Parameter names equal the release's state dicts, minus the layer3 / layer4 / fc modules that the
-release defines but never uses in forward (checkpoint.py drops those keys when loading).
+release defines but never uses in forward (checkpoint.py drops those keys from the release's files).
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -159,6 +161,30 @@ class Fuse5(Trunk):
         }
 
 
+class WeightsUnavailableError(RuntimeError):
+    """--pretrained weights that could not be fetched: str(e) says where torchvision looks for them."""
+
+
+def pretrained_torchvision_model(arch: str) -> nn.Module:
+    """torchvision's model with its default weights, downloaded once into torch.hub's cache; a
+    one-line WeightsUnavailableError (where the file goes, how to proceed) when it cannot be had."""
+    import torchvision
+
+    try:
+        return torchvision.models.get_model(arch, weights="DEFAULT")
+    except (OSError, RuntimeError) as e:  # no network: URLError (an OSError); a bad download: RuntimeError
+        from urllib.parse import urlparse
+
+        from .checkpoint import cause_text
+
+        url = torchvision.models.get_model_weights(arch).DEFAULT.url
+        where = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+        raise WeightsUnavailableError(
+            f"--pretrained: the {arch} weights could not be downloaded ({cause_text(e)}); torchvision reads them "
+            f"from {where}: copy {url} there (fetched where there is network), or train without --pretrained"
+        ) from None
+
+
 def replace_classifier(model: nn.Module, num_classes: int) -> nn.Module:
     """Swap the last Linear layer of a torchvision classifier for one with ``num_classes`` outputs."""
     name = next((n for n, m in reversed(list(model.named_modules())) if isinstance(m, nn.Linear)), None)
@@ -178,7 +204,7 @@ def torchvision_model(arch: str, num_classes: int, pretrained: bool = False) -> 
         raise ValueError(f"unknown --arch {arch!r}: use resnet_c or a torchvision classification model name")
     if not pretrained:
         return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
-    return replace_classifier(torchvision.models.get_model(arch, weights="DEFAULT"), num_classes)
+    return replace_classifier(pretrained_torchvision_model(arch), num_classes)
 
 
 def build_model(desc: str, num_classes: int, arch: str = DEFAULT_ARCH, width: float = 1.0,
@@ -196,4 +222,5 @@ def build_model(desc: str, num_classes: int, arch: str = DEFAULT_ARCH, width: fl
     return torchvision_model(arch, num_classes, pretrained)
 
 
-__all__ = ["ChunkedBatchNorm2d", "ResBlock", "ResNet_c", "Fuse5", "build_model", "DESCRIPTORS", "DEFAULT_ARCH"]
+__all__ = ["ChunkedBatchNorm2d", "ResBlock", "ResNet_c", "Fuse5", "build_model", "DESCRIPTORS", "DEFAULT_ARCH",
+           "WeightsUnavailableError"]

@@ -1,5 +1,7 @@
-"""Training as released (SPEC §5), written once: schedule, soft targets, the 8-term Fuse5 loss,
-train_one_epoch / evaluate, distributed helpers (torchrun env vars), logs and checkpoint rotation.
+"""Training as released, written once: schedule, soft targets, the 8-term Fuse5 loss,
+train_one_epoch / evaluate, distributed helpers (torchrun env vars), logs and checkpoint rotation,
+what a run records (the folders' provenance, its settings) and what a rerun does (plan_run:
+skip a finished run, resume an unfinished one, refuse other settings).
 """
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import io
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -19,6 +22,9 @@ from tqdm import tqdm
 
 from skeletons.atomic import write_text_atomic
 from skeletons.datasets import get_dataset
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
 
 SOFT_ON, SOFT_OFF = 0.8, 0.1  # the release's targets: not renormalised (they sum to 0.8 + 0.1 (C-1))
 NTU_HALVING_EPOCHS = 3
@@ -249,7 +255,7 @@ def format_epoch_line(row: dict) -> str:
             f"best {row['best_acc']:.4f} ({row['seconds']:.0f} s, {row['images_per_s']:.0f} img/s)")
 
 
-# ----------------------------------------------------------------------------- the whole run
+# ----------------------------------------------------------------------------- device and precision
 def pick_device(gpu: int, info_local_rank: int | None = None, log=print) -> torch.device:
     """cuda:<gpu> (cuda:<LOCAL_RANK> under torchrun), or the CPU with a one-line notice."""
     if gpu < 0 or not torch.cuda.is_available():
@@ -270,40 +276,263 @@ def amp_setup(device: torch.device, amp: bool, log=print) -> tuple[torch.dtype |
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
-RESUME_KEYS = ("dataset", "protocol", "descriptor", "num_classes", "arch", "width", "bn_stats")
+# ----------------------------------------------------------------------------- what a run trains on
+DATA_FIELDS = ("fingerprint", "samples", "mode", "img_size")
 
 
-def run_settings(args, num_classes: int, img_size: int) -> dict:
-    """What a checkpoint records to rebuild the model and say how it was trained."""
-    return {"dataset": args.dataset, "protocol": args.protocol, "descriptor": args.desc,
-            "num_classes": num_classes, "arch": args.arch, "width": args.width, "bn_stats": getattr(args, "bn_stats", "shared"),
-            "mode": args.mode,
-            "img_size": img_size, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
-            "label_smoothing": args.label_smoothing, "val_fraction": args.val_fraction}
+@dataclass(frozen=True)
+class FolderData:
+    """One descriptor folder a run reads, as its record says (mode and fingerprint None without one)."""
+    part: str
+    desc: str
+    folder: Path
+    facts: dict      # DATA_FIELDS
+    remake: str      # the command that makes the folder again
 
 
-def resume_state(path: Path, settings: dict, model, optimizer, scheduler, device) -> tuple[int, float, list]:
-    """Load _last.tar into model/optimizer/scheduler/RNG; (next epoch, best score, history)."""
-    from .checkpoint import CheckpointError, load_checkpoint, restore_rng_states
+def folder_data(ds) -> list[FolderData]:
+    """The folders of a DescriptorImages split: the images trained on, and what the folder's record
+    says (fingerprint, mode, img_size); without a record (the release's) fingerprint and mode are
+    None and img_size is measured."""
+    from descriptors.dataset import make_command
 
-    ckpt = load_checkpoint(path, map_location=device)
+    records = getattr(ds, "provenance", None) or {}
+    out = []
+    for k, (desc, folder) in enumerate(zip(ds.descs, ds.folders)):
+        record = records.get(desc) or {}
+        facts = {"fingerprint": record.get("fingerprint"), "samples": len(ds), "mode": record.get("mode"),
+                 "img_size": record.get("img_size") or ds.expected_size(k)[0][1]}
+        out.append(FolderData(ds.part, desc, folder, facts, make_command(ds.dataset, ds.protocol, ds.part, ds.root)))
+    return out
+
+
+def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str, int, str | None]:
+    """(mode, img_size, notice or None) of the folders one run reads, train folders first.
+
+    ValueError (one line) when two folders differ in mode or img_size (a model tested on images
+    made otherwise gives wrong answers), or when --mode contradicts the records. Folders without
+    a record take the recorded folders' mode, else --mode, else "paper", and the notice says so.
+    """
+    for name in ("mode", "img_size"):
+        known = [f for f in folders if f.facts[name] is not None]
+        other = next((f for f in known if f.facts[name] != known[0].facts[name]), None)
+        if other is not None:
+            first = known[0]
+            raise ValueError(f"{first.folder} and {other.folder} differ in {name} ({first.facts[name]} vs "
+                             f"{other.facts[name]}); make them alike: {other.remake} "
+                             f"--{name.replace('_', '-')} {first.facts[name]} --overwrite")
+    recorded = next((f for f in folders if f.facts["mode"] is not None), None)
+    if recorded is not None and mode_flag and mode_flag != recorded.facts["mode"]:
+        raise ValueError(f"{recorded.folder}: images are {recorded.facts['mode']} mode, --mode {mode_flag} given; "
+                         f"remake them with: {recorded.remake} --mode {mode_flag} --overwrite, or drop --mode")
+    mode = recorded.facts["mode"] if recorded is not None else mode_flag or "paper"
+    bare = [f for f in folders if f.facts["mode"] is None]
+    notice = None
+    if bare:
+        more = f" and {len(bare) - 1} other folder(s)" if len(bare) > 1 else ""
+        why = ("like the recorded folders" if recorded is not None else "as --mode says" if mode_flag
+               else "the default; pass --mode clean if they were made in clean mode")
+        notice = f"notice: {bare[0].folder}{more}: no record of how the images were made; assuming {mode} mode ({why})"
+    return mode, folders[0].facts["img_size"], notice
+
+
+def data_record(folders: list[FolderData]) -> dict:
+    """settings["data"]: {part: {desc: {fingerprint, samples, mode, img_size}}} as the folders say."""
+    data: dict = {}
+    for f in folders:
+        data.setdefault(f.part, {})[f.desc] = dict(f.facts)
+    return data
+
+
+# ----------------------------------------------------------------------------- settings, reruns, resume
+# The settings that decide what the optimiser does or which data it sees: a run continues only
+# while all of them are equal, and a checkpoint records exactly these. Not among them: epochs (the
+# schedule is a function of the epoch, so more epochs continue the same run), workers, cache,
+# progress, the device and channels_last (memory layout). amp is among them: bf16/fp16 autocast
+# changes the numbers of every step, so a run resumed in another precision would be neither an
+# fp32 nor an amp run; it records the autocast dtype actually used (None: fp32, also when --amp
+# was given on the CPU). max_steps too: a capped epoch sees only part of the data.
+RUN_KEYS = ("dataset", "protocol", "descriptor", "num_classes", "arch", "width", "bn_stats", "pretrained", "mode",
+            "img_size", "lr", "batch_size", "world_size", "seed", "label_smoothing", "val_fraction", "max_steps",
+            "amp", "data")
+NOT_RECORDED = "(not recorded)"
+WAYS_OUT = "start over with --overwrite (removes this run's checkpoints and log) or use another -ckpt folder"
+LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"
+
+
+def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict,
+                 amp_dtype: torch.dtype | None, world_size: int) -> dict:
+    """What a checkpoint records: RUN_KEYS, as this run really trains (mode and data from the folders)."""
+    return {"dataset": args.dataset, "protocol": args.protocol, "descriptor": args.desc, "num_classes": num_classes,
+            "arch": args.arch, "width": args.width, "bn_stats": getattr(args, "bn_stats", "shared"),
+            "pretrained": bool(args.pretrained), "mode": mode, "img_size": int(img_size), "lr": args.lr,
+            "batch_size": args.batch_size, "world_size": world_size, "seed": args.seed,
+            "label_smoothing": args.label_smoothing, "val_fraction": args.val_fraction, "max_steps": args.max_steps,
+            "amp": None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), "data": data}
+
+
+def _show(value) -> str:
+    text = str(value)
+    return text if len(text) <= 16 else text[:12] + "..."  # fingerprints: enough to tell them apart
+
+
+def data_differences(recorded, now: dict) -> list[str]:
+    """'data.<part>.<field> (<descs>): recorded -> now', one entry per split and field that differs."""
+    if not isinstance(recorded, dict):
+        return [f"data: {NOT_RECORDED} -> {', '.join(now)} folders' records"]
+    out = []
+    for part in [*now, *(p for p in recorded if p not in now)]:
+        old, new = recorded.get(part) or {}, now.get(part) or {}
+        descs = [*new, *(d for d in old if d not in new)]
+        for name in DATA_FIELDS:
+            def value(side: dict, desc: str):
+                return (side.get(desc) or {}).get(name, NOT_RECORDED)
+            differ = [d for d in descs if value(old, d) != value(new, d)]
+            if differ:
+                out.append(f"data.{part}.{name} ({' '.join(differ)}): {_show(value(old, differ[0]))} -> "
+                           f"{_show(value(new, differ[0]))}")
+    return out
+
+
+def setting_differences(recorded: dict, now: dict) -> list[str]:
+    """'name: recorded -> now' for every RUN_KEYS setting that differs."""
+    out = []
+    for key in RUN_KEYS:
+        if key == "data":
+            out += data_differences(recorded.get("data"), now.get("data") or {})
+        elif recorded.get(key, NOT_RECORDED) != now.get(key, NOT_RECORDED):
+            out.append(f"{key}: {_show(recorded.get(key, NOT_RECORDED))} -> {_show(now.get(key, NOT_RECORDED))}")
+    return out
+
+
+def run_files(ckpt_dir: str | Path, prefix: str) -> list[Path]:
+    """A run's files that exist: <prefix>_<N>_epoch.tar (by epoch), _epoch_best.tar, _last.tar, _log.csv."""
+    folder = Path(ckpt_dir)
+    files = [path for _, path in sorted(epoch_checkpoints(folder, prefix).items())]
+    files += [folder / f"{prefix}{end}" for end in (BEST_SUFFIX, LAST_SUFFIX, LOG_SUFFIX)]
+    return [p for p in files if p.is_file()]
+
+
+def remove_run_files(ckpt_dir: str | Path, prefix: str) -> int:
+    """--overwrite: delete a run's files (that prefix only); how many there were."""
+    files = run_files(ckpt_dir, prefix)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return len(files)
+
+
+def foreign_files(last_path: Path, settings: dict) -> list[str]:
+    """'<file>: why' for each checkpoint of the run's name, beside a missing _last.tar, that a
+    fresh run would overwrite though it was not made with these settings (another run's, the
+    release's weights, unreadable). Ones with these very settings are a run killed before it
+    wrote its first _last.tar: starting again replaces them with the same."""
+    from .checkpoint import CheckpointError, read_settings
+
+    out = []
+    for path in run_files(last_path.parent, last_path.name.removesuffix(LAST_SUFFIX)):
+        if path.suffix != ".tar":
+            continue
+        try:
+            recorded = read_settings(path)
+        except CheckpointError:
+            out.append(f"{path.name}: unreadable")
+            continue
+        if recorded is None:
+            out.append(f"{path.name}: not made by train.py (the authors' released weights?)")
+        elif differ := setting_differences(recorded, settings):
+            out.append(f"{path.name}: {differ[0]}{f' and {len(differ) - 1} more' if len(differ) > 1 else ''}")
+    return out
+
+
+@dataclass
+class RunPlan:
+    status: str             # "fresh" | "finished" | "resume" | "mismatch"
+    last_epoch: int         # epochs that <prefix>_last.tar holds (0 without one)
+    differences: list[str]  # mismatch: "name: recorded -> now", or "<file>: why" for files of another run
+    path: Path              # <prefix>_last.tar
+    checkpoint: Checkpoint | None = field(default=None, repr=False)  # the loaded _last.tar, for resuming
+
+
+def plan_run(last_path: Path, settings: dict, epochs: int) -> RunPlan:
+    """What rerunning a training with ``settings`` for ``epochs`` epochs does with ``<prefix>_last.tar``:
+    fresh (none yet), finished (it reached ``epochs``: skip), resume (continue it exactly) or
+    mismatch (it recorded other settings: refuse). Without a _last.tar, other checkpoints of
+    the same name made otherwise are a mismatch too. CheckpointError when the file is unusable."""
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    last_path = Path(last_path)
+    if not last_path.is_file():
+        foreign = foreign_files(last_path, settings)
+        return RunPlan("mismatch" if foreign else "fresh", 0, foreign, last_path)
+    try:
+        ckpt = load_checkpoint(last_path)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; {WAYS_OUT}") from None
     if ckpt.kind != "ours" or "optimizer" not in ckpt.raw:
-        raise CheckpointError(f"{path}: not a resumable training checkpoint (no optimizer state)")
-    differ = [k for k in RESUME_KEYS if ckpt.settings.get(k) != settings[k]]
-    if differ:
-        k = differ[0]
-        raise CheckpointError(f"{path}: was trained with {k}={ckpt.settings.get(k)!r}, this run has {settings[k]!r}; "
-                              f"use another -ckpt folder or drop --resume")
+        raise CheckpointError(f"{last_path}: not a resumable training checkpoint (no optimizer state); {WAYS_OUT}")
+    done = int(ckpt.epoch or 0)
+    differ = setting_differences(ckpt.settings, settings)
+    status = "mismatch" if differ else "finished" if done >= epochs else "resume"
+    return RunPlan(status, done, differ, last_path, ckpt)
+
+
+def refusal(plan: RunPlan) -> str:
+    """The one-line error for a mismatched plan: every differing setting, and the ways out."""
+    if plan.checkpoint is None:
+        shown = "; ".join(plan.differences[:3])
+        more = f"; and {len(plan.differences) - 3} more" if len(plan.differences) > 3 else ""
+        return (f"{plan.path.parent}: holds checkpoints of another run under this name and no {plan.path.name} "
+                f"({shown}{more}); {WAYS_OUT}")
+    return (f"{plan.path}: recorded other settings (recorded -> now: {', '.join(plan.differences)}); {WAYS_OUT}")
+
+
+def finished_line(plan: RunPlan, epochs: int) -> str:
+    asked = f"of {epochs}" if plan.last_epoch == epochs else f"(--epochs {epochs})"
+    return f"already trained: {plan.path} reached epoch {plan.last_epoch} {asked}"
+
+
+def resume_state(ckpt, model, optimizer, scheduler, scaler=None) -> tuple[int, float, list]:
+    """Load a _last.tar Checkpoint into model/optimizer/scheduler/scaler/RNG; (next epoch, best, history)."""
+    from .checkpoint import restore_rng_states
+
     model.load_state_dict(ckpt.state_dict)
     optimizer.load_state_dict(ckpt.raw["optimizer"])
     scheduler.load_state_dict(ckpt.raw["scheduler"])
+    if scaler is not None and "scaler" in ckpt.raw:
+        scaler.load_state_dict(ckpt.raw["scaler"])
     if "rng" in ckpt.raw:
         restore_rng_states(ckpt.raw["rng"])
     return ckpt.epoch + 1, ckpt.best_acc, list(ckpt.raw.get("history", []))
 
 
+# ----------------------------------------------------------------------------- errors and defaults
+def error_line(e: BaseException) -> str:
+    """An expected error as one line. A DataLoader worker's error comes back re-raised as
+    "Caught ValueError in DataLoader worker process 0. Original Traceback ...": keep the
+    worker's own message (the last unindented "Type: message" line of the traceback)."""
+    lines = str(e).splitlines()
+    if any(line.startswith("Original Traceback") for line in lines):
+        for i in range(len(lines) - 1, -1, -1):
+            match = re.match(r"^[A-Za-z_][\w.]*: (.*)$", lines[i])
+            if match:
+                lines = [match.group(1), *lines[i + 1:]]
+                break
+    return " ".join(line.strip() for line in lines if line.strip())
+
+
+def default_workers(most: int = 4) -> int:
+    """Data-loading processes: ``most``, but no more than the CPUs this process may use (more only
+    contend, and PyTorch warns about them)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(most, cpus))
+
+
+# ----------------------------------------------------------------------------- the whole run
 def fit(args) -> dict:
-    """train.py's whole run: data, model, optional resume, epochs, checkpoints and logs."""
+    """train.py's whole run: data, plan (fresh / resume / skip / refuse), model, epochs, checkpoints, logs."""
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data import DataLoader, DistributedSampler, Subset
 
@@ -311,7 +540,7 @@ def fit(args) -> dict:
     from skeletons.datasets import check_protocol
     from skeletons.paths import checkpoint_path, checkpoint_prefix
 
-    from .checkpoint import save_checkpoint
+    from .checkpoint import CheckpointError, CheckpointWriteError, cause_text, save_checkpoint
     from .networks import build_model
 
     info = init_distributed(use_cuda=args.gpu >= 0 and torch.cuda.is_available())
@@ -330,6 +559,30 @@ def fit(args) -> dict:
         train_set, test_set = load("train"), load("test")
         if info.is_main:
             barrier()
+        folders = folder_data(train_set) + folder_data(test_set)
+        mode, img_size, notice = agreed_pixels(folders, args.mode)
+        if notice:
+            log(notice)
+        amp_dtype, scaler = amp_setup(device, args.amp, log)
+        settings = run_settings(args, num_classes=num_classes, mode=mode, img_size=img_size,
+                                data=data_record(folders), amp_dtype=amp_dtype, world_size=info.world_size)
+
+        prefix = checkpoint_prefix(args.dataset, args.protocol, args.desc)
+        last_path = checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, "last")
+        log_path = Path(args.ckpt) / f"{prefix}{LOG_SUFFIX}"
+        plan = plan_run(last_path, settings, args.epochs)
+        if args.overwrite:
+            if info.is_main and (removed := remove_run_files(args.ckpt, prefix)):
+                log(f"--overwrite: removed the {removed} file(s) of the earlier {prefix} run")
+            barrier()
+            plan = RunPlan("fresh", 0, [], last_path)
+        elif plan.status == "mismatch":
+            raise CheckpointError(refusal(plan))
+        elif plan.status == "finished":
+            log(finished_line(plan, args.epochs))
+            return {"best_acc": plan.checkpoint.best_acc, "history": list(plan.checkpoint.raw.get("history", [])),
+                    "prefix": prefix, "status": plan.status}
+
         fit_set, val_set = train_set, None
         if args.val_fraction:
             fit_idx, val_idx = holdout_split(len(train_set), args.val_fraction, args.seed)
@@ -358,19 +611,15 @@ def fit(args) -> dict:
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
         scheduler = make_scheduler(optimizer, args.dataset)
         criterion = make_criterion(args.label_smoothing)
-        amp_dtype, scaler = amp_setup(device, args.amp, log)
         opts = RunOptions(amp_dtype, channels_last, progress=info.is_main and not args.no_progress,
                           max_steps=args.max_steps)
-        settings = run_settings(args, num_classes, train_set.image_size)
 
-        prefix = checkpoint_prefix(args.dataset, args.protocol, args.desc)
-        last_path = checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, "last")
         start, best, history = 1, -1.0, []
-        if args.resume and last_path.is_file():
-            start, best, history = resume_state(last_path, settings, model, optimizer, scheduler, device)
-            log(f"resuming from {last_path} at epoch {start}")
-        elif args.resume:
-            log(f"notice: {last_path} not found; starting from epoch 1")
+        if plan.status == "resume":
+            start, best, history = resume_state(plan.checkpoint, model, optimizer, scheduler, scaler)
+            log(f"resuming {last_path} after epoch {plan.last_epoch}")
+        elif any(p.suffix == ".tar" for p in run_files(args.ckpt, prefix)):  # killed before its first _last.tar
+            log(f"notice: no {last_path.name}; starting {prefix} again from epoch 1 (its files have these settings)")
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
             if info.enabled else model
         log(f"training {prefix}: {len(fit_set)} train / {len(test_set)} test images"
@@ -395,19 +644,23 @@ def fit(args) -> dict:
             history.append(row)
             if info.is_main:
                 common = {"model": model, "best_acc": best, "settings": settings, "epoch": epoch}
-                save_checkpoint(checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, epoch),
-                                extra={"metrics": row}, **common)
-                if improved:
-                    save_checkpoint(checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, "best"),
+                try:
+                    save_checkpoint(checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, epoch),
                                     extra={"metrics": row}, **common)
-                save_checkpoint(last_path, optimizer=optimizer, scheduler=scheduler, with_rng=True,
-                                extra={"history": history}, **common)
-                write_csv_log(Path(args.ckpt) / f"{prefix}_log.csv", history)
+                    if improved:
+                        save_checkpoint(checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, "best"),
+                                        extra={"metrics": row}, **common)
+                    save_checkpoint(last_path, optimizer=optimizer, scheduler=scheduler, with_rng=True,
+                                    extra={"history": history, **({"scaler": scaler.state_dict()} if scaler else {})},
+                                    **common)
+                    write_csv_log(log_path, history)
+                except (CheckpointWriteError, OSError) as e:  # a full disk: what was saved before stays usable
+                    why = e if isinstance(e, CheckpointWriteError) else f"{log_path}: not written ({cause_text(e)})"
+                    raise CheckpointWriteError(f"{why}; once fixed, rerun the same command: it continues from "
+                                               f"the last epoch saved") from None
                 prune_checkpoints(args.ckpt, prefix, args.keep_last)
                 log(format_epoch_line(row))
             barrier()
-        if start > args.epochs:
-            log(f"notice: {last_path} already reached epoch {start - 1} (--epochs {args.epochs}); nothing to do")
-        return {"best_acc": best, "history": history, "prefix": prefix}
+        return {"best_acc": best, "history": history, "prefix": prefix, "status": plan.status}
     finally:
         cleanup_distributed()

@@ -91,7 +91,7 @@ def test_text_newlines(tmp_path):
 
 def test_readers_ignore_temp_names(tmp_path):
     """Sequence listings skip a half-written .skeleton.npy; extract's resume deletes a stale image temp."""
-    from descriptors.extract import SETTINGS, prepare_folders
+    from descriptors.extract import clear_leftovers
     from skeletons.datasets import split_from_folder
 
     done = tmp_path / "S001C001P001R001A001.skeleton.npy"
@@ -106,5 +106,6 @@ def test_readers_ignore_temp_names(tmp_path):
     killed = atomic_path(folder / "1_1.png")     # a writer killed mid-image: its temp file stays
     killed.__enter__().write_bytes(b"half an image")
     assert len(list(folder.iterdir())) == 2
-    prepare_folders({"GD": folder}, {"mode": "paper", "img_size": 32}, overwrite=False)
-    assert sorted(p.name for p in folder.iterdir()) == ["0_1.png", SETTINGS]
+    (folder / "manifest.csv").write_text("index,sample,label,frames,bodies\n")   # where older versions kept it
+    clear_leftovers({"GD": folder})
+    assert sorted(p.name for p in folder.iterdir()) == ["0_1.png"]

@@ -85,3 +85,14 @@ def test_width_mismatch_in_our_file_is_reported(tmp_path):
     with pytest.raises(CheckpointError, match="do not fit"):
         load_model(path, desc="GD", num_classes=10, width=2 * WIDTH)
     assert isinstance(load_model(path, desc="LAD", num_classes=10)[0], nn.Module)
+
+
+def test_torchvision_model_keeps_its_fc_layer(tmp_path):
+    """The release's unused "fc." keys are dropped from its files only: a torchvision ResNet's fc is real."""
+    model = build_model("GD", 10, arch="shufflenet_v2_x0_5")
+    path = tmp_path / "ucla_GD_last.tar"
+    save_checkpoint(path, model=model, epoch=1, best_acc=None,
+                    settings={"arch": "shufflenet_v2_x0_5", "num_classes": 10, "width": 1.0})
+    loaded, ckpt = load_model(path, desc="GD", num_classes=10)
+    assert "fc.weight" in ckpt.state_dict
+    assert torch.equal(loaded.state_dict()["fc.weight"], model.state_dict()["fc.weight"])

@@ -60,8 +60,9 @@ def test_second_run_reuses_every_finished_step(demo_run):
     out = second.stdout
     assert "demo data: already in" in out
     assert "txt2npy: complete" in out
-    assert out.count(": complete") >= 1 + 2 + 6  # convert, two descriptor splits, six models
-    assert "epoch " not in out  # nothing trained again
+    assert out.count(": complete") >= 1 + 2  # convert, two descriptor splits
+    assert out.count("already trained: ") == 6   # six models
+    assert "epoch " not in out.replace("reached epoch ", "")  # nothing trained again
     assert {p: p.stat().st_mtime_ns for p in ckpts} == before
 
 
@@ -138,3 +139,40 @@ def test_release_reference_path_refuses_per_descriptor_statistics():
     with pytest.raises(ValueError, match="per-descriptor"):
         model.forward_separately(images)
     assert model(images)["main"].shape == (2, 10)
+
+
+def test_other_mode_or_size_is_refused_and_a_new_sample_retrains_every_model(demo_run):
+    """Runs last in this module: it changes the demo data. Another --mode or --img-size than the
+    folders were made with is refused in one line; one more .skeleton file remakes the split's
+    images and retrains the six models, since the data they saw changed."""
+    from models.checkpoint import read_settings
+    from skeletons.datasets import get_dataset
+
+    work, first = demo_run
+    assert first.returncode == 0
+    for flag, shown in ((["--mode", "clean"], "mode: paper (this run: clean)"),
+                        (["--img-size", "24"], "img_size: 32 (this run: 24)")):
+        refused = run(PIPELINE + flag, work)
+        assert refused.returncode == 2 and shown in refused.stderr and "--overwrite" in refused.stderr
+        assert [line for line in refused.stderr.splitlines() if line.startswith("error:")] == \
+            [refused.stderr.strip().splitlines()[-1]]
+
+    raw = work / "data/demo/ntu/txt60skel"
+    ntu = get_dataset("ntu60")
+    source = next(p for p in sorted(raw.iterdir()) if ntu.is_train(p.name, "csub"))
+    new = next(raw / f"S{s:03d}{source.name[4:]}" for s in range(17, 0, -1)
+               if not (raw / f"S{s:03d}{source.name[4:]}").exists())
+    new.write_bytes(source.read_bytes())
+    ckpt = work / "data/demo/checkpoints"
+    before = {p.name: read_settings(p)["data"]["train"] for p in ckpt.glob("*_last.tar")}
+    again = run(PIPELINE, work)
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout
+    assert "txt2npy: 1 files to convert" in out and "descriptors test: complete" in out
+    assert out.count("its images changed since it was trained; training it again") == 6
+    after = {p.name: read_settings(p)["data"]["train"] for p in ckpt.glob("*_last.tar")}
+    assert before.keys() == after.keys() and len(after) == 6
+    for name in after:
+        assert all(after[name][d]["samples"] == before[name][d]["samples"] + 1 for d in after[name])
+    third = run(PIPELINE, work)
+    assert third.returncode == 0 and third.stdout.count("already trained: ") == 6

@@ -2,7 +2,6 @@
 the images extract_split writes with it are still the released code's conformance images."""
 from __future__ import annotations
 
-import csv
 import io
 import shutil
 
@@ -11,7 +10,8 @@ import pytest
 from PIL import Image
 
 from descriptors.core import descriptor_images, png_bytes
-from descriptors.extract import MANIFEST, extract_split, load_sequence
+from descriptors import provenance
+from descriptors.extract import extract_split, load_sequence
 from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name
 
 # ntu60 csub train: one body, a spurious second body, two people (all P001, so one split).
@@ -70,8 +70,7 @@ def test_extracted_files_are_the_conformance_images(dataset, tmp_path, reference
     summary = extract_split(dataset, protocol, "train", seq, tmp_path / "desc", workers=1, progress=False)
     assert summary.ok and summary.written == len(samples)
     folders = {desc: descriptor_dir(tmp_path / "desc", dataset, desc, "train", protocol) for desc in DESCRIPTORS}
-    with open(folders["GD"] / MANIFEST, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = provenance.read_manifest(folders["GD"])
     assert sorted(row["sample"] for row in rows) == sorted(samples)
     for row in rows:
         name = image_name(int(row["index"]), int(row["label"]))

@@ -213,3 +213,50 @@ def test_release_format_state_dicts_load_and_evaluate(reference_dir, tmp_path):
     with torch.inference_mode():
         expected = model(images).argmax(1)
     assert doc["predictions"]["GD"] == expected.tolist()
+
+
+def test_checkpoints_that_do_not_fit_the_images_are_refused(tiny_run, tmp_path, capsys):
+    """A JDD model under the GD name, a model of 112-px images on 32-px ones, a clean-mode model on
+    paper-mode images: one line each, naming the field and the fix; nothing evaluated."""
+    root, desc_root, _ = tiny_run
+    from models.checkpoint import load_checkpoint
+
+    def run_gd(ckpt: Path) -> tuple[int, str]:
+        rc = run_test_py("-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(desc_root), "-ckpt", str(ckpt),
+                         "--out", str(tmp_path / "out"), "--workers", "0")
+        return rc, capsys.readouterr().err
+
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    (copied / "ucla_GD_epoch_best.tar").write_bytes((root / "ckpt" / "ucla_JDD_epoch_best.tar").read_bytes())
+    rc, err = run_gd(copied)
+    assert rc == 2 and "holds a model trained for descriptor JDD, not ucla cview GD" in err
+    assert "python train.py -d ucla -p cview -desc GD" in err and "Traceback" not in err
+
+    trained = load_checkpoint(root / "ckpt" / "ucla_GD_epoch_best.tar")
+    assert (trained.settings["mode"], trained.settings["img_size"]) == ("paper", 32)   # from the folders
+    for field, value, shown in (("img_size", 112, "img_size: 112 -> 32"), ("mode", "clean", "mode: clean -> paper")):
+        other = tmp_path / field
+        model = build_model("GD", UCLA_CLASSES, width=trained.settings["width"])
+        model.load_state_dict(trained.state_dict)
+        save_checkpoint(checkpoint_path(other, "ucla", None, "GD"), model=model, epoch=1, best_acc=0.5,
+                        settings=dict(trained.settings, **{field: value}))
+        rc, err = run_gd(other)
+        assert rc == 2 and shown in err and "ucla_GD_test" in err, err
+        assert "python skels2desc_ucla.py -d ucla" in err and f"--{field.replace('_', '-')} {value}" in err
+        assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
+        assert not (tmp_path / "out").exists()
+
+
+def test_release_checkpoints_are_accepted_with_one_note(tiny_run, tmp_path, capsys):
+    root, desc_root, _ = tiny_run
+    from models.checkpoint import load_checkpoint
+    release = tmp_path / "release"
+    release.mkdir()
+    for name in ("GD", "JDD"):   # the release's files: a bare state dict (width 1/16: inferable), no settings
+        torch.save(build_model(name, UCLA_CLASSES, width=0.0625).state_dict(), release / f"ucla_{name}_epoch_best.tar")
+    for name in ("GD", "JDD"):
+        assert run_test_py("-d", "ucla", "-desc", name, "-gpu", "-1", "-despth", str(desc_root),
+                           "-ckpt", str(release), "--workers", "0") == 0
+        err = capsys.readouterr().err
+        assert err.count("record neither the descriptor mode nor the image size") == 1

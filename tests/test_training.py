@@ -1,4 +1,4 @@
-"""Training: SPEC §5 schedule and loss, the descriptor-image dataset, end-to-end train.py runs
+"""Training: the released schedule and loss, the descriptor-image dataset, end-to-end train.py runs
 (learning, exact resume, two-process torchrun) on small class-dependent descriptor folders."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from skeletons.paths import FUSION_ORDER, checkpoint_path, descriptor_dir
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = "0.0625"
 
-# SPEC §5, NTU, epochs 1..20: 1e-4 (1-5), 5e-5 (6), 2.5e-5 (7), 1.25e-5 (8-10), then halved every 3 epochs.
+# The release, NTU, epochs 1..20: 1e-4 (1-5), 5e-5 (6), 2.5e-5 (7), 1.25e-5 (8-10), then halved every 3 epochs.
 NTU_LR_1_TO_20 = [1e-4] * 5 + [5e-5, 2.5e-5] + [1.25e-5] * 3 + [6.25e-6] * 3 + [3.125e-6] * 3 \
     + [1.5625e-6] * 3 + [7.8125e-7]
 
@@ -134,7 +134,7 @@ def test_training_lowers_loss_and_beats_chance(desc_root, tmp_path):
 def test_resume_equals_uninterrupted_run(desc_root, tmp_path):
     run_train(desc_root, tmp_path / "whole", "--epochs", "3")
     run_train(desc_root, tmp_path / "split", "--epochs", "2", "--keep-last", "1")
-    resumed = run_train(desc_root, tmp_path / "split", "--epochs", "3", "--resume", "--keep-last", "1")
+    resumed = run_train(desc_root, tmp_path / "split", "--epochs", "3", "--keep-last", "1")  # continues by itself
     assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
     whole = load_checkpoint(checkpoint_path(tmp_path / "whole", "ucla", None, "GD", "last"))
     split = load_checkpoint(checkpoint_path(tmp_path / "split", "ucla", None, "GD", "last"))

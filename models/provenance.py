@@ -1,0 +1,60 @@
+"""Does a checkpoint fit what it is asked to read? Its recorded descriptor, dataset and protocol
+against its file name, and the mode and image size of its training images against the folders
+(or the images) it is evaluated on. Refusals are one line naming the field and the fix.
+
+Checkpoints of the authors' release record nothing; they are accepted as paper-mode models and
+the caller says so once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from descriptors import provenance
+
+from .checkpoint import Checkpoint, CheckpointError
+
+ROLE_FIELDS = ("descriptor", "dataset", "protocol")
+RELEASE_NOTICE = ("note: {names}: the release's checkpoint files record neither the descriptor mode nor the "
+                  "image size they were trained with; assuming paper mode as released")
+
+
+def check_role(ckpt: Checkpoint, name: str, dataset: str, protocol: str, retrain: str) -> None:
+    """Refuse a checkpoint that records another descriptor, dataset or protocol than its name says
+    (e.g. a JDD model copied to the GD name)."""
+    expected = {"descriptor": name, "dataset": dataset, "protocol": protocol}
+    differ = [f"{k} {ckpt.settings[k]}" for k in ROLE_FIELDS
+              if ckpt.settings.get(k) is not None and ckpt.settings[k] != expected[k]]
+    if differ:
+        raise CheckpointError(f"{ckpt.path}: holds a model trained for {', '.join(differ)}, not "
+                              f"{dataset} {protocol} {name}; use the right file or retrain: {retrain}")
+
+
+def trained_pixels(ckpt: Checkpoint) -> dict:
+    """{"mode", "img_size"} of the images the model was trained on; empty for the release's files."""
+    if ckpt.kind != "ours":
+        return {}
+    return {k: ckpt.settings[k] for k in provenance.PIXEL_FIELDS if ckpt.settings.get(k) is not None}
+
+
+def check_against_folder(ckpt: Checkpoint, folder: Path, record: dict | None, measured_size: int,
+                         remake: str) -> None:
+    """Refuse evaluating a model on images made in another mode or at another size than its own."""
+    trained = trained_pixels(ckpt)
+    found = dict(record or {}, img_size=(record or {}).get("img_size", measured_size))
+    differ = provenance.differences(trained, found, provenance.PIXEL_FIELDS)
+    if differ:
+        want = " ".join(f"--{k.replace('_', '-')} {trained[k]}" for k in provenance.PIXEL_FIELDS if k in trained)
+        raise CheckpointError(f"{ckpt.path}: trained on other images than {folder} holds "
+                              f"({'; '.join(differ)}, model -> folder); remake them with: {remake} {want} --overwrite")
+
+
+def check_consistent(ckpts: dict[str, Checkpoint]) -> dict:
+    """The one (mode, img_size) all models were trained with; refuse models that disagree."""
+    pixels = {name: trained_pixels(c) for name, c in ckpts.items()}
+    known = [(n, p) for n, p in pixels.items() if p]
+    for name, p in known[1:]:
+        differ = provenance.differences(known[0][1], p, provenance.PIXEL_FIELDS)
+        if differ:
+            raise CheckpointError(f"{ckpts[name].path}: trained on other images than {ckpts[known[0][0]].path} "
+                                  f"({'; '.join(differ)}); their predictions cannot be fused")
+    return known[0][1] if known else {}
