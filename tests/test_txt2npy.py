@@ -22,6 +22,15 @@ def run_txt2npy(*args: str | Path) -> subprocess.CompletedProcess:
                           cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
+def assert_only_file_failed(result: subprocess.CompletedProcess, npy: Path, failure: str) -> None:
+    """txt2npy exited 1 naming ``failure`` (one line, no traceback) and converted the two good files."""
+    assert result.returncode == 1
+    assert "converted: 2," in result.stdout and "failed: 1" in result.stdout
+    assert f"FAILED {failure}" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert sorted(p.name for p in npy.iterdir()) == sorted(f"{s}.skeleton.npy" for s in SAMPLES[:2])
+
+
 def copy_samples(ntu_raw_dir: Path, folder: Path, samples=SAMPLES) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for sample in samples:
@@ -57,11 +66,7 @@ def test_truncated_file_is_named_others_convert_exit_nonzero(ntu_raw_dir, tmp_pa
     lines = (ntu_raw_dir / truncated.name).read_bytes().splitlines(keepends=True)
     truncated.write_bytes(b"".join(lines[:500]) + lines[500][:20])       # cut in the middle of line 501
     result = run_txt2npy("-d", "ntu60", "-txt", txt, "-npy", npy, "-workers", "1")
-    assert result.returncode == 1
-    assert "converted: 2," in result.stdout and "failed: 1" in result.stdout
-    assert f"FAILED {truncated}:502: unexpected end of file" in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
-    assert sorted(p.name for p in npy.iterdir()) == sorted(f"{s}.skeleton.npy" for s in SAMPLES[:2])
+    assert_only_file_failed(result, npy, f"{truncated}:502: unexpected end of file")
 
 
 def test_missing_list_samples_are_skipped_or_fail_cleanly_when_forced(ntu_raw_dir, tmp_path):
