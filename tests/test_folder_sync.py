@@ -247,3 +247,24 @@ def test_overflowing_and_degenerate_input_are_named(seq, tmp_path):
     assert any("1 degenerate sample(s)" in line for line in summary.lines())
     clean = extract(seq, tmp_path / "clean", mode="clean")
     assert "a02_s09_e04_v02" in {name for name, _ in clean.failed}
+
+
+def test_clean_images_give_a_clean_checkpoint_and_clean_predictions(seq, tmp_path):
+    """train.py records the mode of the folders it read (no --mode given); predict.py then makes
+    clean-mode images for that model."""
+    import train
+    from models.checkpoint import load_checkpoint
+    from models.inference import predict_file
+
+    out, ckpt = tmp_path / "desc", tmp_path / "ckpt"
+    for part in ("train", "test"):
+        extract(seq, out, part, mode="clean")
+    assert train.main(train.get_args_parser().parse_args(
+        ["-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(out), "-ckpt", str(ckpt), "--epochs", "1",
+         "--width", "0.0625", "--workers", "0", "--no-progress"])) == 0
+    settings = load_checkpoint(ckpt / "ucla_GD_epoch_best.tar").settings
+    assert (settings["mode"], settings["img_size"]) == ("clean", SIZE)
+    assert settings["data"]["train"]["GD"]["fingerprint"] == \
+        provenance.read_record(descriptor_dir(out, "ucla", "GD", "train"))["fingerprint"]
+    result = predict_file(seq / "a01_s01_e00_v03.json", ckpt, "ucla", desc="GD")
+    assert result.mode == "clean" and result.images["GD"].shape[:2] == (SIZE, SIZE)
