@@ -23,9 +23,10 @@ import train as train_script
 from models.networks import BN_STATS
 from descriptors import provenance
 from descriptors.extract import extract_split
+from skeletons import cli
 from skeletons.atomic import write_text_atomic
 from skeletons.convert import convert_folder, plan_conversion
-from skeletons.datasets import DATASETS, PARTS, check_protocol, get_dataset, sample_id, split_from_folder
+from skeletons.datasets import PARTS, get_dataset, sample_id, split_from_folder
 from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER,
                              checkpoint_path, checkpoint_prefix, descriptor_dir)
 
@@ -42,31 +43,34 @@ MODELS = (*DESCRIPTORS, FUSION)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__)
     p.add_argument("--demo", action="store_true", help="generate synthetic demo data in data/demo/ and run on CPU")
     p.add_argument("--demo-size", default="full", choices=["full", "small"], help="demo data size (small: tests)")
     p.add_argument("--seed", type=int, default=0, help="demo data and training seed")
-    p.add_argument("-d", dest="dataset", choices=list(DATASETS), help="dataset (demo: ntu60)")
-    p.add_argument("-p", dest="protocol", help="csub | cview | csetup (demo: csub; NW-UCLA: cview)")
-    p.add_argument("-gpu", type=int, default=None, help="CUDA device, -1 = CPU (default 0; demo: -1)")
-    p.add_argument("-txt", help="raw .skeleton folder (default: README layout, demo: data/demo/ntu/txt60skel)")
-    p.add_argument("-dspath", help="sequence folder: .skeleton.npy (NTU) or .json (NW-UCLA)")
-    p.add_argument("-despth", help=f"descriptor root (default {DEFAULT_DESCRIPTOR_ROOT}, demo: data/demo/descriptors)")
-    p.add_argument("-ckpt", help=f"checkpoint folder (default {DEFAULT_CHECKPOINT_DIR}, demo: data/demo/checkpoints)")
-    p.add_argument("--mode", default="paper", choices=["paper", "clean"], help="descriptor mode")
-    p.add_argument("--img-size", type=int, help="descriptor image size (default 112 as released; demo 32)")
+    # Options whose default depends on --demo are None here; resolve() fills them in.
+    cli.add(p, "dataset")
+    cli.add(p, "protocol")
+    cli.add(p, "gpu", default=None, help="CUDA device index; -1 = CPU (default: 0; demo: -1)")
+    cli.add(p, "txt", help="folder of raw .skeleton files (default: the README layout; demo: data/demo/ntu/txt60skel)")
+    cli.add(p, "dspath")
+    cli.add(p, "despth", default=None, help=f"root folder of the descriptor image folders (default: "
+                                            f"{DEFAULT_DESCRIPTOR_ROOT}; demo: data/demo/descriptors)")
+    cli.add(p, "ckpt", default=None, help=f"checkpoint folder (default: {DEFAULT_CHECKPOINT_DIR}; "
+                                          f"demo: data/demo/checkpoints)")
+    cli.add(p, "mode")
+    cli.add(p, "img_size", default=None, help="side of the descriptor images in pixels (default: 112 as released; "
+                                               "demo: 32)")
     p.add_argument("--epochs", type=int, help="training epochs per model (default 50; demo 15)")
     p.add_argument("--width", type=float, help="network channel multiplier (default 1.0; demo 1/16)")
     p.add_argument("--lr", type=float, help="base learning rate (default 1e-4 as released; demo 1e-3)")
     p.add_argument("--bn-stats", choices=BN_STATS, help="Fuse5 BatchNorm statistics (default shared as released; "
                    "demo per-descriptor, see train.py --help)")
     p.add_argument("--batch-size", type=int, help="training batch size (default 32; demo 16)")
-    p.add_argument("--epoch", help="checkpoint evaluated: best (default, picked on the test split as released), "
-                   "last (demo: no selection on test data) or a number")
-    p.add_argument("--workers", type=int, default=None, help="processes for conversion/extraction (default: all cores)")
+    cli.add(p, "epoch", default=None, help="checkpoint evaluated: best, last or an epoch number (default: best, "
+                                           "picked on the test split as released; demo: last, no selection on test data)")
+    cli.add(p, "processes")
     p.add_argument("--amp", action="store_true", help="mixed precision training on CUDA")
-    p.add_argument("--overwrite", action="store_true", help="remake the descriptor images and retrain every "
-                   "model (e.g. after changing --mode or --img-size)")
+    cli.add(p, "overwrite")
     return p
 
 
@@ -79,7 +83,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     if not args.dataset:
         raise ValueError("-d is required (or --demo)")
     ds = get_dataset(args.dataset)
-    args.protocol = check_protocol(args.dataset, args.protocol or ds.protocols[0])
+    args.protocol = cli.default_protocol(args.dataset, args.protocol)
     if args.demo and args.dataset not in DEMO_DATASETS:
         raise ValueError(f"the demo data covers {' and '.join(DEMO_DATASETS)}, not {args.dataset}")
     # The demo mirrors the README layout under data/demo/ instead of data/.

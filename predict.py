@@ -10,18 +10,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from skeletons.datasets import DATASETS, class_names, sample_id
-from skeletons.paths import DEFAULT_CHECKPOINT_DIR, DESCRIPTORS, FUSION
+from skeletons import cli
+from skeletons.datasets import class_names, sample_id
+from skeletons.paths import FUSION
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__)
     p.add_argument("file", help="one sample: .skeleton, .skeleton.npy or NW-UCLA .json")
-    p.add_argument("-d", dest="dataset", default="ntu60", choices=list(DATASETS), help="dataset of the models")
-    p.add_argument("-p", dest="protocol", help="protocol of the models (default: the dataset's first)")
-    p.add_argument("-desc", default=FUSION, choices=[*DESCRIPTORS, FUSION], help="one model, or all (fused)")
-    p.add_argument("-ckpt", default=DEFAULT_CHECKPOINT_DIR, help="checkpoint folder")
-    p.add_argument("--epoch", default="best", help="best, last or an epoch number")
+    cli.add(p, "dataset", required=True)
+    cli.add(p, "protocol")
+    cli.add(p, "desc")
+    cli.add(p, "gpu")
+    cli.add(p, "ckpt")
+    cli.add(p, "epoch")
     p.add_argument("-k", type=int, default=5, help="classes printed")
     p.add_argument("--images", metavar="DIR", help="save the five descriptor images as DIR/<sample>_<DESC>.png")
     p.add_argument("--figure", metavar="PNG", help="save the skeleton strip beside the five images")
@@ -30,10 +32,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     from descriptors.figures import save_images, save_sample_figure
-    from models.inference import predict_file
+    from models.inference import inference_device, predict_file
 
     try:
-        result = predict_file(args.file, args.ckpt, args.dataset, args.protocol, args.desc, args.epoch)
+        result = predict_file(args.file, args.ckpt, args.dataset, args.protocol, args.desc, args.epoch,
+                              device=inference_device(args.gpu))
         name = sample_id(args.file)
         for note in result.notes:
             print(note, file=sys.stderr)

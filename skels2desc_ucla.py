@@ -7,4 +7,4 @@ import sys
 from descriptors.extract import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], datasets=("ucla",), protocols=None))
+    sys.exit(main(sys.argv[1:], datasets=("ucla",), doc=__doc__))

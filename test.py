@@ -17,23 +17,23 @@ from models import evaluation as ev
 from models.checkpoint import load_model
 from models.provenance import RELEASE_NOTICE, check_against_folder, check_role
 from models.training import pick_device
+from skeletons import cli
 from skeletons.atomic import write_text_atomic
-from skeletons.datasets import DATASETS, check_protocol, class_names, get_dataset
-from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, FUSION,
-                             FUSION_ORDER, check_descriptor, checkpoint_prefix, model_checkpoints)
+from skeletons.datasets import class_names, get_dataset
+from skeletons.paths import FUSION, FUSION_ORDER, check_descriptor, checkpoint_prefix, model_checkpoints
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-d", "--dataset", choices=sorted(DATASETS), help="dataset of the checkpoints")
-    p.add_argument("-p", "--protocol", help="csub | cview | csetup (NW-UCLA: cview, the default)")
-    p.add_argument("-desc", "--descriptor", default=FUSION, help="GD JDD ADD LAD FDD, or all (default)")
-    p.add_argument("-gpu", "--gpu", type=int, default=0, help="CUDA device index; -1 = CPU")
-    p.add_argument("-despth", "--descriptor-root", default=DEFAULT_DESCRIPTOR_ROOT, help="descriptor folders root")
-    p.add_argument("-ckpt", "--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR, help="checkpoint folder")
-    p.add_argument("--epoch", default="best", help="best (default), last, or an epoch number")
+    p = cli.parser(__doc__)
+    cli.add(p, "dataset")
+    cli.add(p, "protocol")
+    cli.add(p, "desc")
+    cli.add(p, "gpu")
+    cli.add(p, "despth")
+    cli.add(p, "ckpt")
+    cli.add(p, "epoch")
     p.add_argument("--batch-size", type=int, default=32, help="samples per batch (Fuse5 runs 5 images each)")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    cli.add(p, "loader_workers")
     p.add_argument("--priority", help="vote tie-break order, most trusted first, e.g. all,GD,FDD,JDD,ADD,LAD")
     p.add_argument("--out", help="folder for results JSON / PNG / paper table (default: -ckpt)")
     p.add_argument("--paper-table", action="store_true", help="tabulate every results JSON in -ckpt and --out")
@@ -42,14 +42,15 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def train_command(args: argparse.Namespace, desc: str) -> str:
     return (f"python train.py -d {args.dataset} -p {args.protocol} -desc {desc} "
-            f"-despth {args.descriptor_root} -ckpt {args.checkpoint_dir}")
+            f"-despth {args.despth} -ckpt {args.ckpt}")
 
 
 def find_checkpoints(args: argparse.Namespace, desc: str) -> tuple[dict[str, Path], dict[str, dict]]:
     """(name -> existing checkpoint, name -> {path, command} of the missing ones)."""
-    paths = model_checkpoints(args.checkpoint_dir, args.dataset, args.protocol, desc, args.epoch)
+    paths = model_checkpoints(args.ckpt, args.dataset, args.protocol, desc, args.epoch)
     found = {n: p for n, p in paths.items() if p.is_file()}
-    missing = {n: {"path": str(p), "command": train_command(args, n)} for n, p in paths.items() if n not in found}
+    missing = {n: {"path": str(p.absolute()), "command": train_command(args, n)} for n, p in paths.items()
+               if n not in found}
     if not found:
         lines = "\n  ".join(f"{m['path']}  (make it with: {m['command']})" for m in missing.values())
         raise FileNotFoundError(f"no checkpoint to evaluate; missing:\n  {lines}")
@@ -58,7 +59,7 @@ def find_checkpoints(args: argparse.Namespace, desc: str) -> tuple[dict[str, Pat
 
 def check_test_images(args: argparse.Namespace, ckpts: dict, data: DescriptorImages) -> None:
     """Each model must read images made as its training images were (mode, size)."""
-    remake = make_command(args.dataset, args.protocol, "test", Path(args.descriptor_root))
+    remake = make_command(args.dataset, args.protocol, "test", Path(args.despth))
     for name, ckpt in ckpts.items():
         for desc in (FUSION_ORDER if name == FUSION else (name,)):
             k = data.descs.index(desc)
@@ -70,8 +71,8 @@ def check_test_images(args: argparse.Namespace, ckpts: dict, data: DescriptorIma
 
 def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
     ds = get_dataset(args.dataset)
-    args.protocol = check_protocol(args.dataset, args.protocol)
-    desc = check_descriptor(args.descriptor, allow_fusion=True)
+    args.protocol = cli.default_protocol(args.dataset, args.protocol)
+    desc = check_descriptor(args.desc, allow_fusion=True)
     found, missing = find_checkpoints(args, desc)
     device = pick_device(args.gpu, log=lambda line: print(line, file=sys.stderr))
     for name, m in missing.items():
@@ -83,7 +84,7 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
         models[name] = model.to(device)
     # Read each needed descriptor once per sample; every model sees the same batches in one order.
     descs = [d for d in FUSION_ORDER if FUSION in models or d in models]
-    data = DescriptorImages(args.descriptor_root, args.dataset, args.protocol, "test", descs, uint8=True)
+    data = DescriptorImages(args.despth, args.dataset, args.protocol, "test", descs, uint8=True)
     check_test_images(args, ckpts, data)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=False,
                                          num_workers=args.workers, pin_memory=device.type == "cuda")
@@ -104,7 +105,7 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
     info = {
         "dataset": args.dataset, "protocol": args.protocol, "desc": desc, "epoch": args.epoch,
         "class_names": list(class_names(args.dataset)),
-        "descriptor_root": str(args.descriptor_root), "device": str(device), "vote_priority": order,
+        "descriptor_root": str(args.despth), "device": str(device), "vote_priority": order,
         "settings": {k: v for k, v in vars(args).items() if k != "paper_table"},
         "checkpoints": {n: {"path": str(c.path), "kind": c.kind, "epoch": c.epoch, "best_acc": c.best_acc,
                             "settings": c.settings} for n, c in ckpts.items()},
@@ -117,7 +118,7 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
 
 
 def write_outputs(args: argparse.Namespace, doc: dict, rows: list) -> tuple[Path, Path]:
-    out = Path(args.out or args.checkpoint_dir)
+    out = Path(args.out or args.ckpt)
     stem = f"{checkpoint_prefix(args.dataset, args.protocol, doc['desc'])}_{args.epoch}"
     best = next(r for r in rows if r.key == doc["best_honest_row"])
     png = out / f"{stem}{ev.CONFUSION_SUFFIX}"
@@ -130,12 +131,12 @@ def write_outputs(args: argparse.Namespace, doc: dict, rows: list) -> tuple[Path
 
 
 def paper_table(args: argparse.Namespace) -> None:
-    folders = [Path(args.checkpoint_dir)] + ([Path(args.out)] if args.out else [])
+    folders = [Path(args.ckpt)] + ([Path(args.out)] if args.out else [])
     files = ev.find_results(folders)
     if not files:
         raise FileNotFoundError(f"no *{ev.RESULTS_SUFFIX} in {', '.join(map(str, folders))}; run test.py first")
     table = ev.paper_table([ev.load_results(f) for f in files])
-    target = Path(args.out or args.checkpoint_dir) / ev.PAPER_TABLE_NAME
+    target = Path(args.out or args.ckpt) / ev.PAPER_TABLE_NAME
     write_text_atomic(target, table, make_parents=True)
     print(table + f"\n(top-1 %, from {len(files)} results files; written to {target})")
 

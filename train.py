@@ -12,19 +12,17 @@ import argparse
 import sys
 
 from models.networks import BN_STATS, DEFAULT_ARCH
-from models.training import default_workers
-from skeletons.datasets import DATASETS
-from skeletons.paths import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
+from skeletons import cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-d", dest="dataset", required=True, choices=list(DATASETS))
-    p.add_argument("-p", dest="protocol", default=None, help="csub | cview | csetup (NW-UCLA: cview, the default)")
-    p.add_argument("-desc", required=True, choices=[*DESCRIPTORS, FUSION], help="one descriptor, or all (Fuse5)")
-    p.add_argument("-gpu", type=int, default=0, help="CUDA device index; -1 = CPU (torchrun: LOCAL_RANK decides)")
-    p.add_argument("-despth", default=DEFAULT_DESCRIPTOR_ROOT, help="descriptor image root")
-    p.add_argument("-ckpt", default=DEFAULT_CHECKPOINT_DIR, help="checkpoint folder")
+    p = cli.parser(__doc__)
+    cli.add(p, "dataset", required=True)
+    cli.add(p, "protocol")
+    cli.add(p, "desc", required=True)
+    cli.add(p, "gpu")
+    cli.add(p, "despth")
+    cli.add(p, "ckpt")
     p.add_argument("--epochs", type=int, default=50, help="the release ran 500; its rate is < 1e-8 after epoch 40")
     p.add_argument("--batch-size", type=int, default=32, help="per process")
     p.add_argument("--lr", type=float, default=1e-4)
@@ -37,8 +35,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--bn-stats", default="shared", choices=BN_STATS,
                    help="Fuse5 BatchNorm running statistics: shared by the five descriptors (as released) "
                         "or one set per descriptor (fixes the release's eval-time mismatch)")
-    p.add_argument("--workers", type=int, default=default_workers(),
-                   help="data-loading processes per training process (default: 4, at most the CPUs available)")
+    cli.add(p, "loader_workers")
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA (bfloat16, else float16)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="keep NCHW on CUDA (channels_last is the default there)")
@@ -46,16 +43,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from <prefix>_last.tar: now always done when it exists and records "
                         "the same settings (kept for older command lines)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start over: first delete this run's per-epoch, best and last checkpoints and its log")
+    cli.add(p, "overwrite")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.0,
                    help="hold out this part of train to pick the best epoch (default: test accuracy, as released)")
     p.add_argument("--label-smoothing", type=float, default=None,
                    help="standard label smoothing instead of the release's 0.8/0.1 soft targets")
-    p.add_argument("--keep-last", type=int, default=None, help="keep only the N newest per-epoch checkpoints")
+    p.add_argument("--keep-last", type=int, default=3,
+                   help="keep only the N newest per-epoch checkpoints (best and last are kept apart); "
+                        "0 keeps every epoch, as the release did")
     p.add_argument("--max-steps", type=int, default=None, help="cap the steps of each epoch (smoke runs)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars (logs only)")
+    cli.add(p, "no_progress")
     return p
 
 

@@ -1,4 +1,4 @@
-"""Convert NTU RGB+D .skeleton files to the official <id>.skeleton.npy format (SPEC §1).
+"""Convert NTU RGB+D .skeleton files to the official <id>.skeleton.npy format (docs/METHOD.md §1).
 
     python txt2npy.py -d ntu60                      # data/ntu/txt60skel -> data/ntu/npy60skel
     python txt2npy.py -d ntu120 -txt DIR -npy DIR -workers 8
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from skeletons import cli
 from skeletons.convert import check_complete, convert_folder
 from skeletons.datasets import DATASETS
 
@@ -16,20 +17,19 @@ NTU_DATASETS = [name for name, ds in DATASETS.items() if ds.seq_suffix == ".skel
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-d", "--dataset", required=True, choices=NTU_DATASETS)
-    parser.add_argument("-txt", help="folder of .skeleton files (default: the README layout, e.g. data/ntu/txt60skel)")
-    parser.add_argument("-npy", help="output folder (default: the README layout, e.g. data/ntu/npy60skel)")
-    parser.add_argument("-missing", metavar="FILE",
-                        help="missing-skeleton list to skip (either official form; default: the shipped official list)")
-    parser.add_argument("-workers", type=int, default=None, help="processes (default: all cores)")
-    parser.add_argument("--overwrite", action="store_true", help="convert again files already converted")
+    parser = cli.parser(__doc__)
+    cli.add(parser, "dataset", required=True, choices=NTU_DATASETS)
+    cli.add(parser, "txt")
+    cli.add(parser, "npy")
+    cli.add(parser, "missing")
+    cli.add(parser, "processes")
+    cli.add(parser, "overwrite")
     parser.add_argument("--include-missing", action="store_true",
                         help="also convert samples on the missing list (they fail: their frames have no body)")
     parser.add_argument("--check-complete", action="store_true",
                         help="only compare the npy folder with the official sample list and list what is absent")
     parser.add_argument("--show", type=int, default=20, help="ids listed by --check-complete (default 20)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cli.add(parser, "no_progress")
     return parser
 
 

@@ -6,26 +6,33 @@
 import argparse
 import sys
 
-from descriptors.core import DEFAULT_IMG_SIZE, MODES
 from descriptors.figures import file_figure, save_images
+from skeletons import cli
 from skeletons.datasets import sample_id
+
+OUT_DIR = "results"   # ignored by git: figures are outputs, not sources
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(__doc__)
+    parser.add_argument("file", help=".skeleton, .skeleton.npy or NW-UCLA .json sample")
+    parser.add_argument("-o", "--out", help=f"figure path (default: {OUT_DIR}/<sample>_descriptors.png; "
+                                            f"git ignores {OUT_DIR}/)")
+    cli.add(parser, "mode")
+    cli.add(parser, "img_size")
+    parser.add_argument("--frames", type=int, default=8, help="frames drawn in the strip")
+    parser.add_argument("--images", metavar="DIR", help="also save the five images as DIR/<sample>_<DESC>.png")
+    return parser
 
 
 def parse(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("file", help=".skeleton, .skeleton.npy or NW-UCLA .json sample")
-    parser.add_argument("-o", "--out", help="figure path (default: <sample>_descriptors.png)")
-    parser.add_argument("--mode", default="paper", choices=MODES)
-    parser.add_argument("--img-size", type=int, default=DEFAULT_IMG_SIZE)
-    parser.add_argument("--frames", type=int, default=8, help="frames drawn in the strip")
-    parser.add_argument("--images", metavar="DIR", help="also save the five images as DIR/<sample>_<DESC>.png")
-    return parser.parse_args(argv)
+    return get_args_parser().parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         name = sample_id(args.file)
-        out = args.out or f"{name}_descriptors.png"
+        out = args.out or f"{OUT_DIR}/{name}_descriptors.png"
         images = file_figure(args.file, out, args.mode, args.img_size, args.frames)
         if args.images:
             save_images(images, args.images, name)

@@ -1,4 +1,4 @@
-"""A lazy dataset over descriptor-image folders (SPEC §3 names, §4 input convention).
+"""A lazy dataset over descriptor-image folders (docs/METHOD.md §3 names, §4 input convention).
 
 One descriptor -> (image, label0); several (e.g. the five of Fuse5, in FUSION_ORDER) -> (tuple of
 images, label0), aligned by file name. Images follow the release: 3-channel, OpenCV BGR order
@@ -150,7 +150,7 @@ class DescriptorImages(torch.utils.data.Dataset):
         self.folders = [descriptor_dir(root, dataset, d, part, self.protocol) for d in self.descs]
         for folder in self.folders:
             if not folder.is_dir():
-                raise FileNotFoundError(f"{folder}: descriptor folder not found; make it with: "
+                raise FileNotFoundError(f"{folder.absolute()}: descriptor folder not found; make it with: "
                                         f"{make_command(dataset, self.protocol, part, self.root)}")
         listings = [provenance.list_image_names(f) for f in self.folders]
         if not listings[0]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from skeletons import cli
 from skeletons.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
 from skeletons.bodies import clean_sequence
 from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
@@ -397,36 +398,39 @@ def _run(task, items, workers: int, total: int):
 
 # ---------------------------------------------------------------- command line
 
-def build_parser(datasets: tuple[str, ...], protocols: tuple[str, ...] | None) -> argparse.ArgumentParser:
-    """The seed README's flags; ``protocols`` None means the dataset has only one (NW-UCLA)."""
-    parser = argparse.ArgumentParser(description="Turn a split's skeleton sequences into the five descriptor "
-                                                 "image folders (GD, JDD, ADD, LAD, FDD).")
-    parser.add_argument("-d", dest="dataset", required=True, choices=datasets)
-    if protocols:
-        parser.add_argument("-p", dest="protocol", required=True, choices=protocols)
-    parser.add_argument("-dspath", required=True, help="folder of the sequence files "
-                        "(NTU: txt2npy's .skeleton.npy; NW-UCLA: the all_sqe .json files)")
-    parser.add_argument("-despth", required=True, help="root folder of the descriptor folders")
-    parser.add_argument("-a", dest="part", required=True, choices=("train", "test"), help="split to write")
-    parser.add_argument("--mode", default="paper", choices=MODES,
-                        help="paper: the released images (quirks included); clean: quirks fixed, bodies selected")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    parser.add_argument("--img-size", type=int, default=DEFAULT_IMG_SIZE)
-    parser.add_argument("--png-level", type=int, default=DEFAULT_PNG_LEVEL, help="zlib level 0..9 (default 1)")
-    parser.add_argument("--overwrite", action="store_true", help="recompute images that already exist")
+def build_parser(datasets: tuple[str, ...], doc: str | None = None) -> argparse.ArgumentParser:
+    """The README's flags (each also in the double-dash form); NW-UCLA (one dataset) needs no -d or -p."""
+    parser = cli.parser(doc or "Turn a split's skeleton sequences into the five descriptor image folders "
+                               "(GD, JDD, ADD, LAD, FDD).")
+    single = len(datasets) == 1
+    cli.add(parser, "dataset", choices=datasets, required=not single, default=datasets[0] if single else None)
+    if get_dataset(datasets[0]).name != "ucla":
+        cli.add(parser, "protocol")
+    cli.add(parser, "dspath")
+    cli.add(parser, "despth")
+    cli.add(parser, "part", required=True)
+    cli.add(parser, "mode")
+    cli.add(parser, "processes")
+    cli.add(parser, "img_size")
+    parser.add_argument("--png-level", type=int, default=DEFAULT_PNG_LEVEL,
+                        help="zlib level 0..9 (1: about twice as fast as Pillow's default, same pixels)")
+    cli.add(parser, "overwrite")
     parser.add_argument("--wait", action="store_true",
                         help="if another run is writing this split, wait for it instead of exiting")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli.add(parser, "no_progress")
+    parser.add_argument("--quiet", dest="no_progress", action="store_true", help="the same as --no-progress")
     return parser
 
 
-def main(argv: list[str] | None, datasets: tuple[str, ...], protocols: tuple[str, ...] | None) -> int:
-    args = build_parser(datasets, protocols).parse_args(argv)
+def main(argv: list[str] | None, datasets: tuple[str, ...], doc: str | None = None) -> int:
+    args = build_parser(datasets, doc).parse_args(argv)
     try:
-        summary = extract_split(args.dataset, getattr(args, "protocol", None), args.part, args.dspath,
-                                args.despth, mode=args.mode, workers=args.workers, img_size=args.img_size,
-                                png_level=args.png_level, overwrite=args.overwrite, progress=not args.quiet,
-                                wait=args.wait, on_wait=lambda message: print(f"waiting: {message}", file=sys.stderr))
+        protocol = cli.default_protocol(args.dataset, getattr(args, "protocol", None))
+        seq_dir = args.dspath or get_dataset(args.dataset).seq_dir
+        summary = extract_split(args.dataset, protocol, args.part, seq_dir, args.despth, mode=args.mode,
+                                workers=args.workers, img_size=args.img_size, png_level=args.png_level,
+                                overwrite=args.overwrite, progress=not args.no_progress, wait=args.wait,
+                                on_wait=lambda message: print(f"waiting: {message}", file=sys.stderr))
     except (OSError, ValueError, LockHeldError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,1 +1,1 @@
-"""Networks, checkpoints, training and evaluation (SPEC §4-6)."""
+"""Networks, checkpoints, training and evaluation (docs/METHOD.md §4-6)."""

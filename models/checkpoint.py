@@ -130,7 +130,7 @@ def drop_unused(state_dict: dict) -> dict:
 
 def _read(path: Path, map_location) -> object:
     if not path.is_file():
-        raise CheckpointNotFoundError(f"{path}: checkpoint file not found")
+        raise CheckpointNotFoundError(f"{path.absolute()}: checkpoint file not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged pickle fails in many ways (IndexError, KeyError, ...)

@@ -4,7 +4,7 @@ Everything here is a pure function of numpy arrays (logits, predictions, labels)
 files, so it is tested without networks. Labels and predictions are 0-based class indices.
 
 Rows of a results table (``Row``) each hold one prediction per test sample; the release's rule
-("voting and priority score selection", SPEC §6) is kept as a row too, but it reads the true
+("voting and priority score selection", docs/METHOD.md §6) is kept as a row too, but it reads the true
 label, so it is flagged ``honest=False`` and always placed last.
 """
 from __future__ import annotations
@@ -104,7 +104,7 @@ def any_correct(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def oracle_predictions(single_preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The release's test rule as a 'prediction': the true label when any single model is right,
     else the first model's prediction. It reads the labels, so it is an upper bound of what an
-    ideal selector could reach, not a classifier's accuracy (SPEC §6)."""
+    ideal selector could reach, not a classifier's accuracy (docs/METHOD.md §6)."""
     single_preds = np.asarray(single_preds)
     return np.where(any_correct(single_preds, labels), labels, single_preds[0])
 

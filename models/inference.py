@@ -34,13 +34,18 @@ class Prediction:
         return [(names[i], int(i) + 1, float(self.probabilities[i])) for i in best]
 
 
+def inference_device(gpu: int) -> str:
+    """cuda:<gpu>, or the CPU when -gpu -1 is given or there is no CUDA (one sample needs no GPU)."""
+    return f"cuda:{gpu}" if gpu >= 0 and torch.cuda.is_available() else "cpu"
+
+
 def find_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
                      epoch: str = "best") -> dict[str, Path]:
     """Existing checkpoints of the models asked for (``all``: the five single models and Fuse5)."""
     paths = model_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
     found = {n: p for n, p in paths.items() if p.is_file()}
     if not found:
-        raise FileNotFoundError(f"no checkpoint in {ckpt_dir} for {dataset} {protocol} -desc {desc} "
+        raise FileNotFoundError(f"no checkpoint in {Path(ckpt_dir).absolute()} for {dataset} {protocol} -desc {desc} "
                                 f"(looked for {next(iter(paths.values())).name}, ...); train with train.py first")
     return found
 

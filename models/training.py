@@ -520,14 +520,25 @@ def error_line(e: BaseException) -> str:
     return " ".join(line.strip() for line in lines if line.strip())
 
 
-def default_workers(most: int = 4) -> int:
-    """Data-loading processes: ``most``, but no more than the CPUs this process may use (more only
-    contend, and PyTorch warns about them)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(0, min(most, cpus))
+CPU_NOTICE_PARAMETERS = 5e6   # above this, a CPU run takes days: say so and say what to use instead
+
+
+def cpu_cost_notice(model: nn.Module, keep_last: int | None) -> str | None:
+    """One line on what a large model costs on the CPU (checkpoint sizes, disk per epoch) and the
+    settings the demo uses instead; None for small models."""
+    params = sum(p.numel() for p in model.parameters())
+    if params < CPU_NOTICE_PARAMETERS:
+        return None
+    model_mb = 4 * (params + sum(b.numel() for b in model.buffers())) / 1e6
+    per_epoch = model_mb * 5          # the epoch's file, _last.tar (model + Adam's two moments), maybe best
+    kept = model_mb * ((keep_last or 0) + 4) if keep_last else None
+    disk = f"about {kept / 1e3:.1f} GB kept with --keep-last {keep_last}" if kept else "every epoch kept"
+    return (f"notice: {params / 1e6:.1f} M parameters on the CPU train at about 1 image/s (measured on 2 cores); each epoch "
+            f"writes up to {per_epoch:.0f} MB ({model_mb:.0f} MB a checkpoint; {disk}). On a CPU use --width 0.0625 "
+            f"with 32-px images (skels2desc --img-size 32), as pipeline.py --demo does")
+
+
+
 
 
 # ----------------------------------------------------------------------------- the whole run
@@ -537,7 +548,7 @@ def fit(args) -> dict:
     from torch.utils.data import DataLoader, DistributedSampler, Subset
 
     from descriptors.dataset import DescriptorImages
-    from skeletons.datasets import check_protocol
+    from skeletons.cli import default_protocol
     from skeletons.paths import checkpoint_path, checkpoint_prefix
 
     from .checkpoint import CheckpointError, CheckpointWriteError, cause_text, save_checkpoint
@@ -547,7 +558,7 @@ def fit(args) -> dict:
     log = print if info.is_main else (lambda *a, **k: None)
     try:
         device = pick_device(args.gpu, info.local_rank if info.enabled else None, log)
-        args.protocol = check_protocol(args.dataset, args.protocol)
+        args.protocol = default_protocol(args.dataset, args.protocol)
         num_classes = get_dataset(args.dataset).num_classes
 
         def load(part: str) -> DescriptorImages:
@@ -620,6 +631,8 @@ def fit(args) -> dict:
             log(f"resuming {last_path} after epoch {plan.last_epoch}")
         elif any(p.suffix == ".tar" for p in run_files(args.ckpt, prefix)):  # killed before its first _last.tar
             log(f"notice: no {last_path.name}; starting {prefix} again from epoch 1 (its files have these settings)")
+        if device.type == "cpu" and (notice := cpu_cost_notice(model, args.keep_last)):
+            log(notice)
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
             if info.enabled else model
         log(f"training {prefix}: {len(fit_set)} train / {len(test_set)} test images"

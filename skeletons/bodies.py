@@ -1,4 +1,4 @@
-"""Clean-mode body selection for NTU RGB+D, as the dataset's authors advise (replaces SPEC §3 quirk 6).
+"""Clean-mode body selection for NTU RGB+D, as the dataset's authors advise (replaces docs/METHOD.md §3 quirk 6).
 
 The converter dict keeps up to four body *slots* per frame (slot = order of the body within the
 frame, not its bodyID), so selection works on slots: a slot is tracked in the frames where it is

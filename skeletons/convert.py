@@ -108,7 +108,7 @@ def plan_conversion(txt_dir: str | Path, npy_dir: str | Path, dataset: str, *,
     txt_dir, npy_dir = Path(txt_dir), Path(npy_dir)
     txt_str, npy_str = os.fspath(txt_dir), os.fspath(npy_dir)
     if not txt_dir.is_dir():
-        raise FileNotFoundError(f"{txt_dir}: folder of .skeleton files does not exist")
+        raise FileNotFoundError(f"{os.path.abspath(txt_dir)}: folder of .skeleton files does not exist")
     ds = get_dataset(dataset)
     skip = frozenset() if include_missing else load_missing(missing, dataset)
     done = {name for name in os.listdir(npy_dir) if name.endswith(NPY_SUFFIX)} if npy_dir.is_dir() else set()
@@ -197,7 +197,7 @@ def check_complete(npy_dir: str | Path, dataset: str, *,
     """Compare a txt2npy output folder with the official sample list minus the missing ones."""
     npy_dir = Path(npy_dir)
     if not npy_dir.is_dir():
-        raise FileNotFoundError(f"{npy_dir}: .skeleton.npy folder does not exist")
+        raise FileNotFoundError(f"{os.path.abspath(npy_dir)}: .skeleton.npy folder does not exist")
     expected = official_samples(dataset) - load_missing(missing, dataset)
     present = {name.removesuffix(NPY_SUFFIX) for name in os.listdir(npy_dir) if name.endswith(NPY_SUFFIX)}
     return Completeness(len(expected), len(present & expected), sorted(expected - present),

@@ -1,4 +1,4 @@
-"""Datasets, sample names, protocols and class names (SPEC §1-2): one table per fact."""
+"""Datasets, sample names, protocols and class names (docs/METHOD.md §1-2): one table per fact."""
 from __future__ import annotations
 
 import os
@@ -187,7 +187,7 @@ def scan_split_folder(folder: str | Path, dataset: str, protocol: str | None, pa
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: sequence folder does not exist")
+        raise FileNotFoundError(f"{os.path.abspath(folder)}: sequence folder does not exist")
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     ds = get_dataset(dataset)
@@ -249,7 +249,7 @@ def class_names(dataset: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=None)
 def official_missing(dataset: str) -> frozenset[str]:
-    """Official missing-skeleton sample ids (SPEC §1), shipped with the package."""
+    """Official missing-skeleton sample ids (docs/METHOD.md §1), shipped with the package."""
     ds = get_dataset(dataset)
     names = read_name_list(RESOURCES / "ntu120_missing_skeletons.txt")
     return frozenset(n for n in names if ds.contains(parse_ntu_name(n)))

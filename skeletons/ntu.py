@@ -1,4 +1,4 @@
-"""NTU RGB+D ``.skeleton`` reader and the official converter's dict format (SPEC §1).
+"""NTU RGB+D ``.skeleton`` reader and the official converter's dict format (docs/METHOD.md §1).
 
 ``read_skeleton`` returns exactly what the official ``txt2npy.py`` (shahroudy/NTURGB-D) saves:
 same keys in the same order, same dtypes, bit-identical float64 values. It is fast because
@@ -453,7 +453,7 @@ def load_skeleton_npy(path: str | Path) -> dict:
 
 
 def paper_sequence(data: dict | str | Path) -> np.ndarray:
-    """(T, 25 | 50, 3) float64 sequence the release feeds to its descriptors (SPEC §1).
+    """(T, 25 | 50, 3) float64 sequence the release feeds to its descriptors (docs/METHOD.md §1).
 
     Bodies 0 and 1 concatenated on the joint axis (body 1 only if its slot exists; slots 2, 3
     are ignored), then centred on joint 1 of frame 0 of body 0. ``data`` is the converter dict

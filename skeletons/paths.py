@@ -1,4 +1,4 @@
-"""Folder and checkpoint naming (SPEC §3-4, the README's layout): the one place for names."""
+"""Folder and checkpoint naming (docs/METHOD.md §3-4, the README's layout): the one place for names."""
 from __future__ import annotations
 
 from pathlib import Path

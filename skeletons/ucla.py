@@ -1,4 +1,4 @@
-"""NW-UCLA reader: CTR-GCN ``all_sqe/aAA_sSS_eEE_vVV.json`` files (SPEC §1)."""
+"""NW-UCLA reader: CTR-GCN ``all_sqe/aAA_sSS_eEE_vVV.json`` files (docs/METHOD.md §1)."""
 from __future__ import annotations
 
 import json

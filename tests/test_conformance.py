@@ -1,4 +1,4 @@
-"""Paper mode reproduces the released code's images of every real sample (SPEC §3 conformance)."""
+"""Paper mode reproduces the released code's images of every real sample (docs/METHOD.md §3 conformance)."""
 from __future__ import annotations
 
 import json
@@ -38,7 +38,7 @@ def test_paper_mode_reproduces_reference_images(dataset, index, shared_data, ref
         for desc in DESCRIPTORS:
             reference = np.asarray(Image.open(reference_dir / dataset / desc / f"{row['sample']}.png"))
             worst, count = compare(images[desc], reference)
-            # SPEC criterion: within 1 gray level everywhere and at least 99 % identical.
+            # the criterion for paper mode (docs/METHOD.md): within 1 gray level everywhere and at least 99 % identical.
             assert worst <= 1 and count <= 0.01 * reference.size, (row["sample"], desc, worst, count)
             differing += count
     if np.finfo(np.longdouble).nmant >= 63:   # exact LAD rounding available: expect exact images

@@ -10,7 +10,7 @@ from skeletons.datasets import (check_protocol, class_names, get_dataset, label_
                                 official_samples, parse_ntu_name, parse_ucla_name, read_name_list,
                                 scan_split_folder, split_from_folder, split_names)
 
-# SPEC §2: (train, test) sizes after removing the missing samples.
+# docs/METHOD.md §2: (train, test) sizes after removing the missing samples.
 NTU_SPLIT_SIZES = {
     ("ntu60", "csub"): (40_091, 16_487),
     ("ntu60", "cview"): (37_646, 18_932),

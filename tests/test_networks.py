@@ -15,7 +15,7 @@ WIDTH = 1 / 32
 
 
 def with_unused_layers(model: nn.Module, num_classes: int, width: float) -> nn.Module:
-    """Add back the release's never-used layer3 / layer4 / fc (SPEC §4) for key comparisons."""
+    """Add back the release's never-used layer3 / layer4 / fc (docs/METHOD.md §4) for key comparisons."""
     _, c1, c2 = scaled_channels(width)
     model.layer3 = nn.Sequential(ResBlock(c2, c1, 2), ResBlock(c1, c1, 1))
     model.layer4 = nn.Sequential(ResBlock(c1, c2, 2), ResBlock(c2, c2, 1))

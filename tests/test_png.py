@@ -79,6 +79,6 @@ def test_extracted_files_are_the_conformance_images(dataset, tmp_path, reference
             reference = np.asarray(Image.open(ref / desc / f"{row['sample']}.png"))
             if EXACT_LAD:
                 np.testing.assert_array_equal(written, reference, err_msg=f"{row['sample']} {desc}")
-            else:   # SPEC §3 criterion where LAD's rounding cannot be exact (no 64-bit long double)
+            else:   # docs/METHOD.md §3 criterion where LAD's rounding cannot be exact (no 64-bit long double)
                 diff = np.abs(written.astype(int) - reference.astype(int))
                 assert diff.max() <= 1 and (diff > 0).mean() <= 0.01, (row["sample"], desc)

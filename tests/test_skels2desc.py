@@ -154,7 +154,7 @@ def test_ucla_split(tmp_path, ucla_dir):
     out = tmp_path / "desc"
     for part in ("train", "test"):
         assert main(["-d", "ucla", "-dspath", str(seq), "-despth", str(out), "-a", part, "--workers", "1",
-                     "--quiet", *SIZE], datasets=("ucla",), protocols=None) == 0
+                     "--quiet", *SIZE], datasets=("ucla",)) == 0
         check_split(out, seq, "ucla", None, part)
     assert sorted(p.name for p in out.iterdir() if p.is_dir())[:2] == ["ucla_ADD_test", "ucla_ADD_train"]
     # The 1-frame sample still gets its five images (GD and ADD all zeros), and is named.

@@ -249,8 +249,7 @@ def test_checkpoints_that_do_not_fit_the_images_are_refused(tiny_run, tmp_path, 
 
 
 def test_release_checkpoints_are_accepted_with_one_note(tiny_run, tmp_path, capsys):
-    root, desc_root, _ = tiny_run
-    from models.checkpoint import load_checkpoint
+    _, desc_root, _ = tiny_run
     release = tmp_path / "release"
     release.mkdir()
     for name in ("GD", "JDD"):   # the release's files: a bare state dict (width 1/16: inferable), no settings

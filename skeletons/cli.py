@@ -1,0 +1,108 @@
+"""The command-line options the scripts share, written once: one name, default and help each.
+
+The README's single-dash flags (``-d -p -dspath -despth -a -desc -gpu``, as the authors' release
+spells them) are kept, and every one is also accepted in the double-dash form (``--dspath``).
+``--help`` shows each option's default. Default paths are the README's layout, relative to the
+current folder; errors about paths print them absolute (``shown``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from .paths import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
+
+DATASET_CHOICES = ("ntu60", "ntu120", "ucla")
+PROTOCOL_HELP = "protocol: csub or cview (NTU-60), csub or csetup (NTU-120); default: the dataset's first " \
+                "(csub; NW-UCLA has only cview)"
+
+def default_workers(most: int = 4) -> int:
+    """Data-loading processes: ``most``, but no more than the CPUs this process may use (more only
+    contend, and PyTorch warns about them)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(most, cpus))
+
+
+# name -> (flags, argparse keyword arguments). Scripts may override required/default/choices only
+# where an option means something narrower there (e.g. -d of skels2desc_ucla.py can only be ucla).
+OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "dataset": (("-d", "--dataset"), {"choices": DATASET_CHOICES, "help": "dataset"}),
+    "protocol": (("-p", "--protocol"), {"default": None, "help": PROTOCOL_HELP}),
+    "desc": (("-desc", "--desc"), {"choices": (*DESCRIPTORS, FUSION), "default": FUSION,
+                                   "help": "one descriptor's ResNet_c, or all (Fuse5; in test/predict: the five "
+                                           "single models and Fuse5)"}),
+    "gpu": (("-gpu", "--gpu"), {"type": int, "default": 0,
+                                "help": "CUDA device index; -1 = CPU (also used when there is no CUDA); under "
+                                        "torchrun each process takes its LOCAL_RANK"}),
+    "dspath": (("-dspath", "--dspath"), {"default": None,
+                                         "help": "folder of the sequence files: txt2npy's .skeleton.npy (NTU) or "
+                                                 "the all_sqe .json files (NW-UCLA); default: the README layout "
+                                                 "(data/ntu/npy60skel, data/ntu/npy120skel, data/ucla)"}),
+    "despth": (("-despth", "--despth"), {"default": DEFAULT_DESCRIPTOR_ROOT,
+                                         "help": "root folder of the descriptor image folders"}),
+    "ckpt": (("-ckpt", "--ckpt"), {"default": DEFAULT_CHECKPOINT_DIR, "help": "checkpoint folder"}),
+    "part": (("-a", "--part"), {"choices": ("train", "test"), "help": "split"}),
+    "txt": (("-txt", "--txt"), {"default": None, "help": "folder of raw .skeleton files; default: the README "
+                                                         "layout (data/ntu/txt60skel, data/ntu/txt120skel)"}),
+    "npy": (("-npy", "--npy"), {"default": None, "help": "folder of the converted .skeleton.npy files; default: the "
+                                                         "README layout (data/ntu/npy60skel, data/ntu/npy120skel)"}),
+    "missing": (("-missing", "--missing"), {"metavar": "FILE", "default": None,
+                                            "help": "missing-skeleton list to skip (either official form); default: "
+                                                    "the official list shipped with the package"}),
+    "processes": (("-workers", "--workers"), {"type": int, "default": None,
+                                              "help": "processes for converting files and making images "
+                                                      "(default: all cores)"}),
+    "loader_workers": (("-workers", "--workers"), {"type": int, "default": default_workers(),
+                                                   "help": "data-loading processes (default: min(4, cores); "
+                                                           "0 loads in the main process)"}),
+    "mode": (("--mode",), {"default": "paper", "choices": ("paper", "clean"),
+                           "help": "descriptor mode: paper = the release's images, quirks included; clean = "
+                                   "quirks fixed, bodies selected (docs/METHOD.md)"}),
+    "img_size": (("--img-size",), {"type": int, "default": 112, "help": "side of the descriptor images in pixels"}),
+    "epoch": (("--epoch",), {"default": "best", "help": "checkpoint: best, last, or an epoch number"}),
+    "overwrite": (("--overwrite",), {"action": "store_true",
+                                     "help": "redo finished work instead of keeping it: txt2npy converts every file "
+                                             "again, skels2desc remakes every image of the split, train.py deletes "
+                                             "the model's checkpoints and log and starts over, pipeline.py does all "
+                                             "of these"}),
+    "no_progress": (("--no-progress",), {"action": "store_true", "help": "no progress bars"}),
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written, and each option's default in its help (options whose help
+    already says what the default is, and flags, say nothing more)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=doc, formatter_class=HelpFormatter)
+
+
+def add(p: argparse.ArgumentParser, name: str, **overrides) -> argparse.Action:
+    """Add the shared option ``name`` to ``p`` (its flags, default and help from OPTIONS)."""
+    flags, kwargs = OPTIONS[name]
+    kwargs = {**kwargs, **overrides}
+    if kwargs.get("action") != "store_true":
+        kwargs.setdefault("dest", name if name not in ("processes", "loader_workers") else "workers")
+    return p.add_argument(*flags, **kwargs)
+
+
+def default_protocol(dataset: str, protocol: str | None) -> str:
+    """-p when given, else the dataset's first protocol (csub for NTU, cview for NW-UCLA)."""
+    from .datasets import check_protocol, get_dataset
+    return check_protocol(dataset, protocol or get_dataset(dataset).protocols[0])
+
+
+def shown(path: str | Path) -> str:
+    """A path as errors print it: absolute, so a run from another folder says where it looked."""
+    return os.path.abspath(os.fspath(path))
