@@ -1,11 +1,15 @@
-"""The five descriptors (SPEC §3) and their image encoding, vectorised over frames, joints and bodies.
+"""The five descriptors (docs/METHOD.md §3) and their image encoding, vectorised over frames, joints and bodies.
 
-A sequence is ``X`` of shape (T, B * V, 3): B bodies (1 or 2) of the layout's V joints, body 1's
-joints after body 0's; the descriptor functions take it as coordinate planes P (3, T, B, V).
+A sequence is ``X`` of shape (T, B * V, C): B bodies (1 or 2) of the layout's V joints, body 1's
+joints after body 0's, C = ``layout.dims`` coordinates per joint (3: x, y, z; 2: image x, y, where
+distances and angles are those of the image plane); the descriptor functions take it as
+coordinate planes P (C, T, B, V).
 Every descriptor is a matrix with rows = features (body 0's rows, then body
 1's) and columns = frames. ``paper`` mode reproduces the authors' released images; its deviations
 from the described method are data (``Quirks``), applied to index tables or rows, never a second
-copy of a descriptor. ``clean`` mode uses no quirks.
+copy of a descriptor. ``clean`` mode uses no quirks, and neither does any layout other than the
+built-in NTU and NW-UCLA ones (the quirks are the release's, tied to those tables), so for a custom
+layout the two modes give the same images.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from skeletons.layouts import NTU, UCLA, Layout, layout_for_joints
+from skeletons.layouts import LAYOUTS, NTU, UCLA, Layout, layout_for_joints
 from skeletons.paths import DESCRIPTORS
 
 MODES = ("paper", "clean")
@@ -27,7 +31,7 @@ DEFAULT_IMG_SIZE = 112
 
 @dataclass(frozen=True)
 class Quirks:
-    """Deviations of the released code from the method (SPEC §3 quirks 1-5), as data.
+    """Deviations of the released code from the method (docs/METHOD.md §3 quirks 1-5), as data.
 
     Pair, triplet and row numbers are per body (0-based) unless named otherwise.
     """
@@ -58,25 +62,30 @@ PAPER_QUIRKS: dict[str, Quirks] = {
 def quirks_for(layout: Layout, mode: str) -> Quirks:
     if mode not in MODES:
         raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
-    return PAPER_QUIRKS.get(layout.name, NO_QUIRKS) if mode == "paper" else NO_QUIRKS
+    builtin = LAYOUTS.get(layout.name) == layout   # a custom layout named "ntu" gets no NTU quirks
+    return PAPER_QUIRKS.get(layout.name, NO_QUIRKS) if mode == "paper" and builtin else NO_QUIRKS
 
 
 def coordinate_planes(X: np.ndarray, layout: Layout) -> np.ndarray:
-    """(T, B*V, 3) -> (3, T, B, V) contiguous x, y, z planes, after checking the shape.
+    """(T, B*V, C) -> (C, T, B, V) contiguous coordinate planes, after checking the shape.
 
     Every gather below then runs along the contiguous joint axis (about 3x faster than
     gathering 3-vectors from (T, B, V, 3)).
     """
     X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 3 or X.shape[2] != 3 or X.shape[1] % layout.num_joints or X.shape[1] == 0:
+    C = layout.dims
+    if X.ndim != 3 or X.shape[2] != C or X.shape[1] % layout.num_joints or X.shape[1] == 0:
         raise ValueError(f"sequence of shape {X.shape} does not fit the {layout.name} layout "
-                         f"(expected (T, {layout.num_joints} or {2 * layout.num_joints}, 3))")
-    return np.ascontiguousarray(X.reshape(X.shape[0], -1, layout.num_joints, 3).transpose(3, 0, 1, 2))
+                         f"(expected (T, {layout.num_joints} or {2 * layout.num_joints}, {C}))")
+    return np.ascontiguousarray(X.reshape(X.shape[0], -1, layout.num_joints, C).transpose(3, 0, 1, 2))
 
 
 def _norm(d: np.ndarray) -> np.ndarray:
-    """Euclidean norm over the first (x, y, z) axis, summed in that order as the release does."""
-    return np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    """Euclidean norm over the first (coordinate) axis, summed x, y(, z) in that order as the release does."""
+    squares = d[0] * d[0]
+    for axis in range(1, len(d)):
+        squares += d[axis] * d[axis]
+    return np.sqrt(squares)
 
 
 def _rows(per_body: np.ndarray) -> np.ndarray:
@@ -91,18 +100,16 @@ def _feature_rows(per_feature: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(per_feature.transpose(2, 0, 1)).reshape(B * F, T)
 
 
-_AXES = np.arange(3)[:, None]
-
-
 def _distances(P: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """(n, T, B) distances between joints ``first`` and ``second``, both (3, n): the joint each
+    """(n, T, B) distances between joints ``first`` and ``second``, both (C, n): the joint each
     axis is read from (the same on every axis except for quirk 1). One gather per table."""
-    return _norm(P[_AXES, ..., first] - P[_AXES, ..., second])   # advanced axes first: (3, n, T, B)
+    axes = np.arange(len(first))[:, None]
+    return _norm(P[axes, ..., first] - P[axes, ..., second])   # advanced axes first: (C, n, T, B)
 
 
-def _per_axis(joints: np.ndarray) -> np.ndarray:
-    """(n,) joints -> (3, n): the same joint read on every axis."""
-    return np.repeat(np.asarray(joints)[None], 3, axis=0)
+def _per_axis(joints: np.ndarray, dims: int) -> np.ndarray:
+    """(n,) joints -> (dims, n): the same joint read on every axis."""
+    return np.repeat(np.asarray(joints)[None], dims, axis=0)
 
 
 @lru_cache(maxsize=None)
@@ -126,21 +133,21 @@ def adjacency_terms(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
 
 
 def graph_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
-    """GD: (B*V, T, 3); per frame and body out = x @ Â for x the 3 x V coordinates, in float32.
+    """GD: (B*V, T, C); per frame and body out = x @ Â for x the C x V coordinates, in float32.
 
     out[:, j] = sum_i x[:, i] Â[i, j] accumulated in float32 in ascending i without fused
     multiply-add, as a plain float32 matmul does: this reproduces the released images exactly
     (a BLAS call may reorder the sum and differ in the last bit, which flips a few pixels).
     """
     planes = P.astype(np.float32)
-    _, T, B, V = planes.shape
+    C, T, B, V = planes.shape
     joints, weights = adjacency_terms(layout)
-    terms = planes[..., joints]                 # (3, T, B, K, V): all K <= 5 terms in one gather
+    terms = planes[..., joints]                 # (C, T, B, K, V): all K <= 5 terms in one gather
     terms *= weights
     out = terms[..., 0, :]
     for k in range(1, len(joints)):             # summed term by term: ascending i, as the matmul does
         out += terms[..., k, :]
-    M = out.transpose(2, 3, 1, 0).reshape(B * V, T, 3).astype(np.float64)
+    M = out.transpose(2, 3, 1, 0).reshape(B * V, T, C).astype(np.float64)
     if quirks.gd_skip_first_frame:
         M[:, 0, :] = 0.0
     return M
@@ -156,9 +163,9 @@ def body_sizes(P: np.ndarray, layout: Layout) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def jdd_tables(layout: Layout, quirks: Quirks) -> tuple[np.ndarray, np.ndarray]:
-    """(3, pairs) first and second joints of the JDD pairs per axis, quirk 1 applied."""
+    """(C, pairs) first and second joints of the JDD pairs per axis, quirk 1 applied."""
     pairs = np.array(layout.jdd_pairs)
-    first, second = _per_axis(pairs[:, 0]), _per_axis(pairs[:, 1])
+    first, second = _per_axis(pairs[:, 0], layout.dims), _per_axis(pairs[:, 1], layout.dims)
     for pair, axis, joint in quirks.jdd_axis_sources:   # quirk 1: one axis read from another joint
         second[axis, pair] = joint
     return first, second
@@ -200,13 +207,13 @@ def round2(x: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def lad_tables(layout: Layout, quirks: Quirks, bodies: int) -> tuple[np.ndarray, np.ndarray]:
-    """(3, 3K) first and second joints of the edges a-p, b-p, b-a of the K triplets (p, a, b)."""
+    """(C, 3K) first and second joints of the edges a-p, b-p, b-a of the K triplets (p, a, b)."""
     triplets = np.array(layout.lad_triplets)
     if bodies == 2:
         for index, replacement in quirks.lad_two_body_triplets:   # quirk 3
             triplets[index] = replacement
     p, a, b = triplets.T
-    return _per_axis(np.concatenate([a, b, b])), _per_axis(np.concatenate([p, p, a]))
+    return _per_axis(np.concatenate([a, b, b]), layout.dims), _per_axis(np.concatenate([p, p, a]), layout.dims)
 
 
 def limb_angle_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
@@ -220,7 +227,7 @@ def limb_angle_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUI
 
 
 def descriptor_matrices(X: np.ndarray, layout: Layout, mode: str = "paper") -> dict[str, np.ndarray]:
-    """The four matrices (GD (B*V, T, 3); JDD, ADD, LAD 2-D) of one sequence; FDD is made of images."""
+    """The four matrices (GD (B*V, T, C); JDD, ADD, LAD 2-D) of one sequence; FDD is made of images."""
     quirks = quirks_for(layout, mode)
     planes = coordinate_planes(X, layout)
     return {name: fn(planes, layout, quirks) for name, fn in DESCRIPTOR_FUNCTIONS.items()}
@@ -272,8 +279,14 @@ def encode_gray(M: np.ndarray, img_size: int = DEFAULT_IMG_SIZE) -> np.ndarray:
 
 
 def encode_rgb(M: np.ndarray, img_size: int = DEFAULT_IMG_SIZE) -> np.ndarray:
-    """GD's (rows, frames, 3) matrix -> (img_size, img_size, 3) uint8, each channel scaled on its own."""
+    """GD's (rows, frames, C) matrix -> (img_size, img_size, 3) uint8, each channel scaled on its own.
+
+    A 2D layout's GD (C = 2) is R = x, G = y and B = 0: still an RGB image, so the networks,
+    the PNG files and the loaders stay the same for every layout.
+    """
     planes = np.ascontiguousarray(np.moveaxis(M, -1, 0))   # channel-first: reductions 30x faster
+    if len(planes) < 3:
+        planes = np.concatenate([planes, np.zeros((3 - len(planes),) + planes.shape[1:])])   # constant: scales to 0
     return resize(np.ascontiguousarray(np.moveaxis(scale_to_uint8(planes, axis=(1, 2)), 0, -1)), img_size)
 
 
@@ -316,7 +329,7 @@ def png_bytes(image: np.ndarray, level: int = 1) -> bytes:
 
 
 def degenerate_reason(X: np.ndarray, mode: str = "paper") -> str | None:
-    """Why a (T, V, 3) sequence gives black images, or None. Paper mode keeps the release's
+    """Why a (T, V, C) sequence gives black images, or None. Paper mode keeps the release's
     output for such sequences (callers name them); clean mode refuses them."""
     if X.shape[0] < 2:
         return "1 frame: ADD is empty" + (" and GD is black (its frame 0 is left zero)" if mode == "paper" else "")
@@ -327,9 +340,10 @@ def degenerate_reason(X: np.ndarray, mode: str = "paper") -> str | None:
 
 def descriptor_images(X: np.ndarray, layout: Layout | None = None, mode: str = "paper",
                       img_size: int = DEFAULT_IMG_SIZE) -> dict[str, np.ndarray]:
-    """The five images of a sequence (T, B*V, 3): GD and FDD (H, W, 3), JDD/ADD/LAD (H, W), uint8.
+    """The five images of a sequence (T, B*V, C): GD and FDD (H, W, 3), JDD/ADD/LAD (H, W), uint8.
 
-    ``layout`` defaults to the one that fits the joint count (20/40 NW-UCLA, 25/50 NTU).
+    ``layout`` defaults to the one that fits the joint count (20/40 NW-UCLA, 25/50 NTU, C = 3);
+    any other layout (``skeletons.layouts.load_layout``, C = its ``dims``) is passed explicitly.
     """
     X = np.asarray(X, dtype=np.float64)
     if layout is None:

@@ -1,0 +1,272 @@
+"""Your own skeletons: a dataset folder of plain .npy arrays in any joint layout, 2D or 3D.
+
+    <root>/skeletons/<sample_id>.npy   (T, J, C) one body, or (M, T, J, C) for M = 1 or 2 bodies;
+                                       J and C = the layout's joints and ``dims``; any integer or
+                                       float dtype; read without pickle (allow_pickle=False)
+    <root>/labels.csv                  header ``sample_id,label,split``, one row per sample:
+                                       label 1-based (line of classes.txt), split train or test;
+                                       further columns are allowed and ignored
+    <root>/classes.txt                 one class name per line
+
+Sample ids are letters, digits, '_' and '-' (they become file names and manifest entries).
+A .npy file that labels.csv does not list is not part of the dataset (``unlisted`` names it).
+A sequence is centred on the layout's root joint of body 0 at frame 0, as NTU and NW-UCLA ones are.
+Every problem is a one-line ValueError naming the file (and the line of a text file).
+"""
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+
+from .atomic import atomic_path
+from .datasets import PARTS
+from .layouts import NTU, Layout, shipped_layout
+
+SKELETON_DIR = "skeletons"
+LABELS_FILE = "labels.csv"
+CLASSES_FILE = "classes.txt"
+LABEL_COLUMNS = ("sample_id", "label", "split")
+SAMPLE_ID = re.compile(r"[A-Za-z0-9_-]+")
+MAX_BODIES = 2   # the descriptors' rows are laid out for one or two bodies
+NPY_MAGIC = b"\x93NUMPY"
+
+
+@dataclass(frozen=True)
+class CustomDataset:
+    """What ``read_custom_dataset`` found: samples in labels.csv order, with their labels and splits."""
+    root: Path
+    layout: Layout
+    samples: tuple[str, ...]
+    labels: tuple[int, ...]
+    """1-based class numbers (line numbers of classes.txt)."""
+    splits: tuple[str, ...]
+    class_names: tuple[str, ...]
+    unlisted: tuple[str, ...] = ()
+    """Sample ids with a .npy file but no row in labels.csv (not part of the dataset)."""
+
+    def path(self, sample: str) -> Path:
+        return skeleton_path(self.root, sample)
+
+    def split_samples(self, part: str) -> list[tuple[str, int]]:
+        """(sample id, label) of one part, sorted by sample id (the order descriptor folders index)."""
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
+        return sorted((s, label) for s, label, split in zip(self.samples, self.labels, self.splits) if split == part)
+
+
+def _fail(where: object, problem: str) -> NoReturn:
+    raise ValueError(f"{where}: {problem}")
+
+
+def skeleton_path(root: str | Path, sample: str) -> Path:
+    return Path(root) / SKELETON_DIR / f"{sample}.npy"
+
+
+def read_class_names(path: Path) -> tuple[str, ...]:
+    """classes.txt: one non-empty, distinct name per line (trailing blank lines ignored)."""
+    if not path.is_file():
+        _fail(path, "missing (one class name per line)")
+    lines = path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    names: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        name = line.strip()
+        if not name:
+            _fail(f"{path}:{number}", "empty class name")
+        if name in names:
+            _fail(f"{path}:{number}", f"class {name!r} repeats line {names[name]}")
+        names[name] = number
+    if not names:
+        _fail(path, "no class names")
+    return tuple(names)
+
+
+def read_labels(path: Path, num_classes: int) -> list[tuple[int, str, int, str]]:
+    """labels.csv rows as (line number, sample id, 1-based label, split)."""
+    if not path.is_file():
+        _fail(path, f"missing (columns {','.join(LABEL_COLUMNS)})")
+    rows: list[tuple[int, str, int, str]] = []
+    seen: dict[str, int] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = [column.strip() for column in next(reader, [])]
+        for column in LABEL_COLUMNS:
+            if column not in header:
+                _fail(f"{path}:1", f"missing column {column!r} (the header needs {','.join(LABEL_COLUMNS)})")
+        where = [header.index(column) for column in LABEL_COLUMNS]
+        for fields in reader:
+            line = reader.line_num
+            if not any(field.strip() for field in fields):
+                continue   # blank line
+            if len(fields) != len(header):
+                _fail(f"{path}:{line}", f"{len(fields)} fields, the header has {len(header)}")
+            sample, label, split = (fields[k].strip() for k in where)
+            if not SAMPLE_ID.fullmatch(sample):
+                _fail(f"{path}:{line}", f"sample id {sample!r} may hold only letters, digits, '_' and '-'")
+            if sample in seen:
+                _fail(f"{path}:{line}", f"sample {sample!r} repeats line {seen[sample]}")
+            if not re.fullmatch(r"[0-9]+", label):
+                _fail(f"{path}:{line}", f"label {label!r} is not a class number (1..{num_classes})")
+            if not 1 <= int(label) <= num_classes:
+                _fail(f"{path}:{line}", f"label {int(label)} is out of range 1..{num_classes} "
+                                        f"({CLASSES_FILE} has {num_classes} classes)")
+            if split not in PARTS:
+                _fail(f"{path}:{line}", f"split {split!r} is not {' or '.join(PARTS)}")
+            seen[sample] = line
+            rows.append((line, sample, int(label), split))
+    if not rows:
+        _fail(path, "no samples")
+    return rows
+
+
+def _load_array(path: Path, header_only: bool = False) -> np.ndarray:
+    """np.load without pickle; ``header_only`` maps the file instead of reading it."""
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(len(NPY_MAGIC))
+    except FileNotFoundError:
+        _fail(path, "missing")
+    except OSError as error:
+        _fail(path, f"cannot be read ({error.strerror or error})")
+    if magic != NPY_MAGIC:   # np.load would try such a file as a pickle
+        _fail(path, "not a .npy file (np.save writes them)")
+    try:
+        return np.load(path, mmap_mode="r" if header_only else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "object" in message.lower():
+            _fail(path, "holds Python objects, which are not read (no pickle); save a plain numeric array")
+        _fail(path, f"unreadable .npy file ({message})")
+
+
+def check_array(array: np.ndarray, path: Path, layout: Layout, values: bool = True) -> None:
+    """A one-line ValueError unless ``array`` is (T, J, C) or (M, T, J, C) numbers fitting ``layout``."""
+    shape = tuple(array.shape)
+    expected = f"(T, {layout.num_joints}, {layout.dims}) or (M, T, {layout.num_joints}, {layout.dims})"
+    if array.dtype.kind not in "iuf":
+        _fail(path, f"dtype {array.dtype} is not an integer or float array")
+    if array.ndim not in (3, 4):
+        _fail(path, f"shape {shape} is not {expected}")
+    if shape[-2] != layout.num_joints:
+        _fail(path, f"shape {shape}: {shape[-2]} joints, the {layout.name} layout has {layout.num_joints}")
+    if shape[-1] != layout.dims:
+        _fail(path, f"shape {shape}: {shape[-1]} values per joint, the {layout.name} layout has dims {layout.dims}")
+    if array.ndim == 4 and not 1 <= shape[0] <= MAX_BODIES:
+        _fail(path, f"shape {shape}: {shape[0]} bodies, expected 1 to {MAX_BODIES}")
+    if shape[-3] == 0:
+        _fail(path, f"shape {shape}: no frames")
+    if values and not np.isfinite(array).all():
+        frame = int(np.argwhere(~np.isfinite(array))[0][-3])
+        _fail(path, f"non-finite value (nan or inf) in frame {frame}")
+
+
+def load_custom_sequence(path: str | Path, layout: Layout) -> np.ndarray:
+    """(T, B*V, C) float64 sequence of a sample file: bodies concatenated on the joint axis (body
+    1's joints after body 0's), centred on the layout's root joint of body 0 at frame 0."""
+    path = Path(path)
+    array = _load_array(path)
+    check_array(array, path, layout)
+    bodies = array if array.ndim == 4 else array[None]
+    M, T, J, C = bodies.shape
+    X = np.ascontiguousarray(bodies.transpose(1, 0, 2, 3), dtype=np.float64).reshape(T, M * J, C)
+    return X - X[0, layout.root]
+
+
+def read_custom_dataset(root: str | Path, layout: Layout, check_values: bool = True) -> CustomDataset:
+    """Read and check a dataset folder: classes.txt, labels.csv and the shape of every listed .npy
+    (and, with ``check_values``, that its values are finite: this reads every file once)."""
+    root = Path(root)
+    if not root.is_dir():
+        _fail(root, "no such dataset folder")
+    class_names = read_class_names(root / CLASSES_FILE)
+    rows = read_labels(root / LABELS_FILE, len(class_names))
+    folder = root / SKELETON_DIR
+    if not folder.is_dir():
+        _fail(folder, "missing (one <sample_id>.npy per sample)")
+    files = {p.stem for p in folder.glob("*.npy") if not p.name.startswith(".")}   # hidden: atomic temps
+    for line, sample, _, _ in rows:
+        if sample not in files:
+            _fail(f"{root / LABELS_FILE}:{line}", f"sample {sample!r} has no file {SKELETON_DIR}/{sample}.npy")
+        path = skeleton_path(root, sample)
+        check_array(_load_array(path, header_only=True), path, layout, values=check_values)
+    _, samples, labels, splits = zip(*rows)
+    return CustomDataset(root, layout, samples, labels, splits, class_names,
+                         tuple(sorted(files - set(samples))))
+
+
+def write_custom_dataset(root: str | Path, samples: Mapping[str, np.ndarray], labels: Mapping[str, int],
+                         splits: Mapping[str, str], class_names: list[str] | tuple[str, ...]) -> Path:
+    """Write a dataset folder (each file atomically): samples {id: (T, J, C) or (M, T, J, C) array},
+    labels {id: 1-based class}, splits {id: 'train' | 'test'}. Check it with ``read_custom_dataset``."""
+    root = Path(root)
+    for sample in samples:
+        if not SAMPLE_ID.fullmatch(sample):
+            _fail("samples", f"sample id {sample!r} may hold only letters, digits, '_' and '-'")
+        for name, table in (("labels", labels), ("splits", splits)):
+            if sample not in table:
+                _fail(name, f"no entry for sample {sample!r}")
+    for sample, array in samples.items():
+        with atomic_path(skeleton_path(root, sample), suffix=".npy", make_parents=True) as tmp:
+            np.save(tmp, np.asarray(array), allow_pickle=False)
+    rows = [",".join(LABEL_COLUMNS)] + [f"{s},{int(labels[s])},{splits[s]}" for s in sorted(samples)]
+    for name, lines in ((LABELS_FILE, rows), (CLASSES_FILE, list(class_names))):
+        with atomic_path(root / name) as tmp:
+            tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return root
+
+
+# ---------------------------------------------------------------- NTU 3D -> COCO-17 2D (test data)
+
+FOCAL_LENGTH = 1000.0               # pixels: a pinhole camera near the Kinect v2 colour camera's
+PRINCIPAL_POINT = (960.0, 540.0)    # pixels: the centre of a 1920 x 1080 image
+EYE_OFFSET = (0.03, 0.02)           # metres from the head joint: sideways, up
+EAR_OFFSET = 0.075                  # metres from the head joint, sideways
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    length = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.divide(v, length, out=np.zeros_like(v), where=length > 0)   # untracked: stays zero
+
+
+def ntu_to_coco3d(ntu: np.ndarray) -> np.ndarray:
+    """(..., 25, 3) NTU camera-space joints -> (..., 17, 3) COCO-17 keypoints in the same space.
+
+    Joints COCO shares with Kinect (shoulders, elbows, wrists, hips, knees, ankles) are copied by
+    name; the nose is Kinect's head joint (the head's centre, close to the nose in the image);
+    eyes and ears, which Kinect lacks, are put beside the head joint along the shoulder line
+    (eyes 3 cm sideways and 2 cm up along neck -> head, ears 7.5 cm sideways).
+    """
+    ntu = np.asarray(ntu, dtype=np.float64)
+    if ntu.ndim < 2 or ntu.shape[-2:] != (NTU.num_joints, 3):
+        raise ValueError(f"expected NTU joints (..., {NTU.num_joints}, 3), not shape {ntu.shape}")
+    joint = {name: ntu[..., k, :] for k, name in enumerate(NTU.joints)}
+    head = joint["head"]
+    side = _unit(joint["left_shoulder"] - joint["right_shoulder"])   # towards the body's left
+    up = _unit(head - joint["neck"])
+    eye_side, eye_up = EYE_OFFSET
+    made = {"nose": head, "left_eye": head + eye_side * side + eye_up * up,
+            "right_eye": head - eye_side * side + eye_up * up,
+            "left_ear": head + EAR_OFFSET * side, "right_ear": head - EAR_OFFSET * side}
+    # an untracked frame (all zeros) has zero side and up vectors, so its made joints stay zero too
+    return np.stack([made[name] if name in made else joint[name] for name in shipped_layout("coco17").joints], axis=-2)
+
+
+def project(points: np.ndarray) -> np.ndarray:
+    """(..., 3) camera-space points (z = depth > 0, y up) -> (..., 2) pixels (u right, v down),
+    pinhole camera: u = cx + f x / z, v = cy - f y / z. Points with z <= 0 (untracked) become (0, 0)."""
+    x, y, z = np.moveaxis(np.asarray(points, dtype=np.float64), -1, 0)
+    seen = z > 0
+    safe_z = np.where(seen, z, 1.0)
+    uv = np.stack([PRINCIPAL_POINT[0] + FOCAL_LENGTH * x / safe_z, PRINCIPAL_POINT[1] - FOCAL_LENGTH * y / safe_z], -1)
+    return np.where(seen[..., None], uv, 0.0)
+
+
+def ntu_to_coco2d(ntu: np.ndarray) -> np.ndarray:
+    """(..., 25, 3) NTU camera-space joints (e.g. ``read_skeleton(path)["skel_body0"]``, before any
+    centring: projection needs the depth) -> (..., 17, 2) COCO-17 image keypoints."""
+    return project(ntu_to_coco3d(ntu))
