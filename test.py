@@ -36,7 +36,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add(p, "loader_workers")
     p.add_argument("--priority", help="vote tie-break order, most trusted first, e.g. all,GD,FDD,JDD,ADD,LAD")
     p.add_argument("--out", help="folder for results JSON / PNG / paper table (default: -ckpt)")
-    p.add_argument("--paper-table", action="store_true", help="tabulate every results JSON in -ckpt and --out")
+    p.add_argument("--paper-table", action="store_true",
+                   help="tabulate every results JSON in -ckpt and --out in the paper's layout (this project's "
+                        "figures only; the paper's published numbers are not included)")
     return p
 
 
@@ -123,7 +125,8 @@ def write_outputs(args: argparse.Namespace, doc: dict, rows: list) -> tuple[Path
     best = next(r for r in rows if r.key == doc["best_honest_row"])
     png = out / f"{stem}{ev.CONFUSION_SUFFIX}"
     doc["confusion_png"] = {"path": str(png), "row": best.key}
-    ev.write_confusion_png(png, best.pred, doc["samples"]["label"], doc["class_names"],
+    labels0 = [label - 1 for label in doc["samples"]["label"]]   # the JSON's labels are 1-based
+    ev.write_confusion_png(png, best.pred, labels0, doc["class_names"],
                            f"{args.dataset} {args.protocol}: {best.label}")
     json_path = out / f"{stem}{ev.RESULTS_SUFFIX}"
     ev.write_json(json_path, doc)
@@ -138,7 +141,8 @@ def paper_table(args: argparse.Namespace) -> None:
     table = ev.paper_table([ev.load_results(f) for f in files])
     target = Path(args.out or args.ckpt) / ev.PAPER_TABLE_NAME
     write_text_atomic(target, table, make_parents=True)
-    print(table + f"\n(top-1 %, from {len(files)} results files; written to {target})")
+    print(table + f"\n(top-1 % of the checkpoints evaluated here, from {len(files)} results files; these are this "
+                  f"project's figures only, not the paper's published numbers; written to {target})")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -65,7 +65,7 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 100) -> Path:
     """Save as PNG atomically and close the figure."""
     path = Path(path)
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, make_parents=True) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi)
     finally:
         plt.close(fig)

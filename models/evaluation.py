@@ -1,7 +1,8 @@
 """Evaluation: metrics, fusion rules, the release's oracle, results JSON, confusion PNG, paper table.
 
 Everything here is a pure function of numpy arrays (logits, predictions, labels) or of results
-files, so it is tested without networks. Labels and predictions are 0-based class indices.
+files, so it is tested without networks. In memory, labels and predictions are 0-based class
+indices (tensor positions); the results JSON writes them 1-based, as the files name classes.
 
 Rows of a results table (``Row``) each hold one prediction per test sample; the release's rule
 ("voting and priority score selection", docs/METHOD.md §6) is kept as a row too, but it reads the true
@@ -28,6 +29,8 @@ TOP_K = 5
 RESULTS_SUFFIX = "_results.json"
 CONFUSION_SUFFIX = "_confusion.png"
 PAPER_TABLE_NAME = "paper_table.md"
+LABELS_NOTE = ("samples.label and predictions are 1-based class labels, as in the image names and manifests: "
+               "class_names[label - 1] names them")
 
 
 # --------------------------------------------------------------------------- metrics
@@ -255,13 +258,15 @@ def results_document(rows: Sequence[Row], labels: np.ndarray, sample_ids: Sequen
     per-sample predictions aligned with ``samples``."""
     labels = np.asarray(labels)
     metrics = [r.metrics(labels, num_classes) for r in rows]
+    # Labels and predictions as the files name them: 1-based (image names, manifests, NTU's A001).
     return {**info,
             "num_classes": num_classes,
             "num_samples": int(labels.size),
+            "labels": LABELS_NOTE,
             "rows": metrics,
             "best_honest_row": best_honest(metrics)["key"],
-            "samples": {"sample": list(sample_ids), "label": labels.tolist()},
-            "predictions": {r.key: np.asarray(r.pred).tolist() for r in rows}}
+            "samples": {"sample": list(sample_ids), "label": (labels + 1).tolist()},
+            "predictions": {r.key: (np.asarray(r.pred) + 1).tolist() for r in rows}}
 
 
 def results_json_text(doc: dict) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 import time
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from skeletons.atomic import write_text_atomic
 from skeletons.datasets import get_dataset
+from skeletons.paths import FUSION
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
@@ -49,6 +51,13 @@ def make_scheduler(optimizer: torch.optim.Optimizer, dataset: str) -> torch.opti
 def soft_targets(labels: torch.Tensor, num_classes: int, on: float = SOFT_ON, off: float = SOFT_OFF) -> torch.Tensor:
     targets = torch.full((labels.shape[0], num_classes), off, device=labels.device)
     return targets.scatter_(1, labels[:, None], on)
+
+
+def soft_target_floor(num_classes: int, on: float = SOFT_ON, off: float = SOFT_OFF) -> float:
+    """The lowest loss the release's soft targets allow: they do not sum to 1, so the cross-entropy
+    is smallest at q = t / sum(t), where it is -sum(t log q) (26.5 for 60 classes, not 0)."""
+    total = on + off * (num_classes - 1)
+    return -(on * math.log(on / total) + off * (num_classes - 1) * math.log(off / total))
 
 
 class SoftTargetCrossEntropy(nn.Module):
@@ -638,6 +647,11 @@ def fit(args) -> dict:
         log(f"training {prefix}: {len(fit_set)} train / {len(test_set)} test images"
             f"{f' / {len(val_set)} held out' if val_set is not None else ''}, {num_classes} classes, "
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {info.world_size} process(es) on {device}")
+        if args.label_smoothing is None:
+            heads = 8 if args.desc == FUSION else 1
+            log(f"note: the loss is a cross-entropy against the release's soft targets (0.8 / 0.1, which do not "
+                f"sum to 1): its floor is {heads * soft_target_floor(num_classes):.1f}, not 0"
+                + (" (Fuse5 sums 8 such losses)" if heads > 1 else ""))
 
         for epoch in range(start, args.epochs + 1):
             sampler.set_epoch(epoch)

@@ -145,7 +145,8 @@ def test_results_document_png_and_paper_table(tmp_path):
     assert back == json.loads(json.dumps(doc))                  # the compact layout is plain JSON
     assert len(path.read_text().splitlines()) < 40              # not one line per prediction
     assert [m["key"] for m in back["rows"]] == [r.key for r in rows]
-    assert back["predictions"]["GD"] == [0, 1, 2, 0] and back["samples"]["sample"] == ["a", "b", "c", "d"]
+    assert back["predictions"]["GD"] == [1, 2, 3, 1] and back["samples"]["sample"] == ["a", "b", "c", "d"]
+    assert back["samples"]["label"] == (np.asarray(labels) + 1).tolist() and "1-based" in back["labels"]
     assert back["best_honest_row"] == "ADD"   # last prediction i % 3 == 2 only for ADD: 100 %
     png = tmp_path / "cm.png"
     ev.write_confusion_png(png, rows[1].pred, labels, ["x", "y", "z"], "t")

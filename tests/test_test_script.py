@@ -93,7 +93,7 @@ def test_results_json_holds_every_row_and_matches_direct_computation(tiny_run):
     assert {f"{FUSION}.g12", f"{FUSION}.g345", "mean_softmax.singles", "mean_softmax.singles+all", "vote"} <= set(keys)
     assert [f"{FUSION}.single.{d}" in keys for d in FUSION_ORDER] == [True] * 5
     assert keys[-1] == "oracle" and doc["rows"][-1]["label"] == ev.ORACLE_LABEL and not doc["rows"][-1]["honest"]
-    labels = np.array(doc["samples"]["label"])
+    labels = np.array(doc["samples"]["label"]) - 1   # the JSON's labels are 1-based, as the image names
     n = len(DescriptorImages(desc_root, "ucla", None, "test", "GD"))
     assert labels.size == n == doc["num_samples"] and len(doc["samples"]["sample"]) == n and not doc["missing"]
     assert set(doc["predictions"]) == set(keys) and all(len(p) == n for p in doc["predictions"].values())
@@ -105,7 +105,7 @@ def test_results_json_holds_every_row_and_matches_direct_computation(tiny_run):
     rows = {r["key"]: r for r in doc["rows"]}
     logits = {m: direct_logits(root, desc_root, m) for m in list(DESCRIPTORS) + [FUSION]}
     for name, z in logits.items():
-        np.testing.assert_array_equal(doc["predictions"][name], z.argmax(1))
+        np.testing.assert_array_equal(np.array(doc["predictions"][name]) - 1, z.argmax(1))
         assert rows[name]["top1"] == pytest.approx((z.argmax(1) == labels).mean())
         assert rows[name]["top5"] == pytest.approx(ev.topk_correct(z, labels, 5).mean())
         present = np.unique(labels)
@@ -113,7 +113,7 @@ def test_results_json_holds_every_row_and_matches_direct_computation(tiny_run):
         assert [rows[name]["per_class"][c] for c in present] == pytest.approx(per_class)
         assert rows[name]["mean_class"] == pytest.approx(np.mean(per_class))
     fused = np.mean([ev.softmax(logits[d]) for d in DESCRIPTORS], axis=0)
-    np.testing.assert_array_equal(doc["predictions"]["mean_softmax.singles"], fused.argmax(1))
+    np.testing.assert_array_equal(np.array(doc["predictions"]["mean_softmax.singles"]) - 1, fused.argmax(1))
     any_right = np.any([logits[d].argmax(1) == labels for d in DESCRIPTORS], axis=0)
     assert rows["oracle"]["top1"] == pytest.approx(any_right.mean())
 
@@ -206,13 +206,13 @@ def test_release_format_state_dicts_load_and_evaluate(reference_dir, tmp_path):
                        "-ckpt", str(ckpt), "--workers", "0") == 0
     doc = json.loads((ckpt / f"ntu60_csub_all_best{ev.RESULTS_SUFFIX}").read_text())
     assert {n: c["kind"] for n, c in doc["checkpoints"].items()} == {"GD": "release", FUSION: "release"}
-    assert doc["samples"]["label"] == [2, 40] and doc["num_classes"] == 60
+    assert doc["samples"]["label"] == [3, 41] and doc["num_classes"] == 60   # as the image names say
     assert [r["key"] for r in doc["rows"]][:2] == ["GD", FUSION]
     model, _ = load_model(checkpoint_path(ckpt, "ntu60", "csub", "GD"), desc="GD", num_classes=60)
     images = torch.stack([x for x, _ in DescriptorImages(tmp_path / "desc", "ntu60", "csub", "test", "GD")])
     with torch.inference_mode():
         expected = model(images).argmax(1)
-    assert doc["predictions"]["GD"] == expected.tolist()
+    assert doc["predictions"]["GD"] == (expected + 1).tolist()
 
 
 def test_checkpoints_that_do_not_fit_the_images_are_refused(tiny_run, tmp_path, capsys):

@@ -189,3 +189,14 @@ def test_training_on_demo_descriptors(request, tmp_path):
     history = fit(args)["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert load_checkpoint(tmp_path / "ucla_all_last.tar").settings["img_size"] == 32
+
+
+def test_soft_target_loss_floor_is_what_the_demo_prints():
+    """The release's targets do not sum to 1: no prediction brings the loss below this floor."""
+    from models.training import soft_target_floor
+    labels = torch.tensor([3])
+    criterion = make_criterion()
+    best = torch.log(soft_targets(labels, 60) / soft_targets(labels, 60).sum())   # logits of q = t / sum(t)
+    assert criterion(best, labels).item() == pytest.approx(soft_target_floor(60), rel=1e-6)
+    assert criterion(best + 0.01 * torch.randn(1, 60), labels).item() > soft_target_floor(60)
+    assert 26 < soft_target_floor(60) < 27
