@@ -19,6 +19,15 @@ sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("IMDAR_SHARED", REPO.parent / "shared"))
 
 
+def load_script(name: str):
+    """Import a top-level script by path ("test" is also a standard-library package name)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real sample data not found at {path} (set IMDAR_SHARED to the shared/ folder)")

@@ -2,7 +2,6 @@
 errors, the paper table, and full-size release-format state dicts."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 
 from descriptors.dataset import DescriptorImages, write_synthetic_split
@@ -20,14 +20,6 @@ from models.networks import build_model
 from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, checkpoint_path, descriptor_dir, image_name
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    """Import a top-level script by path ("test" is also a standard-library package name)."""
-    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 test_script, train_script = load_script("test"), load_script("train")
