@@ -27,8 +27,9 @@ from tqdm import tqdm
 from skeletons import cli
 from skeletons.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
 from skeletons.bodies import clean_sequence
-from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
-from skeletons.layouts import Layout, layout_for_joints
+from skeletons.custom import load_custom_sequence
+from skeletons.datasets import CUSTOM, check_protocol, get_dataset, label_of, sample_id, scan_split_folder
+from skeletons.layouts import Layout, layout_for_joints, layout_record
 from skeletons.locks import LockHeldError, folder_lock
 from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton
 from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name, split_lock_path, split_sources_path
@@ -47,7 +48,7 @@ def _ntu_dict(path: Path) -> dict:
     return load_skeleton_npy(path) if path.name.endswith(".npy") else read_skeleton(path)
 
 
-def _ntu_sequence(path: Path, mode: str) -> np.ndarray:
+def _ntu_sequence(path: Path, mode: str, layout: Layout | None) -> np.ndarray:
     data = _ntu_dict(path)
     if len(data["skel_body0"]) == 0:
         raise ValueError(f"{path}: no frames")
@@ -55,17 +56,38 @@ def _ntu_sequence(path: Path, mode: str) -> np.ndarray:
     return (paper_sequence if mode == "paper" else clean_sequence)(data)
 
 
-def _ucla_sequence(path: Path, mode: str) -> np.ndarray:
+def _ucla_sequence(path: Path, mode: str, layout: Layout | None) -> np.ndarray:
     return ucla_sequence(path)  # one body per file: nothing to select in either mode
 
 
-SEQUENCE_READERS = {".skeleton": _ntu_sequence, ".skeleton.npy": _ntu_sequence, ".json": _ucla_sequence}
+def _custom_sequence(path: Path, mode: str, layout: Layout | None) -> np.ndarray:
+    if layout is None:
+        raise ValueError(f"{path}: a custom sample is read with its layout (--layout)")
+    return load_custom_sequence(path, layout)   # its bodies as given, in either mode
 
 
-def check_sequence(X: np.ndarray, path: str | Path) -> np.ndarray:
-    """The sequence if the descriptors can use it, else ValueError naming the file and the problem."""
-    if X.ndim != 3 or X.shape[-1] != 3:
-        raise ValueError(f"{path}: sequence has shape {X.shape}, expected (frames, joints, 3)")
+# A dataset's ``reader`` (skeletons/datasets.py) -> how its sample files become sequences.
+SEQUENCE_READERS = {"ntu": _ntu_sequence, "ucla": _ucla_sequence, "custom": _custom_sequence}
+# What a file's name says it holds, for a file no dataset vouches for (visualize.py without --layout).
+FILE_READERS = {".skeleton": "ntu", ".skeleton.npy": "ntu", ".json": "ucla"}
+
+
+def file_reader(path: str | Path) -> str:
+    """The reader a sample file's name calls for: ntu (.skeleton, .skeleton.npy) or ucla (.json)."""
+    name = Path(path).name
+    reader = next((r for suffix, r in FILE_READERS.items() if name.endswith(suffix)), None)
+    if reader is None:
+        raise ValueError(f"{path}: unknown sample file type (expected {', '.join(FILE_READERS)}; a custom "
+                         f".npy sample is read with --layout)")
+    return reader
+
+
+def check_sequence(X: np.ndarray, path: str | Path, layout: Layout | None = None) -> np.ndarray:
+    """The sequence if the descriptors can use it, else ValueError naming the file and the problem.
+    With ``layout`` the sequence must be one or two of its bodies; without, an NTU or NW-UCLA one."""
+    dims = 3 if layout is None else layout.dims
+    if X.ndim != 3 or X.shape[-1] != dims:
+        raise ValueError(f"{path}: sequence has shape {X.shape}, expected (frames, joints, {dims})")
     if X.shape[0] == 0:
         raise ValueError(f"{path}: no frames")
     if not np.isfinite(X).all():
@@ -74,24 +96,29 @@ def check_sequence(X: np.ndarray, path: str | Path) -> np.ndarray:
     if largest > MAX_COORDINATE:
         raise ValueError(f"{path}: coordinate {largest:.3g} is beyond +-{MAX_COORDINATE:.0e} (a corrupt value?); "
                          "the descriptors would overflow")
-    layout_for_joints(X.shape[1])
+    if layout is None:
+        layout_for_joints(X.shape[1])
+    elif X.shape[1] not in (layout.num_joints, 2 * layout.num_joints):
+        raise ValueError(f"{path}: {X.shape[1]} joints, not one or two bodies of the {layout.name} layout "
+                         f"({layout.num_joints} joints)")
     return X
 
 
-def load_sequence(path: str | Path, mode: str = "paper") -> np.ndarray:
-    """A raw sample (.skeleton, .skeleton.npy or NW-UCLA .json) -> the (T, V, 3) sequence of ``mode``."""
+def load_sequence(path: str | Path, mode: str = "paper", reader: str | None = None,
+                  layout: Layout | None = None) -> np.ndarray:
+    """A sample file -> the (T, V, C) sequence of ``mode``. ``reader`` is the dataset's (ntu, ucla,
+    custom); without it the file's name decides (.skeleton, .skeleton.npy: NTU; .json: NW-UCLA).
+    ``layout`` is the dataset's: a custom sample is read with it, and every sequence must fit it."""
     path = Path(path)
     if mode not in MODES:
         raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
-    suffix = next((s for s in SEQUENCE_READERS if path.name.endswith(s)), None)
-    if suffix is None:
-        raise ValueError(f"{path}: unknown sample file type (expected {', '.join(SEQUENCE_READERS)})")
+    reader = reader or file_reader(path)
     try:
-        X = np.asarray(SEQUENCE_READERS[suffix](path, mode), dtype=np.float64)
+        X = np.asarray(SEQUENCE_READERS[reader](path, mode, layout), dtype=np.float64)
     except (ValueError, KeyError, IndexError) as error:   # name the file in every message
         message = str(error) or type(error).__name__
         raise ValueError(message if str(path) in message else f"{path}: {message}") from None
-    return check_sequence(X, path)
+    return check_sequence(X, path, layout)
 
 
 # ---------------------------------------------------------------- writing one sample
@@ -106,6 +133,7 @@ class Job:
     """What every worker needs to turn one sample into its five images."""
     folders: dict[str, Path]
     layout: Layout
+    reader: str                # the dataset's: how a sample file becomes a sequence
     mode: str = "paper"
     img_size: int = DEFAULT_IMG_SIZE
     png_level: int = DEFAULT_PNG_LEVEL
@@ -130,7 +158,7 @@ def process_sample(job: Job, item: Item) -> Outcome:
     """Five images of one sample, written; or a failure with its reason."""
     sample = sample_id(item.path)
     try:
-        X = load_sequence(item.path, job.mode)
+        X = load_sequence(item.path, job.mode, job.reader, job.layout)
         degenerate = degenerate_reason(X, job.mode)
         if degenerate and job.mode != "paper":
             raise ValueError(f"{degenerate} (clean mode refuses such sequences; paper mode keeps them)")
@@ -187,11 +215,13 @@ def check_settings(folders: dict[str, Path], wanted: dict, overwrite: bool) -> N
         found = record or provenance.read_legacy_settings(folder)
         if found is None:
             continue
-        differ = provenance.differences(
-            found, wanted, provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS if record else ()))
+        fields = provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS if record else ())
+        here = {**wanted, "descriptor": desc}
+        differ = [f"{k}: {found[k]} (this run: {here[k]})" for k in fields
+                  if found.get(k) is not None and here.get(k) is not None and found[k] != here[k]]
         if differ:
-            raise ValueError(f"{folder}: made with {'; '.join(d.replace(' -> ', ' (this run: ') + ')' for d in differ)}"
-                             f"; rerun with --overwrite to replace its images, or use another -despth")
+            raise ValueError(f"{folder}: made with {'; '.join(differ)}; rerun with --overwrite to replace its "
+                             f"images, or use another -despth")
 
 
 @dataclass
@@ -340,16 +370,17 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
         raise ValueError(f"--img-size must be >= 1 and --png-level 0..9 (got {img_size}, {png_level})")
     protocol = check_protocol(dataset, protocol)
     scan = scan_split_folder(seq_dir, dataset, protocol, part)
+    ds = get_dataset(dataset)
     if not scan.paths and not scan.problems:
-        suffix = get_dataset(dataset).seq_suffix
-        hint = " (run txt2npy.py first?)" if suffix.endswith(".npy") else ""
-        raise ValueError(f"{seq_dir}: no {suffix} files of the {dataset} {protocol} {part} split{hint}")
+        hint = " (run txt2npy.py first?)" if ds.reader == "ntu" else ""
+        raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {dataset} {protocol} {part} split{hint}")
     folders = {desc: descriptor_dir(out_root, dataset, desc, part, protocol) for desc in DESCRIPTORS}
     summary = Summary(f"{dataset} {protocol} {part}", folders, total=len(scan.paths) + len(scan.problems))
     summary.failed += [(str(path), reason) for path, reason in scan.problems]
     items = [Item(i, p, label_of(sample_id(p), dataset)) for i, p in enumerate(scan.paths)]
     sources = {sample_id(item.path): _source_stat(item.path) for item in items}
-    fields = {"dataset": dataset, "protocol": protocol, "part": part, "mode": mode, "img_size": img_size}
+    fields = {"dataset": dataset, "protocol": protocol, "part": part, "mode": mode, "img_size": img_size,
+              "layout": layout_record(ds.layout)}
     Path(out_root).mkdir(parents=True, exist_ok=True)
     sources_path = split_sources_path(out_root, dataset, part, protocol)
     with folder_lock(split_lock_path(out_root, dataset, part, protocol), wait=wait, on_wait=on_wait):
@@ -370,7 +401,7 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
         summary.removed = len(removed - {image_name(item.index, item.label) for item in plan.compute})
         out.flush(complete=False)
         summary.skipped, summary.renamed = len(plan.keep) + len(plan.move), len(plan.move)
-        job = Job(folders, get_dataset(dataset).layout, mode, img_size, png_level)
+        job = Job(folders, ds.layout, ds.reader, mode, img_size, png_level)
         workers = max(1, min(workers or os.cpu_count() or 1, len(plan.compute) or 1))
         with tqdm(total=len(plan.compute), unit="sample", disable=not progress, desc=summary.split) as bar:
             for outcome in _run(partial(process_sample, job), plan.compute, workers, len(plan.compute)):
@@ -399,14 +430,19 @@ def _run(task, items, workers: int, total: int):
 # ---------------------------------------------------------------- command line
 
 def build_parser(datasets: tuple[str, ...], doc: str | None = None) -> argparse.ArgumentParser:
-    """The README's flags (each also in the double-dash form); NW-UCLA (one dataset) needs no -d or -p."""
+    """The README's flags (each also in the double-dash form); NW-UCLA (one dataset) needs no -d or -p,
+    a custom dataset its --data and --layout instead of -dspath."""
     parser = cli.parser(doc or "Turn a split's skeleton sequences into the five descriptor image folders "
                                "(GD, JDD, ADD, LAD, FDD).")
     single = len(datasets) == 1
     cli.add(parser, "dataset", choices=datasets, required=not single, default=datasets[0] if single else None)
-    if get_dataset(datasets[0]).name != "ucla":
-        cli.add(parser, "protocol")
-    cli.add(parser, "dspath")
+    if datasets == (CUSTOM,):
+        cli.add(parser, "data", required=True)
+        cli.add(parser, "layout", required=True)
+    else:
+        if len(get_dataset(datasets[0]).protocols) > 1:
+            cli.add(parser, "protocol")
+        cli.add(parser, "dspath")
     cli.add(parser, "despth")
     cli.add(parser, "part", required=True)
     cli.add(parser, "mode")
@@ -425,8 +461,10 @@ def build_parser(datasets: tuple[str, ...], doc: str | None = None) -> argparse.
 def main(argv: list[str] | None, datasets: tuple[str, ...], doc: str | None = None) -> int:
     args = build_parser(datasets, doc).parse_args(argv)
     try:
+        cli.setup_dataset(args)
+        ds = get_dataset(args.dataset)
         protocol = cli.default_protocol(args.dataset, getattr(args, "protocol", None))
-        seq_dir = args.dspath or get_dataset(args.dataset).seq_dir
+        seq_dir = getattr(args, "dspath", None) or ds.seq_dir
         summary = extract_split(args.dataset, protocol, args.part, seq_dir, args.despth, mode=args.mode,
                                 workers=args.workers, img_size=args.img_size, png_level=args.png_level,
                                 overwrite=args.overwrite, progress=not args.no_progress, wait=args.wait,
@@ -435,4 +473,8 @@ def main(argv: list[str] | None, datasets: tuple[str, ...], doc: str | None = No
         print(f"error: {error}", file=sys.stderr)
         return 2
     print("\n".join(summary.lines()))
+    if ds.custom is not None and ds.custom.unlisted:
+        unlisted = ds.custom.unlisted
+        print(f"  note: {len(unlisted)} file(s) in {seq_dir} not listed in labels.csv, not used "
+              f"(first: {unlisted[0]}.npy)")
     return 0 if summary.ok else 1

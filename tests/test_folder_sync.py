@@ -268,3 +268,12 @@ def test_clean_images_give_a_clean_checkpoint_and_clean_predictions(seq, tmp_pat
         provenance.read_record(descriptor_dir(out, "ucla", "GD", "train"))["fingerprint"]
     result = predict_file(seq / "a01_s01_e00_v03.json", ckpt, "ucla", desc="GD")
     assert result.mode == "clean" and result.images["GD"].shape[:2] == (SIZE, SIZE)
+
+
+def test_a_folder_whose_record_names_another_descriptor_is_not_written_into(made, seq):
+    jdd, gd = (descriptor_dir(made, "ucla", d, "train") for d in ("JDD", "GD"))
+    shutil.copy(provenance.record_path(jdd), provenance.record_path(gd))
+    with pytest.raises(ValueError, match="ucla_GD_train: made with descriptor: JDD .this run: GD.*--overwrite"):
+        extract(seq, made)
+    assert extract(seq, made, overwrite=True).written == 42
+    assert provenance.read_record(gd)["descriptor"] == "GD"
