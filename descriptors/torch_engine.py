@@ -1,0 +1,478 @@
+"""The five descriptor images in torch: many sequences of different lengths at once, on CPU or CUDA.
+
+Same pixels as ``descriptors.core.descriptor_images`` (numpy + Pillow), sample by sample.
+
+Layout: the frames of all samples are packed end to end (F = sum of lengths, no padding), each
+frame with two bodies' joints when any sample of the batch has two (body 1 zero where absent), so
+one- and two-body samples mix. Every step runs on the whole pack; per-sample facts (start, length,
+body count) reach the frames by an owner index, and masks keep absent rows and ADD's last frame
+out of the min-max scaling. Coordinates are planes (C, V, F, B), C = ``layout.dims`` (3, or 2 for
+image keypoints): gathers of joints select contiguous slabs.
+
+Exactness rests on doing the numpy engine's float operations in its order and precision (float32
+for GD's graph filter, float64 elsewhere; +, -, *, / and sqrt are correctly rounded) and on three
+replacements:
+- LAD's Python ``round(x, 2)``: decided exactly from x * 100 and its rounding error (Dekker's
+  two-product), not from long double;
+- LAD's arccos: its argument is k / 100 for an integer k, so it is a 201-entry table made by numpy;
+- Pillow's BICUBIC resize: the same fixed-point coefficients (``pillow_coefficients``) in the same
+  pass order, each pass a weighted sum of gathered rows (``embedding_bag``) in float64. Every
+  product and partial sum is an integer below 2^31, so the sums are exact in any order and equal
+  Pillow's int32 sums.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import PIL
+import torch
+import torch.nn.functional as F
+
+from descriptors.core import (DEFAULT_IMG_SIZE, GRAY_DESCRIPTORS, Quirks, adjacency_terms, jdd_tables,
+                              lad_tables, quirks_for)
+from skeletons.layouts import Layout, layout_for_joints
+from skeletons.paths import DESCRIPTORS
+
+# Pillow's fixed point (libImaging/Resample.c): 8 bits of result, 2 of headroom in an int32.
+PRECISION_BITS = 32 - 8 - 2
+BICUBIC_SUPPORT = 2.0
+BICUBIC_A = -0.5
+PILLOW_MAJOR = int(PIL.__version__.split(".")[0])   # the pass order changed in Pillow 13
+BANK_STEP = 64   # coefficient banks cover input sizes up to a multiple of this
+# Samples per step on the CPU: a big batch's temporaries leave the caches (and on some VMs cost a
+# page fault per 4 KiB); 32 was the fastest per sample (16-64 within 15 %, 256 half as fast).
+CPU_CHUNK = 32
+
+
+# ---------------------------------------------------------------- packing
+
+class Pack(NamedTuple):
+    """A batch of sequences, frames packed end to end, on one device."""
+    X: torch.Tensor        # (F, Bmax * V, C) float64; body 1 zero for one-body samples
+    lengths: torch.Tensor  # (N,) frames of each sample
+    bodies: torch.Tensor   # (N,) 1 or 2
+    starts: torch.Tensor   # (N,) first packed frame of each sample
+    owner: torch.Tensor    # (F,) sample of each packed frame
+    layout: Layout
+
+
+def pack_batch(sequences: Sequence[np.ndarray | torch.Tensor], layout: Layout | None = None,
+               device: str | torch.device = "cpu") -> Pack:
+    """Sequences (T_i >= 1, B_i * V, C) -> their ``Pack`` on ``device`` (built on the host, one transfer).
+    ``layout`` defaults to the one that fits the first sequence's joint count (NTU or NW-UCLA, C = 3)."""
+    arrays = [s.detach().cpu().numpy() if isinstance(s, torch.Tensor) else np.asarray(s) for s in sequences]
+    if not arrays:
+        raise ValueError("no sequences to batch")
+    if layout is None:
+        layout, _ = layout_for_joints(arrays[0].shape[1] if arrays[0].ndim == 3 else 0)
+    V, C = layout.num_joints, layout.dims
+    for k, a in enumerate(arrays):
+        if a.ndim != 3 or a.shape[2] != C or a.shape[1] not in (V, 2 * V) or a.shape[0] == 0:
+            raise ValueError(f"sequence {k} of shape {a.shape} does not fit the {layout.name} layout "
+                             f"(expected (T >= 1, {V} or {2 * V}, {C}))")
+    lengths = np.array([a.shape[0] for a in arrays])
+    bodies = np.array([a.shape[1] // V for a in arrays])
+    starts = np.cumsum(lengths) - lengths
+    X = np.zeros((lengths.sum(), bodies.max() * V, C))
+    for a, start in zip(arrays, starts):
+        X[start:start + len(a), :a.shape[1]] = a
+    owner = np.repeat(np.arange(len(arrays)), lengths)
+    as_tensor = lambda a: torch.from_numpy(a).to(device)   # noqa: E731
+    return Pack(as_tensor(X), as_tensor(lengths), as_tensor(bodies), as_tensor(starts), as_tensor(owner), layout)
+
+
+def _planes(X: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """(F, B*V, C) -> (C, V, F, B): coordinate planes, joints on a leading axis (gathers copy slabs)."""
+    frames, joints, C = X.shape
+    return X.reshape(frames, joints // layout.num_joints, layout.num_joints, C).permute(3, 2, 0, 1).contiguous()
+
+
+def _max_bodies(pack: Pack) -> int:
+    return pack.X.shape[1] // pack.layout.num_joints
+
+
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(array), device=device)
+
+
+# ---------------------------------------------------------------- the four matrices
+
+def _sqrt_(x: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded square root, in place. torch's CPU kernel is not (about 1 % of float64
+    results are 1 ulp off with its AVX-512 kernel), numpy's is; CUDA's double sqrt is IEEE
+    round-to-nearest."""
+    if x.device.type == "cpu":
+        np.sqrt(x.numpy(), out=x.numpy())
+        return x
+    return x.sqrt_()
+
+
+def _norm(difference: Callable[[int], torch.Tensor], dims: int) -> torch.Tensor:
+    """Euclidean norm of the differences ``difference(axis)`` (fresh tensors) of axes x, y(, z),
+    summed in that order as the numpy engine does; one axis at a time keeps temporaries small."""
+    total = None
+    for axis in range(dims):
+        d = difference(axis)
+        d.mul_(d)
+        total = d if total is None else total.add_(d)
+    return _sqrt_(total)
+
+
+def _distances(P: torch.Tensor, first: np.ndarray, second: np.ndarray) -> torch.Tensor:
+    """(n, ...) distances between joints ``first`` and ``second`` ((C, n): the joint read on each
+    axis) of planes P (C, V, ...)."""
+    first, second = _tensor(first, P.device), _tensor(second, P.device)
+    return _norm(lambda a: P[a].index_select(0, first[a]).sub_(P[a].index_select(0, second[a])), len(P))
+
+
+def _rows(per_feature: torch.Tensor) -> torch.Tensor:
+    """(n, F, B) -> (F, 1, B*n): per frame, body 0's feature rows, then body 1's."""
+    n, frames, B = per_feature.shape
+    return per_feature.permute(1, 2, 0).reshape(frames, 1, B * n)
+
+
+def _per_axis(joints: np.ndarray, dims: int) -> np.ndarray:
+    return np.repeat(np.asarray(joints)[None], dims, axis=0)
+
+
+def graph_descriptor(P: torch.Tensor, layout: Layout, quirks: Quirks, starts: torch.Tensor) -> torch.Tensor:
+    """GD (F, 3, B*V) float64: x @ Â per frame and body in float32, summed term by term in
+    ascending joint order, as the numpy engine does. A 2D layout's third channel is zeros (its
+    image channel B then scales to 0, as in the numpy engine)."""
+    joints, weights = adjacency_terms(layout)
+    planes = P.to(torch.float32)
+    joints, weights = _tensor(joints, P.device), _tensor(weights, P.device)[..., None, None]   # (K, V, 1, 1)
+    out = planes.index_select(1, joints[0]).mul_(weights[0])
+    for k in range(1, len(joints)):
+        out += planes.index_select(1, joints[k]).mul_(weights[k])
+    C, V, frames, B = out.shape
+    M = torch.zeros((frames, 3, B, V), dtype=torch.float64, device=P.device)
+    M[:, :C].copy_(out.permute(2, 0, 3, 1))     # one pass: reorder and widen
+    if quirks.gd_skip_first_frame:
+        M[starts] = 0.0
+    return M.view(frames, 3, B * V)
+
+
+def body_sizes(P: torch.Tensor, layout: Layout, starts: torch.Tensor) -> torch.Tensor:
+    """(N, B) sum of size-bone lengths at each sample's frame 0, added one by one in list order (1 where 0)."""
+    i, j = np.array(layout.size_bones).T
+    lengths = _distances(P[:, :, starts], _per_axis(i, len(P)), _per_axis(j, len(P)))   # (bones, N, B)
+    sizes = lengths[0]
+    for k in range(1, len(lengths)):   # sequential, as numpy's cumsum (a parallel scan may reassociate)
+        sizes = sizes + lengths[k]
+    return torch.where(sizes == 0, torch.ones_like(sizes), sizes)
+
+
+def joint_distance_descriptor(P: torch.Tensor, pack: Pack, quirks: Quirks) -> torch.Tensor:
+    """JDD (F, 1, B*pairs): pair distances over the body size of their body (quirks 1, 2, 4)."""
+    distances = _distances(P, *jdd_tables(pack.layout, quirks))                # (pairs, F, B)
+    scaled = distances / body_sizes(P, pack.layout, pack.starts)[pack.owner]
+    unnormalised = list(quirks.jdd_unnormalised_pairs)
+    scaled[unnormalised] = distances[unnormalised]
+    M = _rows(scaled)
+    if P.shape[-1] == 2 and quirks.jdd_two_body_row_copies:
+        rows = M.shape[-1]
+        source = np.arange(rows)
+        for dst, src in quirks.jdd_two_body_row_copies:   # all read from the unchanged matrix
+            source[dst] = rows if src is None else src      # row ``rows``: the zeros of a None source
+        copied = torch.cat([M, torch.zeros_like(M[..., :1])], dim=-1)[..., _tensor(source, P.device)]
+        M = torch.where((pack.bodies[pack.owner] == 2)[:, None, None], copied, M)
+    return M
+
+
+def joint_displacement_descriptor(P: torch.Tensor) -> torch.Tensor:
+    """ADD (F, 1, B*V): distance each joint moves to the next packed frame; a sample's last frame
+    (whose next frame is another sample's) is not part of its image."""
+    moves = _norm(lambda a: P[a, :, 1:] - P[a, :, :-1], len(P))                  # (V, F-1, B)
+    V, _, B = moves.shape
+    return _rows(torch.cat([moves, moves.new_zeros((V, 1, B))], dim=1))
+
+
+def round_hundredths(x: torch.Tensor) -> torch.Tensor:
+    """The integer nearest to the exact value of x * 100 (float64; ties to even): Python's
+    round(x, 2) is this over 100.
+
+    The exact product is hi + lo, hi = fl(x * 100) and lo its rounding error (Dekker's
+    two-product with Veltkamp's split; 100 needs no split). Only the fraction of hi and the sign
+    of lo decide, so no wider float is needed.
+    """
+    hi = x * 100
+    split = x * 134217729.0                     # 2^27 + 1
+    x_hi = split - (split - x)
+    x_lo = x - x_hi
+    lo = (x_hi * 100 - hi) + x_lo * 100
+    whole = torch.floor(hi)
+    fraction = hi - whole                       # exact
+    odd = torch.floor(whole * 0.5) * 2 != whole
+    up = (fraction > 0.5) | ((fraction == 0.5) & ((lo > 0) | ((lo == 0) & odd)))
+    return whole + up
+
+
+@lru_cache(maxsize=None)
+def _arccos_hundredths() -> np.ndarray:
+    """arccos(k / 100) for k = -100..100, by numpy: the only arguments LAD's arccos receives."""
+    return np.arccos(np.arange(-100, 101) / 100)
+
+
+def _limb_angles(P: torch.Tensor, first: np.ndarray, second: np.ndarray) -> torch.Tensor:
+    """(K, F, B) angle at the vertex of K triplets given as the edge tables (3, 3K) of ``lad_tables``."""
+    ab, ac, bc = _distances(P, first, second).chunk(3)
+    degenerate = (ab == 0) | (ac == 0)
+    hundredths = round_hundredths((ab * ab + ac * ac - bc * bc) / (2 * ab * ac))   # the cosine, rounded
+    # A degenerate triplet's angle is 0; NaN (unreachable for finite input) is kept off the table too.
+    index = torch.nan_to_num(hundredths, nan=100.0).clamp_(-100, 100).to(torch.int64).add_(100)
+    angle = _tensor(_arccos_hundredths(), P.device)[index]
+    return angle.masked_fill_(degenerate, 0.0)
+
+
+def limb_angle_descriptor(P: torch.Tensor, pack: Pack, quirks: Quirks) -> torch.Tensor:
+    """LAD (F, 1, B*K): limb angles in radians, cosine rounded to 2 decimals (quirk 3 for two bodies)."""
+    tables = lad_tables(pack.layout, quirks, 1)
+    angles = _limb_angles(P, *tables)
+    if P.shape[-1] == 2:
+        two_body = lad_tables(pack.layout, quirks, 2)
+        K = angles.shape[0]
+        differs = np.any(np.vstack(tables) != np.vstack(two_body), axis=0)       # per edge
+        changed = np.flatnonzero(differs.reshape(3, K).any(axis=0))
+        if len(changed):   # only the triplets the two-body table changes (quirk 3)
+            edges = np.concatenate([changed, changed + K, changed + 2 * K])
+            two = (pack.bodies[pack.owner] == 2)[:, None]
+            index = _tensor(changed, P.device)
+            replaced = _limb_angles(P, two_body[0][:, edges], two_body[1][:, edges])
+            angles[index] = torch.where(two, replaced, angles[index])
+    return _rows(angles)
+
+
+# ---------------------------------------------------------------- min-max to uint8
+
+def scale_levels(M: torch.Tensor, pack: Pack, frames: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``descriptors.core.scale_to_uint8`` per sample: writes floor(255 (M - min) / (max - min)) into
+    ``out`` (float64 like M (F, C, Bmax * rows per body)), min and max per sample and channel over
+    its frames where ``frames`` (F,) holds and the rows of its bodies; zeros elsewhere, and where
+    the span is 0 or the image empty. Returns ``out``."""
+    count, C, R = M.shape
+    B = _max_bodies(pack)
+    per_body = M.view(count, C, B, R // B)
+    present = ((torch.arange(B, device=M.device) < pack.bodies[pack.owner][:, None, None])
+               & frames[:, None, None])                                      # (F, 1, B)
+    owner, samples = pack.owner, len(pack.lengths)
+    index = owner[:, None].expand(-1, C)
+
+    def per_sample(values: torch.Tensor, reduce: str, empty: float) -> torch.Tensor:
+        values = getattr(values.masked_fill_(~present, empty), reduce)(-1)    # (F, C) over present bodies
+        out = torch.full((samples, C), empty, dtype=M.dtype, device=M.device)
+        return out.scatter_reduce_(0, index, values, reduce)[owner][..., None]   # back to (F, C, 1)
+
+    low = per_sample(per_body.amin(-1), "amin", math.inf)
+    high = per_sample(per_body.amax(-1), "amax", -math.inf)
+    span = high - low
+    span.masked_fill_(span == 0, math.inf)      # constant -> 0 / inf = 0
+    # the numpy engine's operations in its order; its uint8 cast truncates: floor, the levels being >= 0
+    torch.sub(M, low, out=out).mul_(255).div_(span).floor_()
+    return out.view(count, C, B, R // B).masked_fill_(~present[..., None], 0.0).view(count, C, R)
+
+
+# ---------------------------------------------------------------- Pillow's BICUBIC resize
+
+def _bicubic(x: np.ndarray) -> np.ndarray:
+    """Pillow's bicubic kernel (a = -0.5), evaluated with its operations in its order."""
+    x = np.abs(x)
+    near = ((BICUBIC_A + 2.0) * x - (BICUBIC_A + 3.0)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * BICUBIC_A
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+@lru_cache(maxsize=None)
+def pillow_coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first input index (out,), fixed-point weights (out, taps) int64) of Pillow's BICUBIC
+    resample of one axis from in_size to out_size (whole-image box), as Resample.c computes them:
+    the support widens by the downscale factor, weights are normalised by their sequential sum and
+    rounded half away from zero to PRECISION_BITS fractional bits. in_size 0 gives no taps."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = BICUBIC_SUPPORT * filterscale
+    taps = int(math.ceil(support)) * 2 + 1
+    center = (np.arange(out_size) + 0.5) * scale
+    first = np.maximum((center - support + 0.5).astype(np.int64), 0)           # C's (int) truncation
+    count = np.minimum((center + support + 0.5).astype(np.int64), in_size) - first
+    tap = np.arange(taps)
+    live = tap < count[:, None]
+    offsets = (tap + first[:, None]) - center[:, None] + 0.5     # C: (x + xmin - center + 0.5)
+    weights = np.where(live, _bicubic(offsets * (1.0 / filterscale)), 0.0)
+    total = np.zeros(out_size)
+    for k in range(taps):                      # sequential sum, as the C loop
+        total = total + weights[:, k]
+    weights = np.where(total[:, None] != 0, weights / np.where(total == 0, 1.0, total)[:, None], weights)
+    fixed = weights * (1 << PRECISION_BITS)
+    fixed = np.where(fixed < 0, fixed - 0.5, fixed + 0.5).astype(np.int64)     # truncation after +-0.5
+    return first, np.where(live, fixed, 0)
+
+
+def _taps(in_size: int, out_size: int) -> int:
+    return pillow_coefficients(in_size, out_size)[1].shape[1]
+
+
+@lru_cache(maxsize=None)
+def _bank(max_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coefficients of every input size 0..max_size: (index, weights), each (max_size + 1, out, taps)
+    on ``device``, weights k / 2^PRECISION_BITS (exact: a power-of-two scale), taps left-aligned
+    and padded with weight 0, index 0 (size 0: all padding). Taps grow with the size, so a
+    prefix of them serves every size up to any smaller maximum."""
+    taps = _taps(max_size, out_size)
+    index = np.zeros((max_size + 1, out_size, taps), np.int64)
+    weight = np.zeros((max_size + 1, out_size, taps))
+    for size in range(1, max_size + 1):
+        first, fixed = pillow_coefficients(size, out_size)
+        live = fixed.shape[1]
+        index[size, :, :live] = np.where(fixed != 0, first[:, None] + np.arange(live), 0)
+        weight[size, :, :live] = fixed * 2.0 ** -PRECISION_BITS
+    return _tensor(index, device), _tensor(weight, device)
+
+
+def _coefficients(sizes: torch.Tensor, max_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index, weights) (N, out, taps) for each input size in ``sizes``, none above max_size."""
+    cap = -(-max(max_size, 1) // BANK_STEP) * BANK_STEP   # one bank serves many batches
+    index, weight = _bank(cap, out_size, sizes.device)
+    taps = _taps(max_size, out_size)
+    return index[sizes, :, :taps], weight[sizes, :, :taps]
+
+
+def _table(rows: int, width: int, device: torch.device) -> torch.Tensor:
+    """(rows + 1, width) float64 table for ``_pass``, its last row ones (the rounding term's row)."""
+    table = torch.empty((rows + 1, width), dtype=torch.float64, device=device)
+    table[-1] = 1.0
+    return table
+
+
+def _pass(table: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """One Pillow pass before its clip: output row m = sum_k weight[m, k] * table[index[m, k]] + 1/2,
+    Pillow's fixed-point sum over 2^PRECISION_BITS, exact (integers below 2^31 over a power of two);
+    its clip8 is then floor and clip to 0..255. The 1/2 is one more tap on the table's ones row."""
+    index, weight = index.flatten(0, -2), weight.flatten(0, -2)
+    half_index = torch.full_like(index[:, :1], len(table) - 1)
+    half_weight = torch.full_like(weight[:, :1], 0.5)
+    return F.embedding_bag(torch.cat([index, half_index], 1), table,
+                           per_sample_weights=torch.cat([weight, half_weight], 1), mode="sum")
+
+
+def pillow_vertical_first(rows: torch.Tensor, cols: torch.Tensor, img_size: int) -> torch.Tensor:
+    """(N,) bool: which images the installed Pillow resizes vertical pass first. Pillow 13 does
+    when the height shrinks by more than twice as many pixels as the width (its PR 9549); older
+    Pillow never. Only images taller than img_size qualify, so never at 112 (rows <= 100)."""
+    if PILLOW_MAJOR < 13:
+        return torch.zeros_like(rows, dtype=torch.bool)
+    return (rows > img_size) & (rows - img_size > 2 * (cols - img_size))
+
+
+def resize(table: torch.Tensor, channels: int, starts: torch.Tensor, cols: torch.Tensor, rows: torch.Tensor,
+           img_size: int) -> torch.Tensor:
+    """Pillow's BICUBIC resize of N images packed by columns -> (N, S, S, C) uint8, Pillow's two
+    passes in its order, each rounded to 8 bits.
+
+    ``table`` (``_table``, (F + 1, C * R)) holds levels (integers 0..255) by column: image n is
+    columns starts[n] .. starts[n] + cols[n] - 1, its rows the first rows[n] of R, zeros elsewhere
+    (columns no image uses may lie between). An empty image (cols 0) gives zeros, as the numpy engine.
+    """
+    frames, C = len(table) - 1, channels
+    R = table.shape[1] // C
+    N, S, device = len(cols), img_size, table.device
+    h_index, h_weight = _coefficients(cols, int(cols.max()), S)               # (N, S, taps)
+    h_index = (h_index + starts[:, None, None]).clamp_(max=frames - 1)        # padding taps: any valid column
+    v_index, v_weight = _coefficients(rows, R, S)
+
+    wide = _pass(table, h_index, h_weight).floor_().clamp_(0, 255)            # (N*S, C*R): columns done
+    tall = _table(N * R, S * C, device)                                       # by row of each image
+    tall[:-1].view(N, R, S, C).copy_(wide.view(N, S, C, R).permute(0, 3, 1, 2))
+    rows_index = v_index + (torch.arange(N, device=device) * R)[:, None, None]
+    out = _pass(tall, rows_index, v_weight).clamp_(0, 255).to(torch.uint8).view(N, S, S, C)
+
+    vertical_first = pillow_vertical_first(rows, cols, S)
+    if vertical_first.any():   # rare (small images of tall matrices): the whole batch this way too, then pick
+        owner = torch.searchsorted(starts, torch.arange(frames, device=device), right=True) - 1
+        by_row = _table(frames * R, C, device)                                # by row of each column
+        by_row[:-1].view(frames, R, C).copy_(table[:-1].view(frames, C, R).transpose(1, 2))
+        column_rows = v_index[owner] + (torch.arange(frames, device=device) * R)[:, None, None]
+        high = _table(frames, S * C, device)
+        high[:-1] = _pass(by_row, column_rows, v_weight[owner]).floor_().clamp_(0, 255).view(frames, S * C)
+        swapped = _pass(high, h_index, h_weight).clamp_(0, 255).to(torch.uint8).view(N, S, S, C)
+        out = torch.where(vertical_first[:, None, None, None], swapped.transpose(1, 2), out)
+    return out
+
+
+def resize_images(images: Sequence[np.ndarray | torch.Tensor], img_size: int = DEFAULT_IMG_SIZE,
+                  device: str | torch.device = "cpu") -> torch.Tensor:
+    """Pillow's ``Image.resize((S, S), BICUBIC)`` of uint8 images (R_i, T_i) or (R_i, T_i, C) of
+    any sizes, one channel count: (N, S, S) or (N, S, S, C) uint8 on ``device``, as
+    ``descriptors.core.resize`` gives image by image (empty images give zeros)."""
+    arrays = [i.detach().cpu().numpy() if isinstance(i, torch.Tensor) else np.asarray(i) for i in images]
+    if not arrays or len({a.shape[2:] for a in arrays}) != 1 or arrays[0].ndim not in (2, 3):
+        raise ValueError("resize_images needs (R, T) or (R, T, C) images, all with one channel count")
+    channels = arrays[0].shape[2] if arrays[0].ndim == 3 else 1
+    rows, cols = (np.array([a.shape[k] for a in arrays]) for k in (0, 1))
+    starts = np.cumsum(cols) - cols
+    out_shape = (len(arrays), img_size, img_size) + arrays[0].shape[2:]
+    if not cols.sum() or not rows.max():
+        return torch.zeros(out_shape, dtype=torch.uint8, device=device)
+    table = np.zeros((cols.sum() + 1, channels, rows.max()))
+    table[-1] = 1.0                                      # ``_table``'s ones row
+    for a, start in zip(arrays, starts):                 # (R, T[, C]) -> columns of (C, R)
+        height, width = a.shape[:2]
+        table[start:start + width, :, :height] = a.reshape(height, width, channels).transpose(1, 2, 0)
+    as_tensor = lambda a: torch.from_numpy(a).to(device)   # noqa: E731
+    out = resize(as_tensor(table.reshape(len(table), -1)), channels, as_tensor(starts), as_tensor(cols),
+                 as_tensor(rows), img_size)
+    return out.reshape(out_shape)
+
+
+# ---------------------------------------------------------------- the five images
+
+def packed_descriptor_images(pack: Pack, mode: str = "paper",
+                             img_size: int = DEFAULT_IMG_SIZE) -> dict[str, torch.Tensor]:
+    """The five images of a ``Pack``: GD and FDD (N, S, S, 3), JDD/ADD/LAD (N, S, S), uint8 on its
+    device, keys in DESCRIPTORS order."""
+    quirks = quirks_for(pack.layout, mode)
+    P = _planes(pack.X, pack.layout)
+    position = torch.arange(len(pack.owner), device=P.device) - pack.starts[pack.owner]
+    every_frame = torch.ones_like(position, dtype=torch.bool)
+    matrices = {   # (matrix (F, C, R), which frames are columns, columns per sample)
+        "GD": (graph_descriptor(P, pack.layout, quirks, pack.starts), every_frame, pack.lengths),
+        "JDD": (joint_distance_descriptor(P, pack, quirks), every_frame, pack.lengths),
+        "ADD": (joint_displacement_descriptor(P), position < pack.lengths[pack.owner] - 1, pack.lengths - 1),
+        "LAD": (limb_angle_descriptor(P, pack, quirks), every_frame, pack.lengths),
+    }
+    images = {}
+    for name, (M, frames, cols) in matrices.items():
+        table = _table(M.shape[0], M.shape[1] * M.shape[2], M.device)
+        scale_levels(M, pack, frames, out=table[:-1].view(M.shape))
+        rows = pack.bodies * (M.shape[-1] // _max_bodies(pack))
+        images[name] = resize(table, M.shape[1], pack.starts, cols, rows, img_size)
+    out = {"GD": images["GD"]}
+    out.update({name: images[name][..., 0] for name in GRAY_DESCRIPTORS})
+    out["FDD"] = torch.stack([out[name] for name in GRAY_DESCRIPTORS], dim=-1)
+    return {name: out[name] for name in DESCRIPTORS}
+
+
+def descriptor_images_torch(sequences: Sequence[np.ndarray | torch.Tensor], layout: Layout | None = None,
+                            mode: str = "paper", img_size: int = DEFAULT_IMG_SIZE,
+                            device: str | torch.device = "cpu", chunk: int | None = None) -> dict[str, torch.Tensor]:
+    """The five images of each sequence (T_i, B_i * V, C), batched: ``images[d][i]`` equals
+    ``descriptors.core.descriptor_images(sequences[i], layout, mode, img_size)[d]``.
+
+    GD and FDD (N, S, S, 3), JDD/ADD/LAD (N, S, S), uint8 on ``device``. One- and two-body samples
+    may be mixed; ``layout`` defaults to the one that fits the first sequence's joint count (NTU or
+    NW-UCLA, C = 3), any other layout (C = its ``dims``) is passed explicitly.
+    ``chunk`` samples are processed per step (default: CPU_CHUNK on the CPU, all on CUDA).
+    """
+    if not len(sequences):
+        raise ValueError("no sequences to batch")
+    if layout is None:   # once, so every chunk uses the same one
+        shape = np.shape(sequences[0])
+        layout, _ = layout_for_joints(shape[1] if len(shape) == 3 else 0)
+    device = torch.device(device)
+    step = chunk or (CPU_CHUNK if device.type == "cpu" else len(sequences))
+    parts = [packed_descriptor_images(pack_batch(sequences[i:i + step], layout, device), mode, img_size)
+             for i in range(0, len(sequences), step)]
+    return {name: torch.cat([part[name] for part in parts]) for name in DESCRIPTORS}
