@@ -1,8 +1,10 @@
 """One command from raw skeletons to results: the README's sequence for one dataset and protocol.
 
     python pipeline.py --demo                          # synthetic demo data, CPU, about a minute
+    python pipeline.py --demo --layout coco17          # the demo's actions as COCO-17 2D keypoints
     python pipeline.py -d ntu60 -p csub -gpu 0         # txt2npy -> skels2desc -> train x6 -> test
     python pipeline.py -d ucla -gpu 0 --epochs 100
+    python pipeline.py -d custom --data ROOT --layout my_layout.json -gpu 0    # your own skeletons
 
 Each step runs the same code as its script (txt2npy.py, skels2desc_*.py, train.py, test.py) and
 is skipped when its outputs are complete, so a second run, or a run after an interruption, only
@@ -26,7 +28,7 @@ from descriptors.extract import extract_split
 from skeletons import cli
 from skeletons.atomic import write_text_atomic
 from skeletons.convert import convert_folder, plan_conversion
-from skeletons.datasets import PARTS, get_dataset, sample_id, split_from_folder
+from skeletons.datasets import CUSTOM, PARTS, get_dataset, sample_id, split_from_folder
 from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER,
                              checkpoint_path, checkpoint_prefix, descriptor_dir)
 
@@ -38,7 +40,9 @@ DEMO_DEFAULTS = {"dataset": "ntu60", "epochs": 15, "width": 0.0625, "batch_size"
 # Everything else runs as the README and the release do.
 RELEASE_DEFAULTS = {"gpu": 0, "epochs": 50, "width": 1.0, "batch_size": 32, "img_size": 112, "lr": 1e-4,
                     "bn_stats": "shared", "epoch": "best"}
-DEMO_DATASETS = ("ntu60", "ucla")
+DEMO_DATASETS = ("ntu60", "ucla", CUSTOM)
+DEMO_LAYOUT = "coco17"                 # the demo's custom dataset: its NTU actions as COCO-17 2D keypoints
+DEMO_CUSTOM = DEMO_ROOT / DEMO_LAYOUT
 MODELS = (*DESCRIPTORS, FUSION)
 
 
@@ -48,7 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-size", default="full", choices=["full", "small"], help="demo data size (small: tests)")
     p.add_argument("--seed", type=int, default=0, help="demo data and training seed")
     # Options whose default depends on --demo are None here; resolve() fills them in.
-    cli.add(p, "dataset")
+    cli.add_dataset(p)
     cli.add(p, "protocol")
     cli.add(p, "gpu", default=None, help="CUDA device index; -1 = CPU (default: 0; demo: -1)")
     cli.add(p, "txt", help="folder of raw .skeleton files (default: the README layout; demo: data/demo/ntu/txt60skel)")
@@ -76,24 +80,44 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill what the command line left open: the demo's small settings or the release's, and the
-    README layout's paths."""
+    demo's custom dataset (--demo --layout coco17, or --demo -d custom)."""
+    if args.demo and not args.dataset and (args.layout or args.data):
+        args.dataset = CUSTOM
     for key, value in ({**RELEASE_DEFAULTS, **DEMO_DEFAULTS} if args.demo else RELEASE_DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if not args.dataset:
         raise ValueError("-d is required (or --demo)")
+    if args.demo and args.dataset not in DEMO_DATASETS:
+        raise ValueError(f"the demo data covers {', '.join(DEMO_DATASETS)}, not {args.dataset}")
+    if args.demo and args.dataset == CUSTOM:
+        if args.data or args.layout not in (None, DEMO_LAYOUT):
+            raise ValueError(f"--demo makes its own custom dataset, {DEMO_CUSTOM} with --layout {DEMO_LAYOUT}; "
+                             f"drop --data and --layout, or drop --demo to run on your own data")
+        args.data, args.layout = str(DEMO_CUSTOM), DEMO_LAYOUT
+    return args
+
+
+def resolve_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """The README layout's paths for what the command line left open (under data/demo/ for the demo)."""
     ds = get_dataset(args.dataset)
     args.protocol = cli.default_protocol(args.dataset, args.protocol)
-    if args.demo and args.dataset not in DEMO_DATASETS:
-        raise ValueError(f"the demo data covers {' and '.join(DEMO_DATASETS)}, not {args.dataset}")
+    if ds.custom is not None and args.dspath:
+        raise ValueError(f"a custom dataset's sequences are in ROOT/skeletons of --data; drop -dspath {args.dspath}")
     # The demo mirrors the README layout under data/demo/ instead of data/.
     data = DEMO_ROOT if args.demo else Path("data")
     in_data = lambda readme_path: data / Path(readme_path).relative_to("data")  # noqa: E731
-    args.txt = Path(args.txt or in_data(ds.raw_dir)) if ds.seq_suffix == ".skeleton.npy" else None
-    args.dspath = Path(args.dspath or in_data(ds.seq_dir))
+    args.txt = Path(args.txt or in_data(ds.raw_dir)) if ds.reader == "ntu" else None
+    args.dspath = Path(ds.seq_dir) if ds.custom is not None else Path(args.dspath or in_data(ds.seq_dir))
     args.despth = Path(args.despth or in_data(DEFAULT_DESCRIPTOR_ROOT))
     args.ckpt = Path(args.ckpt or (DEMO_ROOT / "checkpoints" if args.demo else DEFAULT_CHECKPOINT_DIR))
     return args
+
+
+def dataset_argv(args: argparse.Namespace) -> list[str]:
+    """-d, -p and (custom) --data and --layout, as train.py and test.py take them."""
+    where = ["--data", str(args.data), "--layout", str(args.layout)] if args.dataset == CUSTOM else []
+    return ["-d", args.dataset, "-p", args.protocol, *where]
 
 
 # --------------------------------------------------------------------------- completeness checks
@@ -133,14 +157,20 @@ def step(name: str, detail: str) -> None:
 
 
 def run_demo_data(args: argparse.Namespace) -> None:
-    from skeletons.demo import generate_demo
+    from skeletons.demo import generate_coco17, generate_demo
 
-    if demo_ready(DEMO_ROOT, args.seed, args.demo_size):
-        step("demo data", f"already in {DEMO_ROOT} (seed {args.seed}, {args.demo_size})")
+    root = DEMO_CUSTOM if args.dataset == CUSTOM else DEMO_ROOT
+    if demo_ready(root, args.seed, args.demo_size):
+        step("demo data", f"already in {root} (seed {args.seed}, {args.demo_size})")
         return
-    counts = generate_demo(DEMO_ROOT, seed=args.seed, size=args.demo_size)
-    write_text_atomic(DEMO_ROOT / DEMO_MARKER, json.dumps({"seed": args.seed, "size": args.demo_size}))
-    step("demo data", f"{counts['ntu']} NTU .skeleton and {counts['ucla']} NW-UCLA .json files in {DEMO_ROOT}")
+    if args.dataset == CUSTOM:
+        counts = generate_coco17(root, seed=args.seed, size=args.demo_size)
+        made = f"{counts['coco17']} COCO-17 2D samples (a custom dataset) in {root}"
+    else:
+        counts = generate_demo(root, seed=args.seed, size=args.demo_size)
+        made = f"{counts['ntu']} NTU .skeleton and {counts['ucla']} NW-UCLA .json files in {root}"
+    write_text_atomic(root / DEMO_MARKER, json.dumps({"seed": args.seed, "size": args.demo_size}))
+    step("demo data", made)
 
 
 def run_convert(args: argparse.Namespace) -> None:
@@ -176,7 +206,7 @@ def run_training(args: argparse.Namespace) -> None:
     refuses other settings. A model whose images changed is trained again from scratch."""
     for desc in MODELS:
         prefix = checkpoint_prefix(args.dataset, args.protocol, desc)
-        argv = ["-d", args.dataset, "-p", args.protocol, "-desc", desc, "-gpu", str(args.gpu),
+        argv = [*dataset_argv(args), "-desc", desc, "-gpu", str(args.gpu),
                 "-despth", str(args.despth), "-ckpt", str(args.ckpt), "--epochs", str(args.epochs),
                 "--width", str(args.width), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                 "--bn-stats", args.bn_stats, "--seed", str(args.seed),
@@ -194,7 +224,7 @@ def run_training(args: argparse.Namespace) -> None:
 
 def run_test(args: argparse.Namespace) -> None:
     step("test", f"{args.dataset} {args.protocol}: five ResNet_c, Fuse5 and their fusions")
-    argv = ["-d", args.dataset, "-p", args.protocol, "-desc", FUSION, "-gpu", str(args.gpu),
+    argv = [*dataset_argv(args), "-desc", FUSION, "-gpu", str(args.gpu),
             "-despth", str(args.despth), "-ckpt", str(args.ckpt), "--epoch", args.epoch, *loader_workers(args)]
     if test_script.main(test_script.get_args_parser().parse_args(argv)) != 0:
         raise RuntimeError("evaluation failed (see above)")
@@ -204,9 +234,10 @@ def run_figure(args: argparse.Namespace) -> Path:
     """The first test sample beside its five descriptor images (as visualize.py draws it)."""
     from descriptors.figures import file_figure
 
+    ds = get_dataset(args.dataset)
     path = split_from_folder(args.dspath, args.dataset, args.protocol, "test")[0]
     out = args.ckpt / f"{sample_id(path)}_descriptors.png"
-    file_figure(path, out, args.mode, args.img_size)
+    file_figure(path, out, args.mode, args.img_size, reader=ds.reader, layout=ds.layout)
     return out
 
 
@@ -220,6 +251,8 @@ def main(args: argparse.Namespace) -> int:
             torch.set_num_threads(1)
         if args.demo:
             run_demo_data(args)
+        cli.setup_dataset(args)
+        args = resolve_paths(args)
         if args.txt is not None:
             run_convert(args)
         run_descriptors(args)

@@ -2,8 +2,10 @@
 
     python predict.py data/ntu/txt60skel/S001C001P001R001A023.skeleton -d ntu60 -p csub
     python predict.py data/ucla/a01_s01_e00_v01.json -d ucla --images out/ --figure out/sample.png
-    (FILE: NTU .skeleton or .skeleton.npy, or an NW-UCLA .json; -desc all = the five single models
-    and Fuse5 fused by the mean of their softmax, the honest score fusion of test.py)
+    python predict.py clip.npy -d custom --data ROOT --layout coco17     # your own skeletons
+    (FILE: NTU .skeleton or .skeleton.npy, an NW-UCLA .json, or a custom dataset's .npy; -desc all =
+    the five single models and Fuse5 fused by the mean of their softmax, the honest score fusion of
+    test.py)
 """
 from __future__ import annotations
 
@@ -11,14 +13,13 @@ import argparse
 import sys
 
 from skeletons import cli
-from skeletons.datasets import class_names, sample_id
-from skeletons.paths import FUSION
+from skeletons.datasets import class_names, get_dataset, sample_id
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
-    p.add_argument("file", help="one sample: .skeleton, .skeleton.npy or NW-UCLA .json")
-    cli.add(p, "dataset", required=True)
+    p.add_argument("file", help="one sample: .skeleton, .skeleton.npy, NW-UCLA .json or (-d custom) .npy")
+    cli.add_dataset(p, required=True)
     cli.add(p, "protocol")
     cli.add(p, "desc")
     cli.add(p, "gpu")
@@ -35,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from models.inference import inference_device, predict_file
 
     try:
+        cli.setup_dataset(args)
         result = predict_file(args.file, args.ckpt, args.dataset, args.protocol, args.desc, args.epoch,
                               device=inference_device(args.gpu))
         name = sample_id(args.file)
@@ -43,13 +45,14 @@ def main(args: argparse.Namespace) -> int:
         if args.images:
             save_images(result.images, args.images, name)
         if args.figure:
-            save_sample_figure(result.sequence, result.images, name, args.figure, result.mode)
+            save_sample_figure(result.sequence, result.images, name, args.figure, result.mode, layout=result.layout)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{name}: {', '.join(result.models)} ({args.dataset})")
+    ntu = get_dataset(args.dataset).reader == "ntu"   # NTU names classes A001..A120
     for rank, (cls, label, prob) in enumerate(result.top(class_names(args.dataset), args.k), 1):
-        print(f"  {rank}. {prob:6.1%}  A{label:03d} {cls}" if args.dataset != "ucla" else f"  {rank}. {prob:6.1%}  {cls}")
+        print(f"  {rank}. {prob:6.1%}  A{label:03d} {cls}" if ntu else f"  {rank}. {prob:6.1%}  {cls}")
     return 0
 
 

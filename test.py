@@ -2,6 +2,7 @@
 oracle under its true name) and collect results into the paper's table.
 
   python test.py -d ntu60 -p csub -desc all -gpu 0 [-despth DIR] [-ckpt DIR] [--epoch best|last|K]
+  python test.py -d custom --data ROOT --layout coco17 -desc all    # your own skeletons
   python test.py --paper-table [-ckpt DIR] [--out DIR]
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from skeletons.paths import FUSION, FUSION_ORDER, check_descriptor, checkpoint_p
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
-    cli.add(p, "dataset")
+    cli.add_dataset(p)
     cli.add(p, "protocol")
     cli.add(p, "desc")
     cli.add(p, "gpu")
@@ -43,8 +44,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def train_command(args: argparse.Namespace, desc: str) -> str:
-    return (f"python train.py -d {args.dataset} -p {args.protocol} -desc {desc} "
-            f"-despth {args.despth} -ckpt {args.ckpt}")
+    return (f"python train.py -d {args.dataset} -p {args.protocol}{get_dataset(args.dataset).data_flags()} "
+            f"-desc {desc} -despth {args.despth} -ckpt {args.ckpt}")
 
 
 def find_checkpoints(args: argparse.Namespace, desc: str) -> tuple[dict[str, Path], dict[str, dict]]:
@@ -65,7 +66,8 @@ def check_test_images(args: argparse.Namespace, ckpts: dict, data: DescriptorIma
     for name, ckpt in ckpts.items():
         for desc in (FUSION_ORDER if name == FUSION else (name,)):
             k = data.descs.index(desc)
-            check_against_folder(ckpt, data.folders[k], data.provenance[desc], data.folder_image_size(k), remake)
+            check_against_folder(ckpt, data.folders[k], data.provenance[desc], data.folder_image_size(k), remake,
+                                 train_command(args, name))
     release = [name for name, ckpt in ckpts.items() if ckpt.kind != "ours"]
     if release:
         print(RELEASE_NOTICE.format(names=", ".join(release)), file=sys.stderr)
@@ -152,6 +154,7 @@ def main(args: argparse.Namespace) -> int:
             return 0
         if not args.dataset:
             raise ValueError("-d is required (or use --paper-table)")
+        cli.setup_dataset(args)
         doc, rows = evaluate(args)
         json_path, png = write_outputs(args, doc, rows)
     except (ValueError, OSError) as e:

@@ -1,6 +1,7 @@
 """Train ResNet_c on one descriptor, or Fuse5 on all five, as the authors' release does.
 
   python train.py -d ntu60 -p csub -desc GD -gpu 0
+  python train.py -d custom --data ROOT --layout coco17 -desc all -gpu 0      # your own skeletons
   torchrun --nproc_per_node 4 train.py -d ntu120 -p csub -desc all -gpu 0 --amp   # several GPUs
 
 Rerunning the same command skips a finished run and continues an unfinished one exactly from
@@ -17,7 +18,7 @@ from skeletons import cli
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
-    cli.add(p, "dataset", required=True)
+    cli.add_dataset(p, required=True)
     cli.add(p, "protocol")
     cli.add(p, "desc", required=True)
     cli.add(p, "gpu")
@@ -63,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
     from models.training import error_line, fit
 
     try:
+        cli.setup_dataset(args)
         fit(args)
     except (FileNotFoundError, ValueError, CheckpointError, WeightsUnavailableError) as e:  # expected: one line
         print(f"error: {error_line(e)}", file=sys.stderr)

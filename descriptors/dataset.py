@@ -20,6 +20,7 @@ from PIL import Image
 
 from skeletons.atomic import atomic_path
 from skeletons.datasets import check_protocol, get_dataset
+from skeletons.layouts import layout_record
 from skeletons.paths import FUSION, FUSION_ORDER, descriptor_dir
 
 from . import provenance
@@ -37,9 +38,9 @@ class SampleInfo:
 def make_command(dataset: str, protocol: str, part: str, root: Path) -> str:
     """The skels2desc command line that creates the descriptor folders of a split."""
     ds = get_dataset(dataset)
-    if ds.name == "ucla":
-        return f"python skels2desc_ucla.py -d ucla -dspath {ds.seq_dir} -despth {root} -a {part}"
-    return f"python skels2desc_ntu.py -d {dataset} -p {protocol} -dspath {ds.seq_dir} -despth {root} -a {part}"
+    where = ds.data_flags() if ds.custom is not None else f" -dspath {ds.seq_dir}"
+    protocol_flag = f" -p {protocol}" if len(ds.protocols) > 1 else ""
+    return f"python {ds.extract_script} -d {dataset}{protocol_flag}{where} -despth {root} -a {part}"
 
 
 def read_bgr(path: Path) -> np.ndarray:
@@ -94,6 +95,11 @@ def checked_record(folder: Path, dataset: str, protocol: str, part: str, desc: s
     if differ:
         raise ValueError(f"{folder}: its record says it holds other data ({'; '.join(differ)}, folder name -> "
                          f"record); remake it with: {command} --overwrite")
+    ds = get_dataset(dataset)
+    differ = provenance.differences({"layout": layout_record(ds.layout)}, record, ("layout",))
+    if differ:
+        raise ValueError(f"{folder}: made from skeletons of another layout ({differ[0]}, this run -> folder); "
+                         f"pass the layout the images were made with, or remake them with: {command} --overwrite")
     return record
 
 
@@ -126,8 +132,8 @@ def check_same_pixels(folders: Sequence[Path], records: dict) -> None:
     known = [(f, r) for f, r in zip(folders, records.values()) if r is not None]
     (first, expected), *others = known or [(None, None)]
     for folder, record in others:
-        differ = [f"{k} {expected[k]} in {first.name}, {record[k]} in {folder.name}"
-                  for k in provenance.PIXEL_FIELDS if expected.get(k) != record.get(k)]
+        differ = [f"{k} {provenance.shown(expected.get(k))} in {first.name}, {provenance.shown(record.get(k))} in "
+                  f"{folder.name}" for k in provenance.PIXEL_FIELDS if expected.get(k) != record.get(k)]
         if differ:
             raise ValueError(f"{folder}: made with other settings than the split's other folders "
                              f"({'; '.join(differ)}); remake them all in one mode and size with skels2desc --overwrite")

@@ -217,7 +217,7 @@ def check_settings(folders: dict[str, Path], wanted: dict, overwrite: bool) -> N
             continue
         fields = provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS if record else ())
         here = {**wanted, "descriptor": desc}
-        differ = [f"{k}: {found[k]} (this run: {here[k]})" for k in fields
+        differ = [f"{k}: {provenance.shown(found[k])} (this run: {provenance.shown(here[k])})" for k in fields
                   if found.get(k) is not None and here.get(k) is not None and found[k] != here[k]]
         if differ:
             raise ValueError(f"{folder}: made with {'; '.join(differ)}; rerun with --overwrite to replace its "

@@ -28,7 +28,7 @@ def strip_segments(X: np.ndarray, layout: Layout, frames: np.ndarray, gap: float
     numbers (N,), and the joint points (M, 2). Untracked (all-zero) bodies are left out; ``gap``
     is the space between frames as a fraction of the widest frame."""
     T, V = X.shape[:2]
-    bodies = X[frames].reshape(len(frames), V // layout.num_joints, layout.num_joints, 3)[..., :2]
+    bodies = X[frames].reshape(len(frames), V // layout.num_joints, layout.num_joints, layout.dims)[..., :2]
     present = np.any(bodies != 0, axis=(2, 3))                         # (frames, B)
     span = np.ptp(bodies[present][..., 0]) if present.any() else 1.0
     shifted = bodies + (np.arange(len(frames)) * span * (1 + gap))[:, None, None, None] * np.array([1.0, 0.0])
@@ -51,6 +51,8 @@ def descriptor_figure(X: np.ndarray, layout: Layout, images: dict[str, np.ndarra
     ax.scatter(points[:, 0], points[:, 1], s=4, c="k")
     ax.set_aspect("equal")
     ax.autoscale()
+    if layout.dims == 2:   # image coordinates: y grows downwards
+        ax.invert_yaxis()
     ax.set_axis_off()
     ax.set_title(f"{title}  frames {', '.join(map(str, frames + 1))} of {X.shape[0]}".strip(), fontsize=10)
     for axis, desc in zip(bottom.subplots(1, len(DESCRIPTORS)), DESCRIPTORS):
@@ -73,19 +75,22 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 100) -> Path:
 
 
 def save_sample_figure(X: np.ndarray, images: dict[str, np.ndarray], name: str, path: str | Path,
-                       mode: str, n_frames: int = 8) -> Path:
-    """The figure of one sample, titled with its id, layout, body count and descriptor mode."""
-    layout, bodies = layout_for_joints(X.shape[1])
+                       mode: str, n_frames: int = 8, layout: Layout | None = None) -> Path:
+    """The figure of one sample, titled with its id, layout, body count and descriptor mode; the
+    layout defaults to the NTU or NW-UCLA one its joint count calls for."""
+    layout, bodies = layout_for_joints(X.shape[1]) if layout is None else (layout, X.shape[1] // layout.num_joints)
     title = f"{name} ({layout.name}, {bodies} bod{'y' if bodies == 1 else 'ies'}, {mode} mode)"
     return save_figure(descriptor_figure(X, layout, images, title, n_frames), path)
 
 
 def file_figure(path: str | Path, out: str | Path, mode: str = "paper", img_size: int = DEFAULT_IMG_SIZE,
-                n_frames: int = 8) -> dict[str, np.ndarray]:
-    """Read a sample file, make its five images, save its figure at ``out``; return the images."""
-    X = load_sequence(path, mode)
-    images = descriptor_images(X, layout_for_joints(X.shape[1])[0], mode, img_size)
-    save_sample_figure(X, images, sample_id(path), out, mode, n_frames)
+                n_frames: int = 8, reader: str | None = None, layout: Layout | None = None) -> dict[str, np.ndarray]:
+    """Read a sample file (as ``load_sequence`` does: a custom .npy with ``reader`` custom and its
+    layout), make its five images, save its figure at ``out``; return the images."""
+    X = load_sequence(path, mode, reader, layout)
+    layout = layout or layout_for_joints(X.shape[1])[0]
+    images = descriptor_images(X, layout, mode, img_size)
+    save_sample_figure(X, images, sample_id(path), out, mode, n_frames, layout)
     return images
 
 

@@ -6,9 +6,10 @@ lists a folder and parses a label from every name) reads it too. Beside it live:
 - ``<folder>.manifest.csv``: one row per image (index, sample, label, frames, bodies), the folder's
   truth. Extraction rewrites it atomically; a reader refuses a folder whose images disagree with it.
 - ``<folder>.json``: the record of what made the folder (dataset, protocol, part, descriptor,
-  mode, image size, PNG level, sample count, a fingerprint of the manifest's sample list, and
-  whether the run that wrote it finished). Checkpoints copy the records of the folders they were
-  trained on, so evaluation and prediction can refuse images made another way.
+  mode, image size, skeleton layout (name and digest), PNG level, sample count, a fingerprint of
+  the manifest's sample list, and whether the run that wrote it finished). Checkpoints copy the
+  records of the folders they were trained on, so evaluation and prediction can refuse images made
+  another way.
 
 Folders written by earlier versions kept ``manifest.csv`` and ``descriptors.json`` inside; they
 are still read, and extraction moves them out on its next run.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 from skeletons.atomic import write_text_atomic
+from skeletons.layouts import layout_text
 
 RECORD_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.csv"
@@ -33,8 +35,9 @@ LEGACY_MANIFEST = "manifest.csv"       # inside the folder, before records moved
 LEGACY_SETTINGS = "descriptors.json"
 IMAGE_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
 # Fields of a record that decide which pixels a folder holds: a model trained on one value of
-# them gives wrong answers on images made with another.
-PIXEL_FIELDS = ("mode", "img_size")
+# them gives wrong answers on images made with another. The layout is {"name", "digest"}
+# (skeletons.layouts.layout_record); records written before it was kept have none.
+PIXEL_FIELDS = ("mode", "img_size", "layout")
 # Fields that say which data a folder is (checked against the folder's place in the tree).
 IDENTITY_FIELDS = ("dataset", "protocol", "part", "descriptor")
 
@@ -93,10 +96,11 @@ def read_manifest(folder: str | Path) -> list[dict] | None:
 # --------------------------------------------------------------------------- record
 
 def make_record(*, dataset: str, protocol: str, part: str, descriptor: str, mode: str, img_size: int,
-                png_level: int, rows: list[dict], complete: bool, failed: int = 0) -> dict:
+                png_level: int, rows: list[dict], complete: bool, failed: int = 0, layout: dict | None = None) -> dict:
     return {"version": RECORD_VERSION, "dataset": dataset, "protocol": protocol, "part": part,
-            "descriptor": descriptor, "mode": mode, "img_size": int(img_size), "png_level": int(png_level),
-            "samples": len(rows), "failed": int(failed), "fingerprint": fingerprint(rows), "complete": complete}
+            "descriptor": descriptor, "mode": mode, "img_size": int(img_size), "layout": layout,
+            "png_level": int(png_level), "samples": len(rows), "failed": int(failed), "fingerprint": fingerprint(rows),
+            "complete": complete}
 
 
 def write_record(folder: str | Path, record: dict) -> None:
@@ -133,9 +137,14 @@ def made_with(folder: str | Path) -> dict | None:
     return None if record is None else {k: record.get(k) for k in PIXEL_FIELDS}
 
 
+def shown(value: object) -> str:
+    """A record value as one-line errors show it (a layout as 'coco17 (digest 1a2b3c4d)')."""
+    return layout_text(value) if isinstance(value, dict) and "digest" in value else str(value)
+
+
 def differences(expected: dict, found: dict, fields: Iterable[str]) -> list[str]:
     """'field: expected -> found' for each field both know and that differs."""
-    return [f"{k}: {expected[k]} -> {found[k]}" for k in fields
+    return [f"{k}: {shown(expected[k])} -> {shown(found[k])}" for k in fields
             if expected.get(k) is not None and found.get(k) is not None and expected[k] != found[k]]
 
 

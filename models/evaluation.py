@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 import numpy as np
 
 from skeletons.atomic import write_bytes_atomic, write_text_atomic
-from skeletons.datasets import DATASETS
+from skeletons.datasets import BUILTIN_DATASETS, DATASETS
 from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER
 
 if TYPE_CHECKING:  # torch is imported lazily: the pure metrics need only numpy
@@ -331,8 +331,9 @@ def format_table(metrics: Sequence[dict]) -> str:
 # --------------------------------------------------------------------------- paper table
 
 def paper_columns() -> list[tuple[str, str]]:
-    """(dataset, protocol) columns in the paper's order: NTU-60, NTU-120, NW-UCLA."""
-    return [(ds.name, p) for ds in DATASETS.values() for p in ds.protocols]
+    """(dataset, protocol) columns in the paper's order: NTU-60, NTU-120, NW-UCLA (a custom dataset
+    is not among the paper's)."""
+    return [(name, p) for name in BUILTIN_DATASETS for p in DATASETS[name].protocols]
 
 
 def find_results(folders: Iterable[str | Path]) -> list[Path]:

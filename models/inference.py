@@ -1,5 +1,9 @@
 """Classify one raw sample with trained checkpoints (predict.py): sequence -> five images ->
-the models that exist -> class probabilities (mean of softmax, the honest score fusion)."""
+the models that exist -> class probabilities (mean of softmax, the honest score fusion).
+
+The sample is read as its dataset's files are (an NTU .skeleton/.skeleton.npy, an NW-UCLA .json,
+or a custom dataset's .npy in its layout), and the models must have been trained on skeletons of
+that layout."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,12 +14,12 @@ import torch
 
 from descriptors.core import DEFAULT_IMG_SIZE, descriptor_images
 from descriptors.dataset import as_three_channels, bgr_chw
-from descriptors.extract import load_sequence
+from descriptors.extract import FILE_READERS, file_reader, load_sequence
 from models.checkpoint import load_model
-from models.provenance import RELEASE_NOTICE, check_consistent, check_role
+from models.provenance import RELEASE_NOTICE, check_consistent, check_layout, check_role
 from models.evaluation import mean_softmax, model_outputs
-from skeletons.datasets import check_protocol, get_dataset
-from skeletons.layouts import layout_for_joints
+from skeletons.datasets import CUSTOM, Dataset, check_protocol, get_dataset
+from skeletons.layouts import Layout
 from skeletons.paths import FUSION, FUSION_ORDER, model_checkpoints
 
 
@@ -24,8 +28,9 @@ class Prediction:
     probabilities: np.ndarray          # (num_classes,) mean of the models' softmax
     models: dict[str, Path]            # model name -> checkpoint used
     images: dict[str, np.ndarray]      # the five descriptor images fed to the models
-    sequence: np.ndarray               # (T, V, 3) skeleton sequence
+    sequence: np.ndarray               # (T, V, C) skeleton sequence
     mode: str                          # descriptor mode the models were trained on
+    layout: Layout                     # the skeletons' joint layout
     notes: list[str] = field(default_factory=list)   # what the caller should tell the user
 
     def top(self, names: tuple[str, ...], k: int = 5) -> list[tuple[str, int, float]]:
@@ -50,29 +55,44 @@ def find_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, d
     return found
 
 
+def check_file_kind(path: str | Path, ds: Dataset) -> None:
+    """Refuse a file of another dataset's kind (an NW-UCLA .json given to NTU models), by its name."""
+    if ds.reader == CUSTOM:
+        if not Path(path).name.endswith(".npy"):
+            raise ValueError(f"{path}: a custom dataset's sample is a .npy file ({ds.layout.name} layout)")
+        return
+    kind = file_reader(path)
+    if kind != ds.reader:
+        expected = " or ".join(suffix for suffix, reader in FILE_READERS.items() if reader == ds.reader)
+        raise ValueError(f"{path}: a {kind} skeleton cannot be classified by {ds.name} models (expected {expected})")
+
+
+def train_command(ds: Dataset, protocol: str, desc: str) -> str:
+    return f"python train.py -d {ds.name} -p {protocol}{ds.data_flags()} -desc {desc}"
+
+
 def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol: str | None = None,
                  desc: str = FUSION, epoch: str = "best", device: str = "cpu") -> Prediction:
     ds = get_dataset(dataset)
     protocol = check_protocol(dataset, protocol or ds.protocols[0])
+    check_file_kind(path, ds)
     found = find_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
     models = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
     ckpts = {n: ckpt for n, (_, ckpt) in models.items()}
     for name, ckpt in ckpts.items():
-        check_role(ckpt, name, dataset, protocol, f"python train.py -d {dataset} -p {protocol} -desc {name}")
+        check_role(ckpt, name, dataset, protocol, train_command(ds, protocol, name))
+        check_layout(ckpt, ds.layout, f"{path} ({ds.layout.name} layout)", train_command(ds, protocol, name))
     # The images must be made exactly as the training images were: same mode and size.
     pixels = check_consistent(ckpts)
     mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))
     release = [n for n, c in ckpts.items() if c.kind != "ours"]
     notes = [RELEASE_NOTICE.format(names=", ".join(release))] if release else []
-    X = load_sequence(path, mode)
-    layout, _ = layout_for_joints(X.shape[1])
-    if layout is not ds.layout:
-        raise ValueError(f"{path}: a {layout.name} skeleton cannot be classified by {dataset} models")
-    images = descriptor_images(X, layout, mode, img_size)
+    X = load_sequence(path, mode, ds.reader, ds.layout)
+    images = descriptor_images(X, ds.layout, mode, img_size)
     batch = tuple(as_three_channels(bgr_chw(images[d]))[None] for d in FUSION_ORDER)
     # A one-batch "loader" through test.py's inference: same input handling, same Fuse5 dispatch.
     outputs = model_outputs({n: m.to(device) for n, (m, _) in models.items()}, [(batch, None)],
                             FUSION_ORDER, torch.device(device))
     logits = [out["main"] if name == FUSION else out for name, out in outputs.items()]
     probabilities = mean_softmax(logits)[0]
-    return Prediction(probabilities, found, images, X, mode, notes)
+    return Prediction(probabilities, found, images, X, mode, ds.layout, notes)

@@ -1,6 +1,6 @@
 """Does a checkpoint fit what it is asked to read? Its recorded descriptor, dataset and protocol
-against its file name, and the mode and image size of its training images against the folders
-(or the images) it is evaluated on. Refusals are one line naming the field and the fix.
+against its file name, and the mode, image size and skeleton layout of its training images against
+the folders (or the sample) it is evaluated on. Refusals are one line naming the field and the fix.
 
 Checkpoints of the authors' release record nothing; they are accepted as paper-mode models and
 the caller says so once.
@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from descriptors import provenance
+from skeletons.layouts import Layout, layout_record
 
 from .checkpoint import Checkpoint, CheckpointError
 
@@ -30,26 +31,43 @@ def check_role(ckpt: Checkpoint, name: str, dataset: str, protocol: str, retrain
 
 
 def trained_pixels(ckpt: Checkpoint) -> dict:
-    """{"mode", "img_size"} of the images the model was trained on; empty for the release's files."""
+    """{"mode", "img_size", "layout"} of the images the model was trained on (those it records);
+    empty for the release's files."""
     if ckpt.kind != "ours":
         return {}
     return {k: ckpt.settings[k] for k in provenance.PIXEL_FIELDS if ckpt.settings.get(k) is not None}
 
 
+def layout_refusal(ckpt: Checkpoint, differ: str, what: str, retrain: str) -> CheckpointError:
+    """The one-line refusal of a model trained on skeletons of another layout than ``what`` holds."""
+    return CheckpointError(f"{ckpt.path}: trained on skeletons of another layout than {what} ({differ}, model -> "
+                           f"data); use checkpoints trained on this layout (-ckpt), or train them: {retrain}")
+
+
 def check_against_folder(ckpt: Checkpoint, folder: Path, record: dict | None, measured_size: int,
-                         remake: str) -> None:
-    """Refuse evaluating a model on images made in another mode or at another size than its own."""
+                         remake: str, retrain: str) -> None:
+    """Refuse evaluating a model on images made in another mode, at another size or from skeletons
+    of another layout than its own."""
     trained = trained_pixels(ckpt)
     found = dict(record or {}, img_size=(record or {}).get("img_size", measured_size))
+    if layout := provenance.differences(trained, found, ("layout",)):
+        raise layout_refusal(ckpt, layout[0], str(folder), retrain)
     differ = provenance.differences(trained, found, provenance.PIXEL_FIELDS)
     if differ:
-        want = " ".join(f"--{k.replace('_', '-')} {trained[k]}" for k in provenance.PIXEL_FIELDS if k in trained)
+        want = " ".join(f"--{k.replace('_', '-')} {trained[k]}" for k in provenance.PIXEL_FIELDS
+                        if k in trained and k != "layout")
         raise CheckpointError(f"{ckpt.path}: trained on other images than {folder} holds "
                               f"({'; '.join(differ)}, model -> folder); remake them with: {remake} {want} --overwrite")
 
 
+def check_layout(ckpt: Checkpoint, layout: Layout, what: str, retrain: str) -> None:
+    """Refuse a model trained on skeletons of another layout than ``layout`` (that of the data ``what``)."""
+    if differ := provenance.differences(trained_pixels(ckpt), {"layout": layout_record(layout)}, ("layout",)):
+        raise layout_refusal(ckpt, differ[0], what, retrain)
+
+
 def check_consistent(ckpts: dict[str, Checkpoint]) -> dict:
-    """The one (mode, img_size) all models were trained with; refuse models that disagree."""
+    """The one (mode, img_size, layout) all models were trained with; refuse models that disagree."""
     pixels = {name: trained_pixels(c) for name, c in ckpts.items()}
     known = [(n, p) for n, p in pixels.items() if p]
     for name, p in known[1:]:

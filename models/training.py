@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from descriptors import provenance
 from skeletons.atomic import write_text_atomic
 from skeletons.datasets import get_dataset
 from skeletons.paths import FUSION
@@ -34,9 +35,9 @@ NTU_HALVING_EPOCHS = 3
 
 # ----------------------------------------------------------------------------- schedule and loss
 def lr_factor(dataset: str, epoch: int) -> float:
-    """Multiplier of the base rate in 1-based ``epoch``: NTU 1 (1-5), 1/2 (6), 1/4 (7), 1/8 (8-10),
-    then halved every 3 epochs; NW-UCLA constant."""
-    if get_dataset(dataset).name == "ucla" or epoch <= 5:
+    """Multiplier of the base rate in 1-based ``epoch``: NTU (and custom datasets) 1 (1-5), 1/2 (6),
+    1/4 (7), 1/8 (8-10), then halved every 3 epochs; NW-UCLA constant."""
+    if get_dataset(dataset).constant_lr or epoch <= 5:
         return 1.0
     if epoch <= 7:
         return 0.5 ** (epoch - 5)
@@ -286,7 +287,8 @@ def amp_setup(device: torch.device, amp: bool, log=print) -> tuple[torch.dtype |
 
 
 # ----------------------------------------------------------------------------- what a run trains on
-DATA_FIELDS = ("fingerprint", "samples", "mode", "img_size")
+DATA_FIELDS = ("fingerprint", "samples", "mode", "img_size", "layout")
+AGREED_FIELDS = ("mode", "img_size", "layout")   # one value for all the folders a model reads
 
 
 @dataclass(frozen=True)
@@ -301,8 +303,8 @@ class FolderData:
 
 def folder_data(ds) -> list[FolderData]:
     """The folders of a DescriptorImages split: the images trained on, and what the folder's record
-    says (fingerprint, mode, img_size); without a record (the release's) fingerprint and mode are
-    None and img_size is measured."""
+    says (fingerprint, mode, img_size, layout); without a record (the release's) fingerprint, mode
+    and layout are None and img_size is measured."""
     from descriptors.dataset import make_command
 
     records = getattr(ds, "provenance", None) or {}
@@ -310,31 +312,35 @@ def folder_data(ds) -> list[FolderData]:
     for k, (desc, folder) in enumerate(zip(ds.descs, ds.folders)):
         record = records.get(desc) or {}
         facts = {"fingerprint": record.get("fingerprint"), "samples": len(ds), "mode": record.get("mode"),
-                 "img_size": record.get("img_size") or ds.expected_size(k)[0][1]}
+                 "img_size": record.get("img_size") or ds.expected_size(k)[0][1], "layout": record.get("layout")}
         out.append(FolderData(ds.part, desc, folder, facts, make_command(ds.dataset, ds.protocol, ds.part, ds.root)))
     return out
 
 
-def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str, int, str | None]:
-    """(mode, img_size, notice or None) of the folders one run reads, train folders first.
+def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str, int, dict | None, str | None]:
+    """(mode, img_size, layout, notice or None) of the folders one run reads, train folders first.
 
-    ValueError (one line) when two folders differ in mode or img_size (a model tested on images
-    made otherwise gives wrong answers), or when --mode contradicts the records. Folders without
-    a record take the recorded folders' mode, else --mode, else "paper", and the notice says so.
+    ValueError (one line) when two folders differ in mode, img_size or skeleton layout (a model
+    tested on images made otherwise gives wrong answers), or when --mode contradicts the records.
+    Folders without a record take the recorded folders' mode, else --mode, else "paper", and the
+    notice says so; their layout is unknown (None), as is that of the release's folders.
     """
-    for name in ("mode", "img_size"):
+    for name in AGREED_FIELDS:
         known = [f for f in folders if f.facts[name] is not None]
         other = next((f for f in known if f.facts[name] != known[0].facts[name]), None)
         if other is not None:
             first = known[0]
-            raise ValueError(f"{first.folder} and {other.folder} differ in {name} ({first.facts[name]} vs "
-                             f"{other.facts[name]}); make them alike: {other.remake} "
-                             f"--{name.replace('_', '-')} {first.facts[name]} --overwrite")
+            fix = (f"--{name.replace('_', '-')} {first.facts[name]} --overwrite" if name != "layout" else
+                   "--overwrite, with the layout of the other folders")
+            values = f"{provenance.shown(first.facts[name])} vs {provenance.shown(other.facts[name])}"
+            raise ValueError(f"{first.folder} and {other.folder} differ in {name} ({values}); make them alike: "
+                             f"{other.remake} {fix}")
     recorded = next((f for f in folders if f.facts["mode"] is not None), None)
     if recorded is not None and mode_flag and mode_flag != recorded.facts["mode"]:
         raise ValueError(f"{recorded.folder}: images are {recorded.facts['mode']} mode, --mode {mode_flag} given; "
                          f"remake them with: {recorded.remake} --mode {mode_flag} --overwrite, or drop --mode")
     mode = recorded.facts["mode"] if recorded is not None else mode_flag or "paper"
+    layout = next((f.facts["layout"] for f in folders if f.facts["layout"] is not None), None)
     bare = [f for f in folders if f.facts["mode"] is None]
     notice = None
     if bare:
@@ -342,7 +348,7 @@ def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str
         why = ("like the recorded folders" if recorded is not None else "as --mode says" if mode_flag
                else "the default; pass --mode clean if they were made in clean mode")
         notice = f"notice: {bare[0].folder}{more}: no record of how the images were made; assuming {mode} mode ({why})"
-    return mode, folders[0].facts["img_size"], notice
+    return mode, folders[0].facts["img_size"], layout, notice
 
 
 def data_record(folders: list[FolderData]) -> dict:
@@ -362,25 +368,29 @@ def data_record(folders: list[FolderData]) -> dict:
 # fp32 nor an amp run; it records the autocast dtype actually used (None: fp32, also when --amp
 # was given on the CPU). max_steps too: a capped epoch sees only part of the data.
 RUN_KEYS = ("dataset", "protocol", "descriptor", "num_classes", "arch", "width", "bn_stats", "pretrained", "mode",
-            "img_size", "lr", "batch_size", "world_size", "seed", "label_smoothing", "val_fraction", "max_steps",
-            "amp", "data")
+            "img_size", "layout", "lr", "batch_size", "world_size", "seed", "label_smoothing", "val_fraction",
+            "max_steps", "amp", "data")
 NOT_RECORDED = "(not recorded)"
 WAYS_OUT = "start over with --overwrite (removes this run's checkpoints and log) or use another -ckpt folder"
 LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"
 
 
 def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict,
-                 amp_dtype: torch.dtype | None, world_size: int) -> dict:
-    """What a checkpoint records: RUN_KEYS, as this run really trains (mode and data from the folders)."""
+                 amp_dtype: torch.dtype | None, world_size: int, layout: dict | None = None) -> dict:
+    """What a checkpoint records: RUN_KEYS, as this run really trains (mode, layout and data from
+    the folders; layout None for folders that record none)."""
     return {"dataset": args.dataset, "protocol": args.protocol, "descriptor": args.desc, "num_classes": num_classes,
             "arch": args.arch, "width": args.width, "bn_stats": getattr(args, "bn_stats", "shared"),
-            "pretrained": bool(args.pretrained), "mode": mode, "img_size": int(img_size), "lr": args.lr,
+            "pretrained": bool(args.pretrained), "mode": mode, "img_size": int(img_size), "layout": layout,
+            "lr": args.lr,
             "batch_size": args.batch_size, "world_size": world_size, "seed": args.seed,
             "label_smoothing": args.label_smoothing, "val_fraction": args.val_fraction, "max_steps": args.max_steps,
             "amp": None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), "data": data}
 
 
 def _show(value) -> str:
+    if isinstance(value, dict):   # a layout record: its name and the start of its digest
+        return provenance.shown(value)
     text = str(value)
     return text if len(text) <= 16 else text[:12] + "..."  # fingerprints: enough to tell them apart
 
@@ -580,11 +590,11 @@ def fit(args) -> dict:
         if info.is_main:
             barrier()
         folders = folder_data(train_set) + folder_data(test_set)
-        mode, img_size, notice = agreed_pixels(folders, args.mode)
+        mode, img_size, layout, notice = agreed_pixels(folders, args.mode)
         if notice:
             log(notice)
         amp_dtype, scaler = amp_setup(device, args.amp, log)
-        settings = run_settings(args, num_classes=num_classes, mode=mode, img_size=img_size,
+        settings = run_settings(args, num_classes=num_classes, mode=mode, img_size=img_size, layout=layout,
                                 data=data_record(folders), amp_dtype=amp_dtype, world_size=info.world_size)
 
         prefix = checkpoint_prefix(args.dataset, args.protocol, args.desc)

@@ -11,11 +11,13 @@ import argparse
 import os
 from pathlib import Path
 
+from .datasets import CUSTOM
+from .layouts import shipped_layouts
 from .paths import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
 
-DATASET_CHOICES = ("ntu60", "ntu120", "ucla")
+DATASET_CHOICES = ("ntu60", "ntu120", "ucla", CUSTOM)
 PROTOCOL_HELP = "protocol: csub or cview (NTU-60), csub or csetup (NTU-120); default: the dataset's first " \
-                "(csub; NW-UCLA has only cview)"
+                "(csub; NW-UCLA has only cview, a custom dataset only split, its labels.csv's)"
 
 def default_workers(most: int = 4) -> int:
     """Data-loading processes: ``most``, but no more than the CPUs this process may use (more only
@@ -32,6 +34,13 @@ def default_workers(most: int = 4) -> int:
 OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "dataset": (("-d", "--dataset"), {"choices": DATASET_CHOICES, "help": "dataset"}),
     "protocol": (("-p", "--protocol"), {"default": None, "help": PROTOCOL_HELP}),
+    "data": (("--data",), {"metavar": "ROOT", "default": None,
+                           "help": "-d custom: your dataset folder (ROOT/skeletons/<sample>.npy, ROOT/labels.csv, "
+                                   "ROOT/classes.txt; README: Your own skeletons)"}),
+    "layout": (("--layout",), {"metavar": "FILE_OR_NAME", "default": None,
+                               "help": "joint layout of your own skeletons (-d custom; visualize.py: of a .npy "
+                                       "sample): a layout .json file or a shipped one "
+                                       f"({', '.join(shipped_layouts())})"}),
     "desc": (("-desc", "--desc"), {"choices": (*DESCRIPTORS, FUSION), "default": FUSION,
                                    "help": "one descriptor's ResNet_c, or all (Fuse5; in test/predict: the five "
                                            "single models and Fuse5)"}),
@@ -95,6 +104,27 @@ def add(p: argparse.ArgumentParser, name: str, **overrides) -> argparse.Action:
     if kwargs.get("action") != "store_true":
         kwargs.setdefault("dest", name if name not in ("processes", "loader_workers") else "workers")
     return p.add_argument(*flags, **kwargs)
+
+
+def add_dataset(p: argparse.ArgumentParser, **overrides) -> None:
+    """-d with its --data and --layout (which name a custom dataset)."""
+    add(p, "dataset", **overrides)
+    add(p, "data")
+    add(p, "layout")
+
+
+def setup_dataset(args: argparse.Namespace) -> None:
+    """Make ``-d custom --data ROOT --layout FILE_OR_NAME`` a dataset of the table (the folder and the
+    layout are read and checked here: one-line ValueError); refuse --data or --layout without it."""
+    data, layout = getattr(args, "data", None), getattr(args, "layout", None)
+    if args.dataset == CUSTOM:
+        if not data or not layout:
+            raise ValueError(f"-d {CUSTOM} needs --data ROOT (the dataset folder) and --layout FILE_OR_NAME "
+                             f"(a layout file or one of {', '.join(shipped_layouts())})")
+        from .custom import register_custom_dataset
+        register_custom_dataset(data, layout)
+    elif data or layout:
+        raise ValueError(f"--data and --layout are for a custom dataset: add -d {CUSTOM}, or drop them")
 
 
 def default_protocol(dataset: str, protocol: str | None) -> str:

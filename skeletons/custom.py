@@ -12,6 +12,10 @@ Sample ids are letters, digits, '_' and '-' (they become file names and manifest
 A .npy file that labels.csv does not list is not part of the dataset (``unlisted`` names it).
 A sequence is centred on the layout's root joint of body 0 at frame 0, as NTU and NW-UCLA ones are.
 Every problem is a one-line ValueError naming the file (and the line of a text file).
+
+On the command line (``-d custom --data ROOT --layout FILE_OR_NAME``) ``register_custom_dataset``
+makes the folder a row of the dataset table (skeletons/datasets.py): dataset ``custom``, one
+protocol ``split`` (the labels.csv column), sequences ROOT/skeletons/*.npy.
 """
 from __future__ import annotations
 
@@ -19,14 +23,15 @@ import csv
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
 from .atomic import atomic_path
-from .datasets import PARTS
-from .layouts import NTU, Layout, shipped_layout
+from .datasets import CUSTOM, CUSTOM_PROTOCOL, PARTS, CustomSample, Dataset, register_dataset
+from .layouts import NTU, Layout, find_layout, shipped_layout
 
 SKELETON_DIR = "skeletons"
 LABELS_FILE = "labels.csv"
@@ -52,6 +57,14 @@ class CustomDataset:
 
     def path(self, sample: str) -> Path:
         return skeleton_path(self.root, sample)
+
+    @cached_property
+    def _table(self) -> dict[str, CustomSample]:
+        return {s: CustomSample(label, split) for s, label, split in zip(self.samples, self.labels, self.splits)}
+
+    def sample(self, sample: str) -> CustomSample:
+        """Label and split of a sample id; split None for one labels.csv does not list (not used)."""
+        return self._table.get(sample, CustomSample(0, None))
 
     def split_samples(self, part: str) -> list[tuple[str, int]]:
         """(sample id, label) of one part, sorted by sample id (the order descriptor folders index)."""
@@ -197,6 +210,17 @@ def read_custom_dataset(root: str | Path, layout: Layout, check_values: bool = T
     _, samples, labels, splits = zip(*rows)
     return CustomDataset(root, layout, samples, labels, splits, class_names,
                          tuple(sorted(files - set(samples))))
+
+
+def register_custom_dataset(root: str | Path, layout: str | Path) -> Dataset:
+    """Read a dataset folder with the layout ``layout`` (a shipped name or a layout file) and make
+    it the table's ``custom`` row. Shapes are checked here, values when each sample is read."""
+    found = find_layout(layout)
+    data = read_custom_dataset(root, found, check_values=False)
+    seq_dir = str(Path(root) / SKELETON_DIR)
+    return register_dataset(Dataset(CUSTOM, found, len(data.class_names), (CUSTOM_PROTOCOL,), raw_dir=seq_dir,
+                                    seq_dir=seq_dir, seq_suffix=".npy", reader=CUSTOM, custom=data,
+                                    source_flags=("--data", str(root), "--layout", str(layout))))
 
 
 def write_custom_dataset(root: str | Path, samples: Mapping[str, np.ndarray], labels: Mapping[str, int],

@@ -1,13 +1,23 @@
-"""Datasets, sample names, protocols and class names (docs/METHOD.md §1-2): one table per fact."""
+"""Datasets, sample names, protocols and class names (docs/METHOD.md §1-2): one table per fact.
+
+NTU RGB+D 60/120 and NW-UCLA are fixed rows of ``DATASETS``; a user's own dataset (``-d custom``,
+skeletons/custom.py) is a row added at run time by ``register_dataset``, so every step that takes a
+dataset name (folder and checkpoint names, images, training, evaluation) works on it unchanged.
+"""
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .layouts import NTU, UCLA, Layout
+
+if TYPE_CHECKING:
+    from .custom import CustomDataset
 
 RESOURCES = Path(__file__).with_name("resources")
 
@@ -24,6 +34,9 @@ UCLA_CLASS_NAMES = (
     "pick up with one hand", "pick up with two hands", "drop trash", "walk around", "sit down",
     "stand up", "donning", "doffing", "throw", "carry",
 )
+
+CUSTOM = "custom"            # the name of a user's own dataset (-d custom --data ROOT --layout FILE_OR_NAME)
+CUSTOM_PROTOCOL = "split"    # its one protocol: the train/test column of its labels.csv
 
 NTU_NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
 UCLA_NAME = re.compile(r"^a(\d{2})_s(\d{2})_e(\d{2})_v(\d{2})$")
@@ -81,6 +94,12 @@ def parse_ucla_name(name: str) -> UclaSample:
     return sample
 
 
+@dataclass(frozen=True)
+class CustomSample:
+    label: int
+    split: str | None     # "train" or "test"; None for a file that labels.csv does not list (not used)
+
+
 # Protocol rules: (sample) -> True when the sample belongs to the training split.
 PROTOCOL_RULES = {
     ("ntu60", "csub"): lambda s: s.performer in NTU60_CSUB_TRAIN_PERFORMERS,
@@ -88,7 +107,9 @@ PROTOCOL_RULES = {
     ("ntu120", "csub"): lambda s: s.performer in NTU120_CSUB_TRAIN_PERFORMERS,
     ("ntu120", "csetup"): lambda s: s.setup % 2 == 0,
     ("ucla", "cview"): lambda s: s.view in UCLA_TRAIN_VIEWS,
+    (CUSTOM, CUSTOM_PROTOCOL): lambda s: s.split == "train",
 }
+Sample = NtuSample | UclaSample | CustomSample
 
 
 @dataclass(frozen=True)
@@ -101,21 +122,42 @@ class Dataset:
     seq_dir: str          # where the per-sample sequences the descriptors read live
     seq_suffix: str       # file suffix of those sequences
     max_setup: int = 0    # NTU: last setup of the dataset (17 for NTU-60)
+    reader: str = "ntu"   # how a sample file becomes a sequence: ntu, ucla or custom (descriptors/extract.py)
+    constant_lr: bool = False   # NW-UCLA trains at a constant rate, the others on NTU's schedule
+    custom: CustomDataset | None = field(default=None, compare=False, repr=False)
+    """A custom dataset's samples, labels, splits and class names (skeletons/custom.py)."""
+    source_flags: tuple[str, ...] = ()
+    """Command-line flags that say where a custom dataset is: ("--data", ROOT, "--layout", FILE_OR_NAME)."""
 
-    def parse_name(self, name: str) -> NtuSample | UclaSample:
-        return parse_ucla_name(name) if self.layout is UCLA else parse_ntu_name(name)
+    def parse_name(self, name: str) -> Sample:
+        if self.reader == CUSTOM:
+            return self.custom.sample(sample_id(name))
+        return parse_ucla_name(name) if self.reader == "ucla" else parse_ntu_name(name)
 
-    def contains(self, sample: NtuSample | UclaSample) -> bool:
+    def contains(self, sample: Sample) -> bool:
+        if isinstance(sample, CustomSample):
+            return self.reader == CUSTOM and sample.split is not None
         if isinstance(sample, UclaSample):
-            return self.layout is UCLA
-        return self.layout is NTU and sample.setup <= self.max_setup and sample.action <= self.num_classes
+            return self.reader == "ucla"
+        return self.reader == "ntu" and sample.setup <= self.max_setup and sample.action <= self.num_classes
 
     def is_train(self, name: str, protocol: str) -> bool:
         return PROTOCOL_RULES[(self.name, protocol)](self.parse_name(name))
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return UCLA_CLASS_NAMES if self.layout is UCLA else ntu120_class_names()[: self.num_classes]
+        if self.reader == CUSTOM:
+            return self.custom.class_names
+        return UCLA_CLASS_NAMES if self.reader == "ucla" else ntu120_class_names()[: self.num_classes]
+
+    @property
+    def extract_script(self) -> str:
+        """The skels2desc front end of the dataset's sample files."""
+        return f"skels2desc_{self.reader}.py"
+
+    def data_flags(self) -> str:
+        """' --data ROOT --layout FILE_OR_NAME' for a custom dataset (commands printed in errors), else ''."""
+        return "".join(f" {shlex.quote(flag)}" for flag in self.source_flags)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -123,8 +165,20 @@ DATASETS: dict[str, Dataset] = {
                      ".skeleton.npy", max_setup=17),
     "ntu120": Dataset("ntu120", NTU, 120, ("csub", "csetup"), "data/ntu/txt120skel",
                       "data/ntu/npy120skel", ".skeleton.npy", max_setup=32),
-    "ucla": Dataset("ucla", UCLA, 10, ("cview",), "data/ucla", "data/ucla", ".json"),
+    "ucla": Dataset("ucla", UCLA, 10, ("cview",), "data/ucla", "data/ucla", ".json", reader="ucla",
+                    constant_lr=True),
 }
+BUILTIN_DATASETS = tuple(DATASETS)
+
+
+def register_dataset(dataset: Dataset) -> Dataset:
+    """Add (or replace) a run-time row of the table: the custom dataset named on the command line."""
+    if dataset.name in BUILTIN_DATASETS:
+        raise ValueError(f"{dataset.name} is a built-in dataset and cannot be replaced")
+    DATASETS[dataset.name] = dataset
+    return dataset
+
+
 PARTS = ("train", "test")
 
 
@@ -132,7 +186,9 @@ def get_dataset(name: str) -> Dataset:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}") from None
+        if name == CUSTOM:
+            raise ValueError(f"-d {CUSTOM} needs --data ROOT (the dataset folder) and --layout FILE_OR_NAME") from None
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join((*BUILTIN_DATASETS, CUSTOM))}") from None
 
 
 def check_protocol(dataset: str, protocol: str | None) -> str:
@@ -168,7 +224,7 @@ class SplitScan:
     problems: list[tuple[Path, str]]    # (file, one-line reason), sorted by file name
 
 
-def _name_problem(dataset: Dataset, sid: str) -> NtuSample | UclaSample | str:
+def _name_problem(dataset: Dataset, sid: str) -> Sample | str:
     """The parsed sample id, or the one-line reason it is not a valid name of ``dataset``."""
     try:
         return dataset.parse_name(sid)
@@ -182,8 +238,8 @@ def scan_split_folder(folder: str | Path, dataset: str, protocol: str | None, pa
     Files named <id><seq_suffix> are considered; hidden files (atomic writers' temps) are not.
     A name that does not parse cannot be placed in either part, so both parts report it; files
     sharing a sample id (e.g. a ``.bak`` copy) are all reported, and none used, when that id
-    is in the requested split. Samples of another dataset (NTU-120-only ones in an NTU-60 run)
-    are silently outside the split.
+    is in the requested split. Samples of another dataset (NTU-120-only ones in an NTU-60 run,
+    a custom dataset's files that its labels.csv does not list) are silently outside the split.
     """
     folder = Path(folder)
     if not folder.is_dir():

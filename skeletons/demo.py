@@ -13,7 +13,8 @@ real recordings): facing, distance, tilt, Gaussian sensor noise, a pinhole proje
 then a spurious extra body.
 
 Coordinates before a camera sees them are (left, up, forward) of the person or scene, in metres.
-``python -m skeletons.demo --out data/demo`` writes ``ntu/txt60skel/*.skeleton`` and ``ucla/*.json``.
+``python -m skeletons.demo --out data/demo`` writes ``ntu/txt60skel/*.skeleton`` and ``ucla/*.json``;
+``--format coco17`` writes the NTU actions as a custom dataset of COCO-17 2D keypoints instead.
 """
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from .atomic import write_text_atomic
-from .datasets import (NTU60_CSUB_TRAIN_PERFORMERS,
+from .custom import ntu_to_coco2d, write_custom_dataset
+from .datasets import (NTU60_CSUB_TRAIN_PERFORMERS, get_dataset, ntu120_class_names,
                        official_missing, parse_ntu_name, parse_ucla_name)
 from .layouts import NTU, UCLA, Layout
 
@@ -725,6 +727,7 @@ def ucla_text(name: str, xyz: np.ndarray, label: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 SIZES = {"small": {"ntu": 2, "ucla": 2}, "full": {"ntu": 10, "ucla": 7}}   # takes per class
+FORMATS = ("ntu-ucla", "coco17")   # the real datasets' file formats, or the NTU actions as COCO-17 2D keypoints
 NTU_CAMERAS = (1, 2, 3)
 UCLA_VIEWS = (1, 2, 3)
 NTU60_TEST_PERFORMERS = tuple(p for p in range(1, 41) if p not in NTU60_CSUB_TRAIN_PERFORMERS)
@@ -765,10 +768,10 @@ def ntu_camera(seed: int, setup: int, camera: int, replication: int, rng: np.ran
                   y=layout.uniform(-0.1, 0.35), distance=layout.uniform(2.6, 3.8) + rng.uniform(-0.2, 0.2))
 
 
-def generate_ntu(out_dir: Path, seed: int, takes: int) -> Counter:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def ntu_recordings(seed: int, takes: int) -> Iterator[tuple[str, list[np.ndarray], list[int], bool]]:
+    """(sample name, camera-space bodies (T, 25, 3), Kinect body ids, spurious extra body?) of every
+    file of the NTU demo, in the order they are made (the random draws do not depend on the format)."""
     missing = official_missing("ntu60")
-    counts: Counter = Counter()
     used: set[tuple[int, int, int, int]] = set()
     for action_id, action in NTU_ACTIONS.items():
         for j in range(takes):
@@ -790,11 +793,17 @@ def generate_ntu(out_dir: Path, seed: int, takes: int) -> Counter:
                 spurious = action.persons == 1 and rng.random() < SPURIOUS_RATE
                 bodies_xyz = film(rng, people, ntu_camera(seed, setup, camera, rep, rng), NTU_BODY, spurious)
                 parse_ntu_name(name)   # the name must be one the readers accept
-                write_text_atomic(out_dir / f"{name}.skeleton", ntu_text(bodies_xyz, ids[:len(bodies_xyz)]),
-                                  newline="")   # keep the CRLF line ends
-                counts["ntu"] += 1
-                counts["ntu_two_body"] += len(bodies_xyz) == 2
-                counts["ntu_spurious"] += spurious
+                yield name, bodies_xyz, ids[:len(bodies_xyz)], spurious
+
+
+def generate_ntu(out_dir: Path, seed: int, takes: int) -> Counter:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts: Counter = Counter()
+    for name, bodies_xyz, ids, spurious in ntu_recordings(seed, takes):
+        write_text_atomic(out_dir / f"{name}.skeleton", ntu_text(bodies_xyz, ids), newline="")   # CRLF kept
+        counts["ntu"] += 1
+        counts["ntu_two_body"] += len(bodies_xyz) == 2
+        counts["ntu_spurious"] += spurious
     return counts
 
 
@@ -832,14 +841,45 @@ def generate_demo(out_dir: str | Path, seed: int = 0, size: str = "full") -> dic
     return dict(counts, ntu_dir=str(out_dir / "ntu" / "txt60skel"), ucla_dir=str(out_dir / "ucla"))
 
 
+def generate_coco17(out_dir: str | Path, seed: int = 0, size: str = "full") -> dict:
+    """The NTU demo's recordings as a custom dataset of COCO-17 2D keypoints in ``out_dir`` (its
+    root: skeletons/<NTU name>.npy, labels.csv, classes.txt; README: Your own skeletons).
+
+    Each body's camera-space joints (before any centring: projection needs the depth) become image
+    keypoints through ``ntu_to_coco2d``; labels are the 10 actions in NTU order, named as NTU names
+    them; the split is NTU-60's cross-subject one. The same (seed, size) gives the same files.
+    """
+    if size not in SIZES:
+        raise ValueError(f"unknown demo size {size!r}; choose from {', '.join(SIZES)}")
+    ntu60 = get_dataset("ntu60")
+    arrays, labels, splits = {}, {}, {}
+    for name, bodies_xyz, _, _ in ntu_recordings(seed, SIZES[size]["ntu"]):
+        keypoints = ntu_to_coco2d(np.stack(bodies_xyz)).astype(np.float32)   # (M, T, 17, 2) pixels
+        arrays[name] = keypoints[0] if len(keypoints) == 1 else keypoints
+        labels[name] = DEMO_NTU_ACTIONS.index(parse_ntu_name(name).action) + 1
+        splits[name] = "train" if ntu60.is_train(name, "csub") else "test"
+    classes = [ntu120_class_names()[action - 1] for action in DEMO_NTU_ACTIONS]
+    write_custom_dataset(out_dir, arrays, labels, splits, classes)
+    return {"coco17": len(arrays), "coco17_dir": str(out_dir)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m skeletons.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="output folder (gets ntu/txt60skel/ and ucla/)")
+    parser.add_argument("--out", required=True, help="output folder (gets ntu/txt60skel/ and ucla/; with "
+                                                      "--format coco17 it is the custom dataset's folder)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", choices=tuple(SIZES), default="full",
                         help="full: ~300 NTU + 210 NW-UCLA files (demo pipeline); small: for tests")
+    parser.add_argument("--format", choices=FORMATS, default=FORMATS[0],
+                        help="ntu-ucla: the NTU and NW-UCLA file formats; coco17: the NTU actions as a custom "
+                             "dataset of COCO-17 2D keypoints (-d custom --data OUT --layout coco17)")
     args = parser.parse_args(argv)
     try:
+        if args.format == "coco17":
+            summary = generate_coco17(args.out, args.seed, args.size)
+            print(f"COCO-17: {summary['coco17']} .npy samples (2D keypoints) in the custom dataset "
+                  f"{summary['coco17_dir']}")
+            return 0
         summary = generate_demo(args.out, args.seed, args.size)
     except OSError as e:
         print(f"error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)

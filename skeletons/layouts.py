@@ -20,9 +20,10 @@ descriptors handle that by an axis, never by a second copy of these tables.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import NoReturn
@@ -180,6 +181,19 @@ def find_layout(name_or_path: str | Path) -> Layout:
     if text.endswith(".json") or Path(text).exists():
         return load_layout(text)
     _fail(text, f"no such layout; give a layout .json file or one of {', '.join(shipped_layouts())}")
+
+
+def layout_record(layout: Layout) -> dict:
+    """{"name", "digest"}: what descriptor folder records and checkpoints keep of a layout. The digest
+    covers all that decides the images (name, dims, root, joints, the four tables; not the comment
+    or the file's formatting), so two files that define the same layout give the same digest."""
+    content = json.dumps(asdict(layout), sort_keys=True, separators=(",", ":"))
+    return {"name": layout.name, "digest": hashlib.sha256(content.encode()).hexdigest()[:16]}
+
+
+def layout_text(record: dict) -> str:
+    """'coco17 (digest 1a2b3c4d)': a layout record as one-line errors show it."""
+    return f"{record.get('name')} (digest {str(record.get('digest'))[:8]})"
 
 
 NTU = shipped_layout("ntu25")

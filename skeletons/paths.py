@@ -20,19 +20,23 @@ def check_descriptor(desc: str, allow_fusion: bool = False) -> str:
     return desc
 
 
-def descriptor_dir(root: str | Path, dataset: str, desc: str, part: str, protocol: str | None = None) -> Path:
-    """<root>/<ds>_<DESC>_<part>_<protocol> for NTU, <root>/ucla_<DESC>_<part> for NW-UCLA."""
-    check_descriptor(desc)
+def protocol_suffix(dataset: str, protocol: str | None) -> str:
+    """'_<protocol>' in folder and checkpoint names; '' for a dataset with one protocol (NW-UCLA,
+    custom), whose names never had it."""
     protocol = check_protocol(dataset, protocol)
-    suffix = "" if get_dataset(dataset).name == "ucla" else f"_{protocol}"
-    return Path(root) / f"{dataset}_{desc}_{part}{suffix}"
+    return "" if len(get_dataset(dataset).protocols) == 1 else f"_{protocol}"
+
+
+def descriptor_dir(root: str | Path, dataset: str, desc: str, part: str, protocol: str | None = None) -> Path:
+    """<root>/<ds>_<DESC>_<part>_<protocol> for NTU; <root>/ucla_<DESC>_<part> for NW-UCLA and
+    <root>/custom_<DESC>_<part> for a custom dataset (one protocol each)."""
+    check_descriptor(desc)
+    return Path(root) / f"{dataset}_{desc}_{part}{protocol_suffix(dataset, protocol)}"
 
 
 def split_stem(dataset: str, part: str, protocol: str | None = None) -> str:
-    """'ntu60_train_csub', 'ucla_train': names the five folders of one split as a whole."""
-    protocol = check_protocol(dataset, protocol)
-    suffix = "" if get_dataset(dataset).name == "ucla" else f"_{protocol}"
-    return f"{dataset}_{part}{suffix}"
+    """'ntu60_train_csub', 'ucla_train', 'custom_train': names the five folders of one split as a whole."""
+    return f"{dataset}_{part}{protocol_suffix(dataset, protocol)}"
 
 
 def split_lock_path(root: str | Path, dataset: str, part: str, protocol: str | None = None) -> Path:
@@ -47,11 +51,9 @@ def split_sources_path(root: str | Path, dataset: str, part: str, protocol: str 
 
 
 def checkpoint_prefix(dataset: str, protocol: str | None, desc: str) -> str:
-    """'ntu60_csub_GD', 'ucla_all': the release's checkpoint name stem."""
+    """'ntu60_csub_GD', 'ucla_all' (the release's checkpoint name stems), 'custom_GD'."""
     check_descriptor(desc, allow_fusion=True)
-    protocol = check_protocol(dataset, protocol)
-    middle = "" if get_dataset(dataset).name == "ucla" else f"_{protocol}"
-    return f"{dataset}{middle}_{desc}"
+    return f"{dataset}{protocol_suffix(dataset, protocol)}_{desc}"
 
 
 def checkpoint_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,

@@ -21,6 +21,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
              for name in ("txt2npy", "train", "test", "predict", "pipeline", "visualize")}
     found["skels2desc_ntu"] = build_parser(("ntu60", "ntu120"))
     found["skels2desc_ucla"] = build_parser(("ucla",))
+    found["skels2desc_custom"] = build_parser(("custom",))
     return found
 
 
@@ -29,14 +30,14 @@ PARSERS = parsers()
 REQUIRED = {
     "txt2npy": ["-d", "ntu60"], "train": ["-d", "ucla", "-desc", "GD"], "test": [], "predict": ["x.json", "-d", "ucla"],
     "pipeline": [], "visualize": ["x.json"], "skels2desc_ntu": ["-d", "ntu60", "-a", "train"],
-    "skels2desc_ucla": ["-a", "train"],
+    "skels2desc_ucla": ["-a", "train"], "skels2desc_custom": ["--data", "x", "--layout", "coco17", "-a", "train"],
 }
 # Where a script gives a shared option another default, and why.
 OWN_DEFAULTS = {
     # pipeline.py --demo changes these defaults; None lets it tell the demo's from the release's.
     ("pipeline", name) for name in ("gpu", "despth", "ckpt", "img_size", "epoch", "txt")
 } | {("train", "mode"),           # train.py reads the mode from the folders' records; --mode only checks it
-     ("skels2desc_ucla", "dataset")}   # its only dataset, so -d is optional
+     ("skels2desc_ucla", "dataset"), ("skels2desc_custom", "dataset")}   # their only dataset, so -d is optional
 VALUES = {int: "3", None: "x"}
 
 

@@ -20,6 +20,7 @@ from descriptors.dataset import CACHE_DIR, DescriptorImages, write_synthetic_spl
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.networks import WeightsUnavailableError, build_model
 from models.training import RUN_KEYS, error_line, make_scheduler, plan_run, run_settings
+from skeletons.layouts import UCLA, layout_record
 from skeletons.paths import descriptor_dir
 
 WIDTH = "0.0625"
@@ -61,9 +62,14 @@ def records(monkeypatch) -> dict:
     return table
 
 
-def record(part: str, mode: str = "paper", img_size: int = SIZE, fingerprint: str = "a" * 20) -> dict:
+UCLA_LAYOUT = layout_record(UCLA)
+
+
+def record(part: str, mode: str = "paper", img_size: int = SIZE, fingerprint: str = "a" * 20,
+           layout: dict = UCLA_LAYOUT) -> dict:
     return {"version": 1, "dataset": "ucla", "protocol": "cview", "part": part, "descriptor": "GD", "mode": mode,
-            "img_size": img_size, "png_level": 1, "samples": N, "fingerprint": fingerprint, "complete": True}
+            "img_size": img_size, "layout": layout, "png_level": 1, "samples": N, "fingerprint": fingerprint,
+            "complete": True}
 
 
 def train_cli(root: Path, ckpt: Path, capsys, *extra: str) -> tuple[int, str, str]:
@@ -198,10 +204,10 @@ def test_checkpoint_records_the_folders_provenance(root, tmp_path, records, caps
     assert status == 0 and "assuming" not in out
     settings = last(tmp_path).settings
     assert set(settings) == set(RUN_KEYS)
-    assert (settings["mode"], settings["img_size"]) == ("clean", SIZE)
-    assert settings["data"] == {
-        "train": {"GD": {"fingerprint": "f" * 20, "samples": N, "mode": "clean", "img_size": SIZE}},
-        "test": {"GD": {"fingerprint": "e" * 20, "samples": N, "mode": "clean", "img_size": SIZE}}}
+    assert (settings["mode"], settings["img_size"], settings["layout"]) == ("clean", SIZE, UCLA_LAYOUT)
+    facts = {"samples": N, "mode": "clean", "img_size": SIZE, "layout": UCLA_LAYOUT}
+    assert settings["data"] == {"train": {"GD": {"fingerprint": "f" * 20, **facts}},
+                                "test": {"GD": {"fingerprint": "e" * 20, **facts}}}
 
     records["train"] = {"GD": record("train", mode="clean", fingerprint="0" * 20)}  # other training data
     status, _, err = train_cli(root, tmp_path, capsys, "--epochs", "2")
@@ -222,6 +228,11 @@ def test_mode_flag_and_records_must_agree(root, tmp_path, records, capsys):
     status, _, err = train_cli(root, tmp_path, capsys)
     test_folder = descriptor_dir(root, "ucla", "GD", "test")
     assert status == 2 and f"{train_folder} and {test_folder} differ in mode (clean vs paper)" in one_line_error(err)
+    records["test"] = {"GD": record("test", mode="clean", layout={"name": "mine", "digest": "0123456789abcdef"})}
+    status, _, err = train_cli(root, tmp_path, capsys)
+    ucla = f"ucla (digest {UCLA_LAYOUT['digest'][:8]})"
+    assert status == 2 and (f"{train_folder} and {test_folder} differ in layout ({ucla} vs mine (digest 01234567))"
+                            in one_line_error(err))
     assert not any(tmp_path.iterdir())
 
 
@@ -231,7 +242,8 @@ def test_folders_without_a_record_assume_a_mode_and_say_so(root, tmp_path, recor
     assert status == 0 and out.count("assuming paper mode") == 1
     settings = last(tmp_path / "default").settings
     assert (settings["mode"], settings["img_size"]) == ("paper", SIZE)
-    assert settings["data"]["train"]["GD"] == {"fingerprint": None, "samples": N, "mode": None, "img_size": SIZE}
+    assert settings["data"]["train"]["GD"] == {"fingerprint": None, "samples": N, "mode": None, "img_size": SIZE,
+                                               "layout": None}
     status, out, _ = train_cli(root, tmp_path / "clean", capsys, "--mode", "clean")
     assert status == 0 and "assuming clean mode (as --mode says)" in out
     assert last(tmp_path / "clean").settings["mode"] == "clean"
