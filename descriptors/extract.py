@@ -11,6 +11,7 @@ file name is not a sample name, is reported by name and skipped; one run per spl
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import secrets
@@ -154,24 +155,80 @@ class Outcome:
     reason: str = ""           # why it failed, or why its images are black (paper-mode degenerate input)
 
 
-def process_sample(job: Job, item: Item) -> Outcome:
-    """Five images of one sample, written; or a failure with its reason."""
-    sample = sample_id(item.path)
+@dataclass(frozen=True)
+class Loaded:
+    """One sample read and checked: its sequence and manifest row, or why it failed."""
+    item: Item
+    X: np.ndarray | None = None
+    row: dict | None = None
+    note: str = ""             # failed: the reason; else why its images are black (paper-mode degenerate input)
+
+
+def load_item(job: Job, item: Item) -> Loaded:
     try:
         X = load_sequence(item.path, job.mode, job.reader, job.layout)
         degenerate = degenerate_reason(X, job.mode)
         if degenerate and job.mode != "paper":
             raise ValueError(f"{degenerate} (clean mode refuses such sequences; paper mode keeps them)")
-        row = {"index": item.index, "sample": sample, "label": item.label,
-               "frames": X.shape[0], "bodies": X.shape[1] // job.layout.num_joints}
-        images = descriptor_images(X, job.layout, job.mode, job.img_size)
-        name = image_name(item.index, item.label)
+    except Exception as error:  # one bad sample must not stop a 100k-sample run; it is reported
+        return Loaded(item, note=_reason(error, item.path))
+    row = {"index": item.index, "sample": sample_id(item.path), "label": item.label,
+           "frames": X.shape[0], "bodies": X.shape[1] // job.layout.num_joints}
+    return Loaded(item, X, row, degenerate or "")
+
+
+def write_item(job: Job, loaded: Loaded, images: dict[str, np.ndarray] | None) -> Outcome:
+    """Write a loaded sample's five images (atomically); the outcome for the summary and manifest."""
+    sample = sample_id(loaded.item.path)
+    if loaded.X is None:
+        return Outcome("failed", sample, reason=loaded.note)
+    try:
+        name = image_name(loaded.item.index, loaded.item.label)
         for desc, folder in job.folders.items():
             save_png(images[desc], folder / name, job.png_level)
-        return Outcome("written", sample, row, degenerate or "")
-    except Exception as error:  # one bad sample must not stop a 100k-sample run; it is reported
-        reason = str(error) or type(error).__name__
-        return Outcome("failed", sample, reason=reason if str(item.path) in reason else f"{item.path}: {reason}")
+    except Exception as error:
+        return Outcome("failed", sample, reason=_reason(error, loaded.item.path))
+    return Outcome("written", sample, loaded.row, loaded.note)
+
+
+def _reason(error: BaseException, path: Path) -> str:
+    reason = str(error) or type(error).__name__
+    return reason if str(path) in reason else f"{path}: {reason}"
+
+
+def process_sample(job: Job, item: Item) -> Outcome:
+    """Five images of one sample by the numpy engine, written; or a failure with its reason."""
+    loaded = load_item(job, item)
+    images = None if loaded.X is None else descriptor_images(loaded.X, job.layout, job.mode, job.img_size)
+    return write_item(job, loaded, images)
+
+
+ENGINES = ("numpy", "torch")
+TORCH_BATCH = {"cpu": 32, "cuda": 1024}   # samples per engine call (CPU: cache-sized chunks)
+
+
+def default_device() -> str:
+    """cuda when torch sees a GPU, else cpu (torch is imported only for the torch engine)."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_outcomes(job: Job, items: list[Item], workers: int, device: str):
+    """Ordered outcomes with the torch engine: workers read the files, the engine makes a batch's
+    images on ``device`` at once, this process writes them (the same pixels as the numpy engine)."""
+    from .torch_engine import descriptor_images_torch
+
+    batch_size = TORCH_BATCH["cuda" if str(device).startswith("cuda") else "cpu"]
+    loads = _run(partial(load_item, job), items, workers, len(items))
+    while chunk := list(itertools.islice(loads, batch_size)):
+        good = [loaded for loaded in chunk if loaded.X is not None]
+        made = descriptor_images_torch([loaded.X for loaded in good], job.layout, job.mode, job.img_size,
+                                       device=device) if good else {}
+        host = {desc: images.cpu().numpy() for desc, images in made.items()}
+        position = {id(loaded): k for k, loaded in enumerate(good)}
+        for loaded in chunk:
+            k = position.get(id(loaded))
+            yield write_item(job, loaded, None if k is None else {desc: host[desc][k] for desc in host})
 
 
 # ---------------------------------------------------------------- a whole split
@@ -357,13 +414,16 @@ def _remove_stale(folders: dict[str, Path], keep: set[str]) -> set[str]:
 def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | Path, out_root: str | Path,
                   mode: str = "paper", workers: int | None = None, img_size: int = DEFAULT_IMG_SIZE,
                   png_level: int = DEFAULT_PNG_LEVEL, overwrite: bool = False, progress: bool = True,
-                  wait: bool = False, on_wait=None) -> Summary:
+                  wait: bool = False, on_wait=None, engine: str = "numpy", device: str = "cpu") -> Summary:
     """Make the five descriptor folders of one split exactly what a fresh run would make, writing
     only what changed; returns what was written, kept, renumbered, removed and failed.
 
     One run per split at a time (a lock beside the folders; ``wait`` blocks until it is free,
-    else LockHeldError names the holder).
+    else LockHeldError names the holder). ``engine`` numpy (per sample, in ``workers`` processes)
+    or torch (batches on ``device``) writes the same files.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown --engine {engine!r}; choose from {', '.join(ENGINES)}")
     if mode not in MODES:
         raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
     if img_size < 1 or not 0 <= png_level <= 9:
@@ -404,7 +464,9 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
         job = Job(folders, ds.layout, ds.reader, mode, img_size, png_level)
         workers = max(1, min(workers or os.cpu_count() or 1, len(plan.compute) or 1))
         with tqdm(total=len(plan.compute), unit="sample", disable=not progress, desc=summary.split) as bar:
-            for outcome in _run(partial(process_sample, job), plan.compute, workers, len(plan.compute)):
+            outcomes = _run(partial(process_sample, job), plan.compute, workers, len(plan.compute)) \
+                if engine == "numpy" else torch_outcomes(job, plan.compute, workers, device)
+            for outcome in outcomes:
                 if outcome.status == "failed":
                     summary.failed.append((outcome.sample, outcome.reason))
                     out.failed += 1
@@ -448,6 +510,11 @@ def build_parser(datasets: tuple[str, ...], doc: str | None = None) -> argparse.
     cli.add(parser, "mode")
     cli.add(parser, "processes")
     cli.add(parser, "img_size")
+    parser.add_argument("--engine", default="numpy", choices=ENGINES,
+                        help="numpy: sample by sample in -workers processes; torch: batches on --device "
+                             "(the same images either way)")
+    parser.add_argument("--device", default=None,
+                        help="torch engine's device: cpu, cuda or cuda:N (default: cuda when there is one, else cpu)")
     parser.add_argument("--png-level", type=int, default=DEFAULT_PNG_LEVEL,
                         help="zlib level 0..9 (1: about twice as fast as Pillow's default, same pixels)")
     cli.add(parser, "overwrite")
@@ -468,7 +535,8 @@ def main(argv: list[str] | None, datasets: tuple[str, ...], doc: str | None = No
         summary = extract_split(args.dataset, protocol, args.part, seq_dir, args.despth, mode=args.mode,
                                 workers=args.workers, img_size=args.img_size, png_level=args.png_level,
                                 overwrite=args.overwrite, progress=not args.no_progress, wait=args.wait,
-                                on_wait=lambda message: print(f"waiting: {message}", file=sys.stderr))
+                                on_wait=lambda message: print(f"waiting: {message}", file=sys.stderr),
+                                engine=args.engine, device=args.device or default_device())
     except (OSError, ValueError, LockHeldError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

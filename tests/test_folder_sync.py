@@ -277,3 +277,16 @@ def test_a_folder_whose_record_names_another_descriptor_is_not_written_into(made
         extract(seq, made)
     assert extract(seq, made, overwrite=True).written == 42
     assert provenance.read_record(gd)["descriptor"] == "GD"
+
+
+def test_the_torch_engine_writes_the_same_folders(seq, tmp_path):
+    """skels2desc --engine torch: the same files, bytes and manifests as the numpy engine."""
+    result = subprocess.run([sys.executable, str(REPO / "skels2desc_ucla.py"), "-dspath", str(seq), "-despth",
+                             str(tmp_path / "torch"), "-a", "train", "--img-size", str(SIZE), "--engine", "torch",
+                             "--device", "cpu", "--no-progress"], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "42 written" in result.stdout and "a02_s09_e04_v02: 1 frame" in result.stdout
+    extract(seq, tmp_path / "numpy")
+    assert folder_bytes(tmp_path / "torch") == folder_bytes(tmp_path / "numpy")
+    assert manifests(tmp_path / "torch") == manifests(tmp_path / "numpy")

@@ -1,0 +1,255 @@
+"""Training and testing from skeletons, with no image files: a split's sequence files -> the very
+batches the descriptor-image DataLoader yields, made on the training device by the torch engine.
+
+- ``SkeletonSequences``: a Dataset over a split's sequence files, listed as extraction lists them
+  (``scan_split_folder``: sorted by sample id, index = position), so its order, indices and labels
+  are those of the split's descriptor folders; items are ``SequenceItem(sequence, label0, index)``.
+- ``collate_sequences``: variable-length sequences -> ``SequenceBatch`` (a list, not padded).
+- ``ImageMaker``: a ``SequenceBatch`` -> (images, labels) exactly as ``DescriptorImages(uint8=True)``
+  and the default collate give them for the same ``descs``: uint8 (N, 3, S, S) in the release's BGR
+  order, gray as three equal channels; several descriptors (``'all'``: FUSION_ORDER) as a list.
+  An ``Augment`` (skeletons/augment.py) may be applied first, drawn per sample from (seed, epoch,
+  index), so a resumed run, any batch size and any number of workers see the same draws.
+- ``skeleton_loader``: a DataLoader of ``SkeletonSequences`` whose batches come out as images.
+- ``SkeletonSequences.record``: the source's record, with a folder record's fields and fingerprint.
+- ``pack=True``: the split's sequences packed once into one raw float64 file, memory-mapped
+  (written atomically, remade when a file changes), so epochs skip parsing sample files.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from skeletons.atomic import atomic_path
+from skeletons.augment import Augment, augment_sequence
+from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
+from skeletons.layouts import Layout, layout_record
+from skeletons.paths import FUSION, FUSION_ORDER, check_descriptor, split_stem
+
+from . import provenance
+from .core import DEFAULT_IMG_SIZE, MODES
+from .extract import load_sequence
+from .torch_engine import descriptor_images_torch
+
+SOURCE = "skeletons"      # the record's "source": what the images of a run were made from
+PACK_DIR = ".cache"       # under the sequence folder, as the image packs live under the descriptor root
+PACK_SUFFIX, INDEX_SUFFIX = ".f64", ".index.npy"
+PACK_DTYPE = np.dtype("<f8")   # raw little-endian float64, no header: written as it streams
+
+
+class SequenceItem(NamedTuple):
+    sequence: np.ndarray   # (T, B * V, C) float64, as load_sequence gives it in the source's mode
+    label: int             # 0-based
+    index: int             # position in the split: the descriptor folders' <index>
+
+
+class SequenceBatch(NamedTuple):
+    sequences: list[np.ndarray]
+    labels: torch.Tensor   # (N,) int64, 0-based
+    indices: torch.Tensor  # (N,) int64
+
+
+def collate_sequences(batch: Sequence[SequenceItem]) -> SequenceBatch:
+    """DataLoader ``collate_fn``: sequences of any lengths stay a list (the engine packs them)."""
+    return SequenceBatch([item.sequence for item in batch], torch.tensor([item.label for item in batch]),
+                         torch.tensor([item.index for item in batch]))
+
+
+# ---------------------------------------------------------------- the dataset
+
+class SkeletonSequences(torch.utils.data.Dataset):
+    """The (dataset, protocol, part) split's sequence files in ``seq_dir`` (txt2npy's .skeleton.npy,
+    NW-UCLA .json, a custom dataset's .npy), read in ``mode``. Files extraction would skip (bad
+    names, two files of one sample) are left out here too and listed in ``problems``. ``pack``:
+    read them from a pack made once in ``pack_dir`` (default: ``<seq_dir>/.cache``)."""
+
+    def __init__(self, seq_dir: str | Path, dataset: str, protocol: str | None, part: str, mode: str = "paper",
+                 pack: bool = False, pack_dir: str | Path | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
+        self.seq_dir, self.dataset, self.part, self.mode = Path(seq_dir), dataset, part, mode
+        self.protocol = check_protocol(dataset, protocol)
+        ds = get_dataset(dataset)
+        self.layout: Layout = ds.layout
+        self.reader = ds.reader
+        scan = scan_split_folder(seq_dir, dataset, self.protocol, part)
+        if not scan.paths:
+            hint = " (run txt2npy.py first?)" if ds.reader == "ntu" else ""
+            if scan.problems:
+                path, reason = scan.problems[0]
+                hint = f"; {len(scan.problems)} file(s) skipped, first {path.name}: {reason}"
+            raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {dataset} {self.protocol} {part} "
+                             f"split{hint}")
+        self.paths = scan.paths
+        self.problems = scan.problems
+        self.samples = [sample_id(p) for p in self.paths]
+        self.labels0 = torch.tensor([label_of(s, dataset) - 1 for s in self.samples])
+        self.pack_dir = Path(pack_dir) if pack_dir is not None else self.seq_dir / PACK_DIR
+        self.pack_path = self._build_pack() if pack else None
+        self._pack = None   # memory maps, opened lazily in each worker (a memmap pickles its data)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def rows(self) -> list[dict]:
+        """(index, sample, label 1-based) of every sample: a manifest's identity columns."""
+        return [{"index": i, "sample": s, "label": int(label) + 1}
+                for i, (s, label) in enumerate(zip(self.samples, self.labels0))]
+
+    def load(self, i: int) -> np.ndarray:
+        """Sample ``i``'s (T, B * V, C) sequence: from the pack when there is one, else its file."""
+        if self.pack_path is None:
+            return load_sequence(self.paths[i], self.mode, self.reader, self.layout)
+        if self._pack is None:
+            self._pack = read_pack(self.pack_path)
+        data, index = self._pack
+        start, frames, joints = index[i]
+        return np.array(data[start:start + frames * joints * self.layout.dims]).reshape(frames, joints, -1)
+
+    def __getitem__(self, i: int) -> SequenceItem:
+        return SequenceItem(self.load(i), int(self.labels0[i]), i)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_pack"] = None
+        return state
+
+    def record(self, img_size: int = DEFAULT_IMG_SIZE, descriptor: str | None = None) -> dict:
+        """What a descriptor folder of this split made in this mode at ``img_size`` would record
+        (same fingerprint), without the PNG level, with where the images came from."""
+        record = provenance.make_record(dataset=self.dataset, protocol=self.protocol, part=self.part,
+                                        descriptor=descriptor, mode=self.mode, img_size=img_size, png_level=0,
+                                        rows=self.rows(), complete=True, failed=len(self.problems),
+                                        layout=layout_record(self.layout))
+        del record["png_level"]
+        return {**record, "source": SOURCE, "seq_dir": str(self.seq_dir)}
+
+    # ------------------------------------------------------------ the pack
+    def pack_file(self) -> Path:
+        """Where the pack of the split's files as they are now lives: the name carries the mode and a
+        digest of the layout and of every file's name, size and mtime_ns, so a changed file gets a
+        new pack."""
+        digest = hashlib.sha1(f"{layout_record(self.layout)}\n".encode())   # a custom layout reads other shapes
+        for path in self.paths:
+            st = os.stat(path)
+            digest.update(f"{path.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+        stem = split_stem(self.dataset, self.part, self.protocol)
+        return self.pack_dir / f"{stem}_{self.mode}_{digest.hexdigest()[:16]}{PACK_SUFFIX}"
+
+    def _build_pack(self) -> Path:
+        """Read every sample once, streaming (a bad file fails here, named), and write the pack;
+        reused while no file changed. Packs of earlier states of the split are removed."""
+        path = self.pack_file()
+        index_path = pack_index_path(path)
+        if path.is_file() and index_path.is_file():
+            return path
+        index = np.zeros((len(self.paths), 3), np.int64)   # start (in values), frames, joints
+        start = 0
+        with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as out:
+            for i, p in enumerate(self.paths):
+                X = load_sequence(p, self.mode, self.reader, self.layout)
+                out.write(np.ascontiguousarray(X, dtype=PACK_DTYPE).data)
+                index[i] = start, X.shape[0], X.shape[1]
+                start += X.size
+        with atomic_path(index_path) as tmp:   # last: a pack without its index is rebuilt
+            with open(tmp, "wb") as f:
+                np.save(f, index)
+        stale = re.compile(rf"^{re.escape(path.name.rsplit('_', 1)[0])}_[0-9a-f]+({re.escape(PACK_SUFFIX)}|"
+                           rf"{re.escape(INDEX_SUFFIX)})$")
+        for old in path.parent.iterdir():
+            if old not in (path, index_path) and stale.match(old.name):
+                old.unlink(missing_ok=True)
+        return path
+
+
+def pack_index_path(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(PACK_SUFFIX) + INDEX_SUFFIX)
+
+
+def read_pack(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(flat float64 memory map, (N, 3) start / frames / joints) of a pack."""
+    return np.memmap(path, dtype=PACK_DTYPE, mode="r"), np.load(pack_index_path(path))
+
+
+# ---------------------------------------------------------------- sequences -> images
+
+def descriptor_selection(descs: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
+    """(descriptor names, single) as ``DescriptorImages`` reads ``descs``: one name -> one image per
+    sample; 'all' -> the five in FUSION_ORDER; a sequence of names -> those, in that order."""
+    single = isinstance(descs, str) and descs != FUSION
+    names = tuple(FUSION_ORDER if descs == FUSION else ([descs] if isinstance(descs, str) else descs))
+    return tuple(check_descriptor(d) for d in names), single
+
+
+def bgr_batch(images: torch.Tensor) -> torch.Tensor:
+    """The engine's (N, S, S) gray or (N, S, S, 3) RGB uint8 images -> (N, 3, S, S) in the release's
+    BGR order, gray as three equal channels: ``as_three_channels(bgr_chw(image))`` of each image
+    (descriptors/dataset.py), as one tensor on the images' device."""
+    if images.ndim == 3:
+        return images[:, None].expand(-1, 3, -1, -1).contiguous()
+    return images.flip(-1).permute(0, 3, 1, 2).contiguous()
+
+
+def item_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The augmentation draws of sample ``index`` in ``epoch``: one stream per (seed, epoch, index)."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+class ImageMaker:
+    """A ``SequenceBatch`` -> (images, labels): the batch ``DescriptorImages(descs, uint8=True)``
+    gives through the default collate, made by the torch engine on ``device`` in ``mode`` at
+    ``img_size`` (labels stay on the CPU, as a DataLoader gives them)."""
+
+    def __init__(self, descs: str | Sequence[str], layout: Layout, mode: str = "paper",
+                 img_size: int = DEFAULT_IMG_SIZE, device: str | torch.device = "cpu",
+                 augment: Augment | None = None, seed: int = 0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
+        self.descs, self.single = descriptor_selection(descs)
+        self.layout, self.mode, self.img_size = layout, mode, int(img_size)
+        self.device = torch.device(device)
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.seed = seed
+
+    def sequences(self, batch: SequenceBatch, epoch: int = 0) -> list[np.ndarray]:
+        """The batch's sequences as the engine gets them: augmented when augmentation is on."""
+        if self.augment is None:
+            return batch.sequences
+        return [augment_sequence(X, self.layout, self.augment, item_generator(self.seed, epoch, int(i)))
+                for X, i in zip(batch.sequences, batch.indices)]
+
+    def __call__(self, batch: SequenceBatch, epoch: int = 0) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
+        made = descriptor_images_torch(self.sequences(batch, epoch), self.layout, self.mode, self.img_size,
+                                       self.device)
+        images = [bgr_batch(made[d]) for d in self.descs]
+        return (images[0] if self.single else images), batch.labels
+
+
+class ImageBatches:
+    """A DataLoader of ``SequenceBatch`` whose batches come out as ``maker`` makes them, in the main
+    process (on the training device). The epoch of the augmentation draws is the sampler's
+    (``DistributedSampler.set_epoch``), 0 for samplers without one."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, maker: ImageMaker) -> None:
+        self.loader, self.maker = loader, maker
+        self.dataset, self.sampler = loader.dataset, loader.sampler
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple]:
+        epoch = int(getattr(self.sampler, "epoch", 0))
+        for batch in self.loader:
+            yield self.maker(batch, epoch)
+
+
+def skeleton_loader(data: torch.utils.data.Dataset, maker: ImageMaker, **loader_kw) -> ImageBatches:
+    """``DataLoader(data, collate_fn=collate_sequences, **loader_kw)`` yielding (images, labels)
+    batches: ``data`` is a ``SkeletonSequences`` or a Subset of one."""
+    return ImageBatches(torch.utils.data.DataLoader(data, collate_fn=collate_sequences, **loader_kw), maker)

@@ -1,0 +1,228 @@
+"""Training and testing from skeletons: the same samples, images, predictions and provenance as
+the descriptor folders of the same split, mode and size."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from descriptors import provenance
+from descriptors.dataset import DescriptorImages, as_three_channels, bgr_chw
+from descriptors.extract import extract_split, load_sequence
+from descriptors.skeleton_source import (ImageMaker, SequenceBatch, SkeletonSequences, bgr_batch, collate_sequences,
+                                         pack_index_path, skeleton_loader)
+from descriptors.torch_engine import descriptor_images_torch
+from models.evaluation import model_outputs
+from models.networks import build_model
+from models.training import RunOptions, make_criterion, train_one_epoch
+from skeletons.augment import Augment
+from skeletons.datasets import get_dataset
+from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
+
+SPLITS = [("ntu60", "csub"), ("ucla", None)]
+IMG_SIZE = 32          # the demo descriptors' size (conftest.demo_descriptors)
+WIDTH = 0.0625
+
+
+@pytest.fixture(scope="module")
+def sequence_dirs(demo_raw, tmp_path_factory) -> dict[str, Path]:
+    """Where each demo dataset's sequence files are: txt2npy's .skeleton.npy for NTU (made here as
+    conftest.demo_descriptors makes them), the raw .json for NW-UCLA."""
+    from skeletons.convert import convert_folder
+
+    npy = tmp_path_factory.mktemp("skeleton_source") / "npy60skel"
+    convert_folder(Path(demo_raw) / "ntu" / "txt60skel", npy, "ntu60", workers=1, progress=False)
+    return {"ntu60": npy, "ucla": Path(demo_raw) / "ucla"}
+
+
+def image_batches(root: Path, dataset: str, protocol: str | None, part: str, descs, batch_size: int = 16):
+    data = DescriptorImages(root, dataset, protocol, part, descs, uint8=True)
+    return data, list(torch.utils.data.DataLoader(data, batch_size=batch_size))
+
+
+def skeleton_batches(seq_dir: Path, dataset: str, protocol: str | None, part: str, descs, batch_size: int = 16,
+                     mode: str = "paper", img_size: int = IMG_SIZE):
+    data = SkeletonSequences(seq_dir, dataset, protocol, part, mode)
+    maker = ImageMaker(descs, data.layout, mode, img_size)
+    return data, list(skeleton_loader(data, maker, batch_size=batch_size))
+
+
+def assert_same_batches(ours: list, theirs: list) -> None:
+    assert len(ours) == len(theirs)
+    for (images, labels), (expected, expected_labels) in zip(ours, theirs):
+        assert torch.equal(labels, expected_labels)
+        assert type(images) is type(expected)
+        for a, b in zip(*((images, expected) if isinstance(images, list) else ([images], [expected]))):
+            assert a.dtype == b.dtype == torch.uint8 and a.shape == b.shape
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dataset,protocol", SPLITS)
+@pytest.mark.parametrize("part", ["train", "test"])
+def test_samples_labels_and_fingerprint_are_the_descriptor_folders(dataset, protocol, part, sequence_dirs,
+                                                                   demo_descriptors):
+    data = SkeletonSequences(sequence_dirs[dataset], dataset, protocol, part)
+    folder = descriptor_dir(demo_descriptors, dataset, "GD", part, protocol)
+    manifest = provenance.read_manifest(folder)
+    assert data.rows() == [{k: row[k] for k in ("index", "sample", "label")} for row in manifest]
+    assert [item.index for item in data] == list(range(len(manifest)))
+    assert [item.label for item in data] == [row["label"] - 1 for row in manifest]
+    assert [len(item.sequence) for item in data] == [row["frames"] for row in manifest]
+    folder_record = provenance.read_record(folder)
+    record = data.record(IMG_SIZE, "GD")
+    for key in ("fingerprint", "samples", "mode", "img_size", "layout", "dataset", "protocol", "part", "descriptor"):
+        assert record[key] == folder_record[key], key
+    assert record["source"] == "skeletons" and record["complete"]
+
+
+@pytest.mark.parametrize("dataset,protocol", SPLITS)
+def test_batches_are_bit_equal_to_the_image_loaders(dataset, protocol, sequence_dirs, demo_descriptors):
+    for descs in ("GD", "JDD", "FDD", FUSION, ["LAD", "GD"]):
+        _, theirs = image_batches(demo_descriptors, dataset, protocol, "test", descs)
+        _, ours = skeleton_batches(sequence_dirs[dataset], dataset, protocol, "test", descs)
+        assert_same_batches(ours, theirs)
+
+
+@pytest.mark.parametrize("dataset,protocol,img_size", [("ntu60", "csub", 112), ("ucla", None, 20)])
+def test_clean_mode_batches_at_other_sizes_are_bit_equal_too(dataset, protocol, img_size, sequence_dirs, tmp_path):
+    summary = extract_split(dataset, protocol, "test", sequence_dirs[dataset], tmp_path, mode="clean",
+                            img_size=img_size, workers=1, progress=False)
+    assert summary.ok
+    _, theirs = image_batches(tmp_path, dataset, protocol, "test", FUSION)
+    source, ours = skeleton_batches(sequence_dirs[dataset], dataset, protocol, "test", FUSION, mode="clean",
+                                    img_size=img_size)
+    assert_same_batches(ours, theirs)
+    assert source.record(img_size)["fingerprint"] == provenance.read_record(
+        descriptor_dir(tmp_path, dataset, "GD", "test", protocol))["fingerprint"]
+
+
+@pytest.mark.parametrize("dataset,protocol", SPLITS)
+def test_a_model_predicts_the_same_from_skeletons_as_from_the_pngs(dataset, protocol, sequence_dirs,
+                                                                    demo_descriptors):
+    """test.py's inference (model_outputs) over the test split: five ResNet_c and Fuse5, eval mode."""
+    torch.manual_seed(0)
+    classes = get_dataset(dataset).num_classes
+    models = {name: build_model(name, classes, width=WIDTH).eval() for name in (*DESCRIPTORS, FUSION)}
+    descs = list(FUSION_ORDER)
+    pngs, png_loader = image_batches(demo_descriptors, dataset, protocol, "test", descs, batch_size=7)
+    source, skeleton_loader_ = skeleton_batches(sequence_dirs[dataset], dataset, protocol, "test", descs, batch_size=7)
+    expected = model_outputs(models, png_loader, descs, torch.device("cpu"))
+    outputs = model_outputs(models, skeleton_loader_, descs, torch.device("cpu"))
+    assert torch.equal(source.labels0, pngs.labels0)
+    for name in DESCRIPTORS:
+        np.testing.assert_array_equal(outputs[name], expected[name])
+        np.testing.assert_array_equal(outputs[name].argmax(1), expected[name].argmax(1))
+    for head in ("main", "g12", "g345"):
+        np.testing.assert_array_equal(outputs[FUSION][head], expected[FUSION][head])
+    assert len(outputs[FUSION]["main"]) == len(pngs)
+
+
+def test_a_training_epoch_from_skeletons_equals_one_from_the_pngs(sequence_dirs, demo_descriptors):
+    """train_one_epoch as fit() runs it, fed by either source: the same weights after it."""
+    weights = []
+    for make_loader in ("png", "skeletons"):
+        torch.manual_seed(0)
+        model = build_model(FUSION, 60, width=WIDTH)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        if make_loader == "png":
+            _, loader = image_batches(demo_descriptors, "ntu60", "csub", "train", FUSION, batch_size=8)
+        else:
+            _, loader = skeleton_batches(sequence_dirs["ntu60"], "ntu60", "csub", "train", FUSION, batch_size=8)
+        stats = train_one_epoch(model, make_criterion(), optimizer, loader, torch.device("cpu"), 1,
+                                RunOptions(progress=False))
+        weights.append((model.state_dict(), stats["loss"]))
+    (first, loss), (second, loss2) = weights
+    assert loss == loss2
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_bgr_batch_is_the_per_image_helpers_on_a_batch(sequence_dirs):
+    data = SkeletonSequences(sequence_dirs["ntu60"], "ntu60", "csub", "test")
+    made = descriptor_images_torch([data[i].sequence for i in range(4)], data.layout, "paper", IMG_SIZE)
+    for name in DESCRIPTORS:
+        batch = bgr_batch(made[name])
+        for i in range(4):
+            assert torch.equal(batch[i], as_three_channels(bgr_chw(made[name][i].numpy())))
+
+
+def test_the_pack_gives_the_files_sequences_and_is_made_once(sequence_dirs, tmp_path):
+    seq_dir = tmp_path / "ucla"
+    seq_dir.mkdir()
+    for path in sequence_dirs["ucla"].glob("*.json"):
+        (seq_dir / path.name).write_bytes(path.read_bytes())
+    plain = SkeletonSequences(seq_dir, "ucla", None, "test")
+    packed = SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
+    assert packed.pack_path.is_file() and packed.pack_path.parent == seq_dir / ".cache"
+    for i in range(len(plain)):
+        np.testing.assert_array_equal(packed[i].sequence, plain[i].sequence)
+        assert packed[i].label == plain[i].label
+    made_at = packed.pack_path.stat().st_mtime_ns
+    assert SkeletonSequences(seq_dir, "ucla", None, "test", pack=True).pack_path.stat().st_mtime_ns == made_at
+    assert not [p for p in (seq_dir / ".cache").iterdir() if ".tmp" in p.name]
+    # a changed file gets a new pack, the old one goes
+    changed = plain.paths[0]
+    os.utime(changed, ns=(made_at + 10**9, made_at + 10**9))
+    again = SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
+    assert again.pack_path != packed.pack_path and not packed.pack_path.exists()
+    assert sorted(p.name for p in (seq_dir / ".cache").iterdir()) == sorted(
+        [again.pack_path.name, pack_index_path(again.pack_path).name])
+
+
+def test_a_bad_sample_file_is_named(sequence_dirs, tmp_path):
+    seq_dir = tmp_path / "ucla"
+    seq_dir.mkdir()
+    for path in sequence_dirs["ucla"].glob("*.json"):
+        (seq_dir / path.name).write_bytes(path.read_bytes())
+    data = SkeletonSequences(seq_dir, "ucla", None, "test")
+    data.paths[3].write_text("{ not json")
+    with pytest.raises(ValueError, match=rf"^{data.paths[3]}:.*not valid JSON"):
+        data[3]
+    with pytest.raises(ValueError, match=rf"^{data.paths[3]}:"):
+        SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
+    (seq_dir / "a99_s01_e00_v03.json").write_text("{}")          # not a sample name: left out, listed
+    assert [p.name for p, _ in SkeletonSequences(seq_dir, "ucla", None, "test").problems] == ["a99_s01_e00_v03.json"]
+    with pytest.raises(ValueError, match=rf"^{tmp_path}: no .json files of the ucla cview train split"):
+        SkeletonSequences(tmp_path, "ucla", None, "train")
+
+
+def test_augmented_images_depend_on_seed_epoch_and_index_only(sequence_dirs):
+    data = SkeletonSequences(sequence_dirs["ntu60"], "ntu60", "csub", "test")
+    items = [data[i] for i in range(6)]
+
+    def images(batch_size: int, epoch: int, seed: int = 0) -> torch.Tensor:
+        maker = ImageMaker("GD", data.layout, "paper", IMG_SIZE, augment=Augment(), seed=seed)
+        return torch.cat([maker(collate_sequences(items[k:k + batch_size]), epoch)[0]
+                          for k in range(0, len(items), batch_size)])
+
+    plain = ImageMaker("GD", data.layout, "paper", IMG_SIZE)(collate_sequences(items))[0]
+    first = images(6, epoch=1)
+    assert torch.equal(first, images(2, epoch=1))                 # batch size does not matter
+    assert not torch.equal(first, images(6, epoch=2))             # each epoch draws anew
+    assert not torch.equal(first, images(6, epoch=1, seed=1))
+    assert not torch.equal(first, plain)
+    off = ImageMaker("GD", data.layout, "paper", IMG_SIZE, augment=Augment.off())(collate_sequences(items))[0]
+    assert torch.equal(off, plain)
+
+
+def test_the_loader_takes_the_epoch_from_a_distributed_sampler(sequence_dirs):
+    data = SkeletonSequences(sequence_dirs["ntu60"], "ntu60", "csub", "test")
+    sampler = torch.utils.data.DistributedSampler(data, num_replicas=1, rank=0, shuffle=False)
+    maker = ImageMaker("GD", data.layout, "paper", IMG_SIZE, augment=Augment())
+    loader = skeleton_loader(data, maker, batch_size=8, sampler=sampler)
+    assert len(loader) == len(torch.utils.data.DataLoader(data, batch_size=8))
+    sampler.set_epoch(3)
+    images, labels = next(iter(loader))
+    batch = collate_sequences([data[i] for i in range(8)])
+    assert isinstance(batch, SequenceBatch)
+    assert torch.equal(images, maker(batch, 3)[0]) and not torch.equal(images, maker(batch, 0)[0])
+    assert torch.equal(labels, data.labels0[:8])
+
+
+def test_items_are_load_sequence_in_the_sources_mode(sequence_dirs):
+    for mode in ("paper", "clean"):
+        data = SkeletonSequences(sequence_dirs["ntu60"], "ntu60", "csub", "train", mode=mode)
+        np.testing.assert_array_equal(data[2].sequence, load_sequence(data.paths[2], mode))
+        assert data.record(IMG_SIZE)["mode"] == mode
