@@ -23,6 +23,7 @@ import torch
 import test as test_script
 import train as train_script
 from models.networks import BN_STATS
+from models.training import IMAGES, SKELETONS
 from descriptors import provenance
 from descriptors.extract import extract_split
 from skeletons import cli
@@ -75,6 +76,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add(p, "processes")
     p.add_argument("--amp", action="store_true", help="mixed precision training on CUDA")
     cli.add(p, "overwrite")
+    p.add_argument("--source", default=IMAGES, choices=(IMAGES, SKELETONS),
+                   help="images: make the descriptor folders, train and test on them (the README sequence); "
+                        "skeletons: no image files, the images are made while training and testing")
     return p
 
 
@@ -127,15 +131,31 @@ def demo_ready(root: Path, seed: int, size: str) -> bool:
     return marker.is_file() and json.loads(marker.read_text()) == {"seed": seed, "size": size}
 
 
+def current_data(args: argparse.Namespace, part: str, name: str) -> dict | None:
+    """What a model of descriptor ``name`` would read now in ``part``: the folder's record, or (from
+    skeletons) what such a folder would record; None when nothing says."""
+    if args.source == SKELETONS:
+        from descriptors.skeleton_source import SkeletonSequences
+        return SkeletonSequences(args.dspath, args.dataset, args.protocol, part, args.mode).record(args.img_size, name)
+    return provenance.read_record(descriptor_dir(args.despth, args.dataset, name, part, args.protocol))
+
+
 def data_changed(args: argparse.Namespace, desc: str) -> bool:
-    """True when the images a model was trained and tested on are no longer those in its folders
-    (a sample added, removed or changed since): the model must be trained again."""
+    """True when the data a model was trained and tested on are no longer those of its split (a
+    sample added, removed or replaced since): the model must be trained again."""
     from models.checkpoint import read_settings
 
     last = checkpoint_path(args.ckpt, args.dataset, args.protocol, desc, "last")
     recorded = (read_settings(last) or {}).get("data") if last.is_file() else None
     if not recorded:
         return False
+    for part in PARTS:
+        for name in (FUSION_ORDER if desc == FUSION else (desc,)):
+            now = current_data(args, part, name)
+            trained = (recorded.get(part) or {}).get(name) or {}
+            if now is not None and any(trained.get(k) != now.get(k) for k in ("fingerprint", "sources")):
+                return True
+    return False
     for part in PARTS:
         for name in (FUSION_ORDER if desc == FUSION else (desc,)):
             record = provenance.read_record(descriptor_dir(args.despth, args.dataset, name, part, args.protocol))
@@ -206,8 +226,8 @@ def run_training(args: argparse.Namespace) -> None:
     refuses other settings. A model whose images changed is trained again from scratch."""
     for desc in MODELS:
         prefix = checkpoint_prefix(args.dataset, args.protocol, desc)
-        argv = [*dataset_argv(args), "-desc", desc, "-gpu", str(args.gpu),
-                "-despth", str(args.despth), "-ckpt", str(args.ckpt), "--epochs", str(args.epochs),
+        argv = [*dataset_argv(args), "-desc", desc, "-gpu", str(args.gpu), *source_argv(args),
+                "-ckpt", str(args.ckpt), "--epochs", str(args.epochs),
                 "--width", str(args.width), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                 "--bn-stats", args.bn_stats, "--seed", str(args.seed),
                 "--mode", args.mode, "--cache", "--no-progress", *loader_workers(args)]
@@ -222,10 +242,19 @@ def run_training(args: argparse.Namespace) -> None:
             raise RuntimeError(f"training {prefix} failed (see above)")
 
 
+def source_argv(args: argparse.Namespace, size: bool = True) -> list[str]:
+    """Where train.py and test.py read the data: the descriptor folders, or the sequence files
+    (--source skeletons; train.py also takes the image size there, with no folders to read it from;
+    test.py takes it from the checkpoints)."""
+    if args.source != SKELETONS:
+        return ["-despth", str(args.despth)]
+    return ["--source", SKELETONS, "-dspath", str(args.dspath)] + (["--img-size", str(args.img_size)] if size else [])
+
+
 def run_test(args: argparse.Namespace) -> None:
     step("test", f"{args.dataset} {args.protocol}: five ResNet_c, Fuse5 and their fusions")
-    argv = [*dataset_argv(args), "-desc", FUSION, "-gpu", str(args.gpu),
-            "-despth", str(args.despth), "-ckpt", str(args.ckpt), "--epoch", args.epoch, *loader_workers(args)]
+    argv = [*dataset_argv(args), "-desc", FUSION, "-gpu", str(args.gpu), *source_argv(args, size=False),
+            "-ckpt", str(args.ckpt), "--epoch", args.epoch, *loader_workers(args)]
     if test_script.main(test_script.get_args_parser().parse_args(argv)) != 0:
         raise RuntimeError("evaluation failed (see above)")
 
@@ -255,7 +284,10 @@ def main(args: argparse.Namespace) -> int:
         args = resolve_paths(args)
         if args.txt is not None:
             run_convert(args)
-        run_descriptors(args)
+        if args.source == SKELETONS:
+            step("descriptors", "none on disk: made batch by batch while training (--source skeletons)")
+        else:
+            run_descriptors(args)
         run_training(args)
         run_test(args)
         figure = run_figure(args)

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import torch
 
-from descriptors.dataset import DescriptorImages, make_command
+from descriptors.core import DEFAULT_IMG_SIZE
+from descriptors.dataset import DescriptorImages, SampleInfo, make_command
+from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
 from models import evaluation as ev
 from models.checkpoint import load_model
-from models.provenance import RELEASE_NOTICE, check_against_folder, check_role
-from models.training import pick_device
+from models.provenance import RELEASE_NOTICE, check_against_folder, check_consistent, check_layout, check_role
+from models.training import IMAGES, SKELETONS, pick_device
 from skeletons import cli
 from skeletons.atomic import write_text_atomic
 from skeletons.datasets import class_names, get_dataset
@@ -33,6 +35,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add(p, "despth")
     cli.add(p, "ckpt")
     cli.add(p, "epoch")
+    p.add_argument("--source", default=IMAGES, choices=(IMAGES, SKELETONS),
+                   help="images: the test descriptor folders; skeletons: images made on the device from -dspath "
+                        "in the models' mode and size (bit-equal to the PNGs)")
+    cli.add(p, "dspath")
     p.add_argument("--batch-size", type=int, default=32, help="samples per batch (Fuse5 runs 5 images each)")
     cli.add(p, "loader_workers")
     p.add_argument("--priority", help="vote tie-break order, most trusted first, e.g. all,GD,FDD,JDD,ADD,LAD")
@@ -73,6 +79,24 @@ def check_test_images(args: argparse.Namespace, ckpts: dict, data: DescriptorIma
         print(RELEASE_NOTICE.format(names=", ".join(release)), file=sys.stderr)
 
 
+def test_data(args: argparse.Namespace, ckpts: dict, descs: list[str], device: torch.device):
+    """(dataset, loader) of the test split: the descriptor folders, or images made on ``device``
+    from the sequence files in the mode and size the models were trained with (--source skeletons)."""
+    kw = {"batch_size": args.batch_size, "shuffle": False, "num_workers": args.workers,
+          "pin_memory": device.type == "cuda"}
+    if args.source == IMAGES:
+        data = DescriptorImages(args.despth, args.dataset, args.protocol, "test", descs, uint8=True)
+        check_test_images(args, ckpts, data)
+        return data, torch.utils.data.DataLoader(data, **kw)
+    pixels = check_consistent(ckpts)
+    mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))
+    data = SkeletonSequences(args.dspath or get_dataset(args.dataset).seq_dir, args.dataset, args.protocol, "test",
+                             mode)
+    for name, ckpt in ckpts.items():
+        check_layout(ckpt, data.layout, str(data.seq_dir), train_command(args, name))
+    return data, skeleton_loader(data, ImageMaker(descs, data.layout, mode, img_size, device), **kw)
+
+
 def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
     ds = get_dataset(args.dataset)
     args.protocol = cli.default_protocol(args.dataset, args.protocol)
@@ -88,10 +112,7 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
         models[name] = model.to(device)
     # Read each needed descriptor once per sample; every model sees the same batches in one order.
     descs = [d for d in FUSION_ORDER if FUSION in models or d in models]
-    data = DescriptorImages(args.despth, args.dataset, args.protocol, "test", descs, uint8=True)
-    check_test_images(args, ckpts, data)
-    loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=False,
-                                         num_workers=args.workers, pin_memory=device.type == "cuda")
+    data, loader = test_data(args, ckpts, descs, device)
     print(f"evaluating {', '.join(models)} on {len(data)} test samples of {args.dataset} {args.protocol} "
           f"({device})", file=sys.stderr)
     outputs = ev.model_outputs(models, loader, descs, device)
@@ -102,6 +123,8 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
               f"so these figures are optimistic; train.py --val-fraction picks it on held-out training data",
               file=sys.stderr)
     labels = data.labels0.numpy()
+    samples = data.samples if args.source == IMAGES else [SampleInfo(i, int(label) + 1, sample) for i, (sample, label)
+                                                          in enumerate(zip(data.samples, data.labels0))]
     archs = {n: c.settings.get("arch", "resnet_c") for n, c in ckpts.items()}
     priority = args.priority.split(",") if args.priority else None
     rows, order = ev.fusion_rows({n: o for n, o in outputs.items() if n != FUSION}, outputs.get(FUSION), labels,
@@ -115,9 +138,9 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
                             "settings": c.settings} for n, c in ckpts.items()},
         "missing": missing,
         "best_epoch_picked_on_test": picked_on_test,
-        "sample_index": [s.index for s in data.samples],
+        "sample_index": [s.index for s in samples],
     }
-    sample_ids = [s.sample or f"{args.dataset}_test_{s.index}" for s in data.samples]
+    sample_ids = [s.sample or f"{args.dataset}_test_{s.index}" for s in samples]
     return ev.results_document(rows, labels, sample_ids, ds.num_classes, **info), rows
 
 

@@ -14,6 +14,7 @@ import sys
 
 from models.networks import BN_STATS, DEFAULT_ARCH
 from skeletons import cli
+from skeletons.augment import Augment
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add(p, "gpu")
     cli.add(p, "despth")
     cli.add(p, "ckpt")
+    p.add_argument("--source", default="images", choices=("images", "skeletons"),
+                   help="images: the descriptor folders skels2desc made; skeletons: no image files, the images "
+                        "are made batch by batch on the training device from -dspath (bit-equal to the PNGs)")
+    cli.add(p, "dspath")
+    cli.add(p, "img_size", default=None, help="--source skeletons: side of the images made (default: 112); with "
+                                              "images it is read from the folders (given, it must agree)")
+    a = Augment()
+    p.add_argument("--augment", action="store_true",
+                   help=f"skeleton augmentation, with --source skeletons and --mode clean: rotation about the "
+                        f"vertical axis up to {a.rotation:g} degrees, scaling by up to {100 * a.scale:g}%%, a random "
+                        f"crop of {100 * a.crop_min:g}-100%% of the frames resampled to the sequence's length, joint "
+                        f"jitter of {100 * a.jitter:g}%% of the body size (skeletons/augment.py)")
     p.add_argument("--epochs", type=int, default=50, help="the release ran 500; its rate is < 1e-8 after epoch 40")
     p.add_argument("--batch-size", type=int, default=32, help="per process")
     p.add_argument("--lr", type=float, default=1e-4)

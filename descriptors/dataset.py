@@ -21,7 +21,7 @@ from PIL import Image
 from skeletons.atomic import atomic_path
 from skeletons.datasets import check_protocol, get_dataset
 from skeletons.layouts import layout_record
-from skeletons.paths import FUSION, FUSION_ORDER, descriptor_dir
+from skeletons.paths import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir
 
 from . import provenance
 
@@ -139,6 +139,14 @@ def check_same_pixels(folders: Sequence[Path], records: dict) -> None:
                              f"({'; '.join(differ)}); remake them all in one mode and size with skels2desc --overwrite")
 
 
+def descriptor_selection(descs: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
+    """(descriptor names, single) as ``DescriptorImages`` reads ``descs``: one name -> one image per
+    sample; 'all' -> the five in FUSION_ORDER; a sequence of names -> those, in that order."""
+    single = isinstance(descs, str) and descs != FUSION
+    names = tuple(FUSION_ORDER if descs == FUSION else ([descs] if isinstance(descs, str) else descs))
+    return tuple(check_descriptor(d) for d in names), single
+
+
 class DescriptorImages(torch.utils.data.Dataset):
     """Images of one split: ``descs`` is one descriptor name, a sequence of them, or 'all'
     (the five in FUSION_ORDER). Items are float32 by default; ``uint8=True`` keeps bytes so the
@@ -150,8 +158,7 @@ class DescriptorImages(torch.utils.data.Dataset):
         self.dataset = dataset
         self.protocol = check_protocol(dataset, protocol)
         self.part = part
-        self.single = isinstance(descs, str) and descs != FUSION
-        self.descs = tuple(FUSION_ORDER if descs == FUSION else ([descs] if isinstance(descs, str) else descs))
+        self.descs, self.single = descriptor_selection(descs)
         self.uint8 = uint8
         self.folders = [descriptor_dir(root, dataset, d, part, self.protocol) for d in self.descs]
         for folder in self.folders:

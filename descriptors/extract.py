@@ -360,6 +360,7 @@ class SplitWriter:
             provenance.write_manifest(folder, rows)
             record = provenance.make_record(descriptor=desc, rows=rows, complete=complete, failed=self.failed,
                                             **self.record_fields)
+            record["sources"] = provenance.sources_digest(self.sources)
             record["degenerate"] = dict(sorted(self.degenerate.items()))
             provenance.write_record(folder, record)
         self._pending, self._flushed_at = 0, time.monotonic()
@@ -370,11 +371,6 @@ def _read_sources(path: Path) -> dict[str, list[int]]:
         return json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:
         return {}
-
-
-def _source_stat(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
 
 
 def clear_leftovers(folders: dict[str, Path]) -> None:
@@ -438,7 +434,7 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     summary = Summary(f"{dataset} {protocol} {part}", folders, total=len(scan.paths) + len(scan.problems))
     summary.failed += [(str(path), reason) for path, reason in scan.problems]
     items = [Item(i, p, label_of(sample_id(p), dataset)) for i, p in enumerate(scan.paths)]
-    sources = {sample_id(item.path): _source_stat(item.path) for item in items}
+    sources = {sample_id(item.path): provenance.source_stat(item.path) for item in items}
     fields = {"dataset": dataset, "protocol": protocol, "part": part, "mode": mode, "img_size": img_size,
               "layout": layout_record(ds.layout)}
     Path(out_root).mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,22 @@ def fingerprint(rows: Iterable[dict]) -> str:
     return digest.hexdigest()[:20]
 
 
+def sources_digest(sources: dict[str, list[int]]) -> str:
+    """Digest of the sample files' (size, mtime_ns) behind a folder's images: it changes when a
+    sample file is replaced in place, which the sample list's fingerprint does not see."""
+    digest = hashlib.sha256()
+    for sample in sorted(sources):
+        size, mtime_ns = sources[sample]
+        digest.update(f"{sample},{size},{mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def source_stat(path: str | Path) -> list[int]:
+    """[size, mtime_ns] of a sample file, as extraction records it."""
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
 def manifest_text(rows: Iterable[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")

@@ -17,6 +17,7 @@ batches the descriptor-image DataLoader yields, made on the training device by t
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -30,10 +31,11 @@ from skeletons.atomic import atomic_path
 from skeletons.augment import Augment, augment_sequence
 from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
-from skeletons.paths import FUSION, FUSION_ORDER, check_descriptor, split_stem
+from skeletons.paths import split_stem
 
 from . import provenance
 from .core import DEFAULT_IMG_SIZE, MODES
+from .dataset import descriptor_selection
 from .extract import load_sequence
 from .torch_engine import descriptor_images_torch
 
@@ -128,7 +130,12 @@ class SkeletonSequences(torch.utils.data.Dataset):
                                         rows=self.rows(), complete=True, failed=len(self.problems),
                                         layout=layout_record(self.layout))
         del record["png_level"]
-        return {**record, "source": SOURCE, "seq_dir": str(self.seq_dir)}
+        return {**record, "sources": self.sources_digest, "source": SOURCE, "seq_dir": str(self.seq_dir)}
+
+    @functools.cached_property
+    def sources_digest(self) -> str:
+        """The sample files' sizes and mtimes, digested as extraction records them."""
+        return provenance.sources_digest({s: provenance.source_stat(p) for s, p in zip(self.samples, self.paths)})
 
     # ------------------------------------------------------------ the pack
     def pack_file(self) -> Path:
@@ -179,14 +186,6 @@ def read_pack(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- sequences -> images
 
-def descriptor_selection(descs: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
-    """(descriptor names, single) as ``DescriptorImages`` reads ``descs``: one name -> one image per
-    sample; 'all' -> the five in FUSION_ORDER; a sequence of names -> those, in that order."""
-    single = isinstance(descs, str) and descs != FUSION
-    names = tuple(FUSION_ORDER if descs == FUSION else ([descs] if isinstance(descs, str) else descs))
-    return tuple(check_descriptor(d) for d in names), single
-
-
 def bgr_batch(images: torch.Tensor) -> torch.Tensor:
     """The engine's (N, S, S) gray or (N, S, S, 3) RGB uint8 images -> (N, 3, S, S) in the release's
     BGR order, gray as three equal channels: ``as_three_channels(bgr_chw(image))`` of each image
@@ -201,6 +200,9 @@ def item_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
+MEMO_BUDGET = 2 ** 30   # bytes of images an ImageMaker keeps between epochs (no augmentation)
+
+
 class ImageMaker:
     """A ``SequenceBatch`` -> (images, labels): the batch ``DescriptorImages(descs, uint8=True)``
     gives through the default collate, made by the torch engine on ``device`` in ``mode`` at
@@ -208,7 +210,7 @@ class ImageMaker:
 
     def __init__(self, descs: str | Sequence[str], layout: Layout, mode: str = "paper",
                  img_size: int = DEFAULT_IMG_SIZE, device: str | torch.device = "cpu",
-                 augment: Augment | None = None, seed: int = 0) -> None:
+                 augment: Augment | None = None, seed: int = 0, memo_budget: int = MEMO_BUDGET) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
         self.descs, self.single = descriptor_selection(descs)
@@ -216,6 +218,8 @@ class ImageMaker:
         self.device = torch.device(device)
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
+        self.memo: dict[int, list[torch.Tensor]] = {}
+        self.memo_used, self.memo_budget = 0, memo_budget
 
     def sequences(self, batch: SequenceBatch, epoch: int = 0) -> list[np.ndarray]:
         """The batch's sequences as the engine gets them: augmented when augmentation is on."""
@@ -224,11 +228,33 @@ class ImageMaker:
         return [augment_sequence(X, self.layout, self.augment, item_generator(self.seed, epoch, int(i)))
                 for X, i in zip(batch.sequences, batch.indices)]
 
+    def make(self, sequences: list[np.ndarray]) -> list[torch.Tensor]:
+        """The engine's images of ``sequences`` for ``descs``, in the loader's layout."""
+        made = descriptor_images_torch(sequences, self.layout, self.mode, self.img_size, self.device)
+        return [bgr_batch(made[d]) for d in self.descs]
+
     def __call__(self, batch: SequenceBatch, epoch: int = 0) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
-        made = descriptor_images_torch(self.sequences(batch, epoch), self.layout, self.mode, self.img_size,
-                                       self.device)
-        images = [bgr_batch(made[d]) for d in self.descs]
+        if self.augment is not None or self.memo_budget <= 0:
+            images = self.make(self.sequences(batch, epoch))
+        else:
+            images = self.remembered(batch)
         return (images[0] if self.single else images), batch.labels
+
+    def remembered(self, batch: SequenceBatch) -> list[torch.Tensor]:
+        """Without augmentation a sample's images are the same every epoch: make each once and keep
+        it on the device while the kept images stay within ``memo_budget`` bytes."""
+        indices = [int(i) for i in batch.indices]
+        todo = [k for k, i in enumerate(indices) if i not in self.memo]
+        if todo:
+            made = self.make([batch.sequences[k] for k in todo])
+            for j, k in enumerate(todo):
+                per_sample = [images[j] for images in made]
+                size = sum(t.numel() for t in per_sample)
+                if self.memo_used + size > self.memo_budget:
+                    return self.make(batch.sequences)   # over budget: make the batch as it comes
+                self.memo[indices[k]] = [t.clone() for t in per_sample]
+                self.memo_used += size
+        return [torch.stack([self.memo[i][d] for i in indices]) for d in range(len(self.descs))]
 
 
 class ImageBatches:

@@ -287,7 +287,7 @@ def amp_setup(device: torch.device, amp: bool, log=print) -> tuple[torch.dtype |
 
 
 # ----------------------------------------------------------------------------- what a run trains on
-DATA_FIELDS = ("fingerprint", "samples", "mode", "img_size", "layout")
+DATA_FIELDS = ("fingerprint", "sources", "samples", "mode", "img_size", "layout")
 AGREED_FIELDS = ("mode", "img_size", "layout")   # one value for all the folders a model reads
 
 
@@ -311,10 +311,47 @@ def folder_data(ds) -> list[FolderData]:
     out = []
     for k, (desc, folder) in enumerate(zip(ds.descs, ds.folders)):
         record = records.get(desc) or {}
-        facts = {"fingerprint": record.get("fingerprint"), "samples": len(ds), "mode": record.get("mode"),
+        facts = {"fingerprint": record.get("fingerprint"), "sources": record.get("sources"), "samples": len(ds),
+                 "mode": record.get("mode"),
                  "img_size": record.get("img_size") or ds.expected_size(k)[0][1], "layout": record.get("layout")}
         out.append(FolderData(ds.part, desc, folder, facts, make_command(ds.dataset, ds.protocol, ds.part, ds.root)))
     return out
+
+
+IMAGES, SKELETONS = "images", "skeletons"   # --source: descriptor folders, or images made while training
+
+
+def skeleton_data(data, desc: str, img_size: int) -> list[FolderData]:
+    """What a run from skeletons reads, as the descriptor folders of the same split would record it
+    (the same fingerprints: the images are bit-equal)."""
+    from descriptors.dataset import descriptor_selection
+
+    descs, _ = descriptor_selection(desc)
+    remake = f"the sequence files in {data.seq_dir}"
+    return [FolderData(data.part, d, data.seq_dir, {k: data.record(img_size, d)[k] for k in DATA_FIELDS}, remake)
+            for d in descs]
+
+
+def check_image_size_flag(data, img_size: int | None) -> None:
+    """--img-size chooses the size of images made from skeletons; with image folders it can only agree."""
+    made = data.folder_image_size(0)
+    if img_size is not None and img_size != made:
+        raise ValueError(f"{data.folders[0]}: holds {made}-px images, --img-size {img_size} given; the size is "
+                         f"chosen when the images are made (skels2desc --img-size), or train --source skeletons")
+
+
+def augmentation(args, mode: str, from_skeletons: bool):
+    """The run's skeleton augmentation (--augment), or None. Only on skeletons, and never in paper
+    mode: paper mode reproduces the release, which trains without augmentation."""
+    if not getattr(args, "augment", False):
+        return None
+    if not from_skeletons:
+        raise ValueError("--augment transforms the skeletons, so it needs --source skeletons")
+    if mode == "paper":
+        raise ValueError("--augment is not part of the release's training: use it with --mode clean "
+                         "(paper mode reproduces the release)")
+    from skeletons.augment import Augment
+    return Augment()
 
 
 def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str, int, dict | None, str | None]:
@@ -369,14 +406,16 @@ def data_record(folders: list[FolderData]) -> dict:
 # was given on the CPU). max_steps too: a capped epoch sees only part of the data.
 RUN_KEYS = ("dataset", "protocol", "descriptor", "num_classes", "arch", "width", "bn_stats", "pretrained", "mode",
             "img_size", "layout", "lr", "batch_size", "world_size", "seed", "label_smoothing", "val_fraction",
-            "max_steps", "amp", "data")
+            "max_steps", "amp", "augment", "data")
 NOT_RECORDED = "(not recorded)"
+LATER_KEYS = {"augment": None}   # settings added later: what a checkpoint without them did (no augmentation)
 WAYS_OUT = "start over with --overwrite (removes this run's checkpoints and log) or use another -ckpt folder"
 LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"
 
 
 def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict,
-                 amp_dtype: torch.dtype | None, world_size: int, layout: dict | None = None) -> dict:
+                 amp_dtype: torch.dtype | None, world_size: int, layout: dict | None = None,
+                 augment: dict | None = None) -> dict:
     """What a checkpoint records: RUN_KEYS, as this run really trains (mode, layout and data from
     the folders; layout None for folders that record none)."""
     return {"dataset": args.dataset, "protocol": args.protocol, "descriptor": args.desc, "num_classes": num_classes,
@@ -385,7 +424,8 @@ def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict
             "lr": args.lr,
             "batch_size": args.batch_size, "world_size": world_size, "seed": args.seed,
             "label_smoothing": args.label_smoothing, "val_fraction": args.val_fraction, "max_steps": args.max_steps,
-            "amp": None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), "data": data}
+            "amp": None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), "augment": augment,
+            "data": data}
 
 
 def _show(value) -> str:
@@ -419,8 +459,9 @@ def setting_differences(recorded: dict, now: dict) -> list[str]:
     for key in RUN_KEYS:
         if key == "data":
             out += data_differences(recorded.get("data"), now.get("data") or {})
-        elif recorded.get(key, NOT_RECORDED) != now.get(key, NOT_RECORDED):
-            out.append(f"{key}: {_show(recorded.get(key, NOT_RECORDED))} -> {_show(now.get(key, NOT_RECORDED))}")
+        elif recorded.get(key, LATER_KEYS.get(key, NOT_RECORDED)) != now.get(key, NOT_RECORDED):
+            out.append(f"{key}: {_show(recorded.get(key, LATER_KEYS.get(key, NOT_RECORDED)))} -> "
+                       f"{_show(now.get(key, NOT_RECORDED))}")
     return out
 
 
@@ -567,6 +608,8 @@ def fit(args) -> dict:
     from torch.utils.data import DataLoader, DistributedSampler, Subset
 
     from descriptors.dataset import DescriptorImages
+    from descriptors.core import DEFAULT_IMG_SIZE
+    from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
     from skeletons.cli import default_protocol
     from skeletons.paths import checkpoint_path, checkpoint_prefix
 
@@ -580,7 +623,12 @@ def fit(args) -> dict:
         args.protocol = default_protocol(args.dataset, args.protocol)
         num_classes = get_dataset(args.dataset).num_classes
 
-        def load(part: str) -> DescriptorImages:
+        from_skeletons = getattr(args, "source", IMAGES) == SKELETONS
+
+        def load(part: str):
+            if from_skeletons:
+                return SkeletonSequences(args.dspath or get_dataset(args.dataset).seq_dir, args.dataset,
+                                         args.protocol, part, args.mode or "paper", pack=args.cache)
             return DescriptorImages(args.despth, args.dataset, args.protocol, part, args.desc,
                                     cache=args.cache, uint8=True)
 
@@ -589,13 +637,21 @@ def fit(args) -> dict:
         train_set, test_set = load("train"), load("test")
         if info.is_main:
             barrier()
-        folders = folder_data(train_set) + folder_data(test_set)
+        if from_skeletons:
+            size = args.img_size or DEFAULT_IMG_SIZE
+            folders = skeleton_data(train_set, args.desc, size) + skeleton_data(test_set, args.desc, size)
+        else:
+            check_image_size_flag(train_set, getattr(args, "img_size", None))
+            folders = folder_data(train_set) + folder_data(test_set)
         mode, img_size, layout, notice = agreed_pixels(folders, args.mode)
         if notice:
             log(notice)
+        augment = augmentation(args, mode, from_skeletons)
         amp_dtype, scaler = amp_setup(device, args.amp, log)
         settings = run_settings(args, num_classes=num_classes, mode=mode, img_size=img_size, layout=layout,
-                                data=data_record(folders), amp_dtype=amp_dtype, world_size=info.world_size)
+                                data=data_record(folders), amp_dtype=amp_dtype, world_size=info.world_size,
+                                augment=augment.record() if augment is not None else None)
+        settings["source"] = SKELETONS if from_skeletons else IMAGES   # informative: the pixels are equal
 
         prefix = checkpoint_prefix(args.dataset, args.protocol, args.desc)
         last_path = checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, "last")
@@ -622,10 +678,20 @@ def fit(args) -> dict:
         sampler = DistributedSampler(fit_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=args.seed)
         loader_kw = {"batch_size": args.batch_size, "num_workers": args.workers,
                      "pin_memory": device.type == "cuda", "persistent_workers": args.workers > 0}
-        train_loader = DataLoader(fit_set, sampler=sampler, **loader_kw)
+        if from_skeletons:   # images made batch by batch on the training device, bit-equal to the PNGs
+            def maker(augment=None) -> ImageMaker:   # one per split: it keeps images by sample index
+                return ImageMaker(args.desc, train_set.layout, mode, img_size, device, augment, seed=args.seed)
 
-        def eval_loader(data):
-            return DataLoader(Subset(data, shard(list(range(len(data))), info)), shuffle=False, **loader_kw)
+            train_loader = skeleton_loader(fit_set, maker(augment), sampler=sampler, **loader_kw)
+
+            def eval_loader(data):
+                return skeleton_loader(Subset(data, shard(list(range(len(data))), info)), maker(),
+                                       shuffle=False, **loader_kw)
+        else:
+            train_loader = DataLoader(fit_set, sampler=sampler, **loader_kw)
+
+            def eval_loader(data):
+                return DataLoader(Subset(data, shard(list(range(len(data))), info)), shuffle=False, **loader_kw)
 
         test_loader = eval_loader(test_set)
         val_loader = eval_loader(val_set) if val_set is not None else None

@@ -37,6 +37,7 @@ OWN_DEFAULTS = {
     # pipeline.py --demo changes these defaults; None lets it tell the demo's from the release's.
     ("pipeline", name) for name in ("gpu", "despth", "ckpt", "img_size", "epoch", "txt")
 } | {("train", "mode"),           # train.py reads the mode from the folders' records; --mode only checks it
+     ("train", "img_size"),       # likewise the size; it chooses it only with --source skeletons
      ("skels2desc_ucla", "dataset"), ("skels2desc_custom", "dataset")}   # their only dataset, so -d is optional
 VALUES = {int: "3", None: "x"}
 

@@ -141,6 +141,18 @@ def test_release_reference_path_refuses_per_descriptor_statistics():
     assert model(images)["main"].shape == (2, 10)
 
 
+def test_the_skeleton_route_writes_no_images_and_predicts_the_same(demo_run, tmp_path):
+    """pipeline.py --demo --source skeletons: no descriptor folders, and since its images are
+    bit-equal to the PNGs and the runs seeded alike, the same predictions as the image route."""
+    work, first = demo_run
+    assert first.returncode == 0
+    skeletons = run(PIPELINE + ["--source", "skeletons"], tmp_path)
+    assert skeletons.returncode == 0, skeletons.stderr[-3000:]
+    assert not (tmp_path / "data/demo/descriptors").exists()
+    assert results(tmp_path)["predictions"] == results(work)["predictions"]
+    assert results(tmp_path)["checkpoints"]["all"]["settings"]["source"] == "skeletons"
+
+
 def test_other_mode_or_size_is_refused_and_a_new_sample_retrains_every_model(demo_run):
     """Runs last in this module: it changes the demo data. Another --mode or --img-size than the
     folders were made with is refused in one line; one more .skeleton file remakes the split's

@@ -226,3 +226,47 @@ def test_items_are_load_sequence_in_the_sources_mode(sequence_dirs):
         data = SkeletonSequences(sequence_dirs["ntu60"], "ntu60", "csub", "train", mode=mode)
         np.testing.assert_array_equal(data[2].sequence, load_sequence(data.paths[2], mode))
         assert data.record(IMG_SIZE)["mode"] == mode
+
+
+def test_train_and_test_scripts_from_skeletons_equal_the_png_route(demo_raw, demo_descriptors, tmp_path, capsys):
+    """train.py --source skeletons records the PNG folders' fingerprints; test.py --source skeletons
+    gives the same predictions as test.py on the PNGs, for the same checkpoints."""
+    import json
+
+    import train
+    from conftest import load_script
+    from models.checkpoint import load_checkpoint
+    from descriptors import provenance
+    from skeletons.paths import descriptor_dir
+
+    test_script = load_script("test")
+    ckpt, ucla = tmp_path / "ckpt", demo_raw / "ucla"
+    common = ["-d", "ucla", "-gpu", "-1", "-ckpt", str(ckpt), "--workers", "0"]
+    for desc in ("GD", "all"):
+        assert train.main(train.get_args_parser().parse_args(
+            [*common, "-desc", desc, "--source", "skeletons", "-dspath", str(ucla), "--img-size", "32",
+             "--epochs", "1", "--width", "0.0625", "--no-progress"])) == 0
+    settings = load_checkpoint(ckpt / "ucla_all_epoch_best.tar").settings
+    assert settings["source"] == "skeletons" and (settings["mode"], settings["img_size"]) == ("paper", 32)
+    for part in ("train", "test"):
+        for desc, facts in settings["data"][part].items():
+            record = provenance.read_record(descriptor_dir(demo_descriptors, "ucla", desc, part))
+            assert facts["fingerprint"] == record["fingerprint"] and facts["samples"] == record["samples"]
+    predictions = {}
+    for source in ("images", "skeletons"):
+        out = tmp_path / source
+        assert test_script.main(test_script.get_args_parser().parse_args(
+            [*common, "-desc", "all", "-despth", str(demo_descriptors), "-dspath", str(ucla), "--source", source,
+             "--out", str(out)])) == 0
+        doc = json.loads(next(out.glob("*_results.json")).read_text())
+        predictions[source] = (doc["samples"], doc["predictions"])
+    assert predictions["images"] == predictions["skeletons"]
+    capsys.readouterr()
+
+    # Augmentation: only on skeletons, never in paper mode.
+    for extra, message in ((["--source", "skeletons", "-dspath", str(ucla)], "use it with --mode clean"),
+                           (["-despth", str(demo_descriptors)], "needs --source skeletons")):
+        assert train.main(train.get_args_parser().parse_args(
+            [*common, "-desc", "GD", "--augment", "--epochs", "1", "--width", "0.0625", "-ckpt", str(tmp_path / "a"),
+             *extra])) == 2
+        assert message in capsys.readouterr().err
