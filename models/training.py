@@ -409,13 +409,15 @@ RUN_KEYS = ("dataset", "protocol", "descriptor", "num_classes", "arch", "width",
             "max_steps", "amp", "augment", "data")
 NOT_RECORDED = "(not recorded)"
 LATER_KEYS = {"augment": None}   # settings added later: what a checkpoint without them did (no augmentation)
+# Recorded but not compared: training from skeletons or from the PNGs gives bit-equal images.
+INFO_KEYS = ("source",)
 WAYS_OUT = "start over with --overwrite (removes this run's checkpoints and log) or use another -ckpt folder"
 LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"
 
 
 def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict,
                  amp_dtype: torch.dtype | None, world_size: int, layout: dict | None = None,
-                 augment: dict | None = None) -> dict:
+                 augment: dict | None = None, source: str = IMAGES) -> dict:
     """What a checkpoint records: RUN_KEYS, as this run really trains (mode, layout and data from
     the folders; layout None for folders that record none)."""
     return {"dataset": args.dataset, "protocol": args.protocol, "descriptor": args.desc, "num_classes": num_classes,
@@ -425,7 +427,7 @@ def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict
             "batch_size": args.batch_size, "world_size": world_size, "seed": args.seed,
             "label_smoothing": args.label_smoothing, "val_fraction": args.val_fraction, "max_steps": args.max_steps,
             "amp": None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), "augment": augment,
-            "data": data}
+            "data": data, "source": source}
 
 
 def _show(value) -> str:
@@ -459,9 +461,10 @@ def setting_differences(recorded: dict, now: dict) -> list[str]:
     for key in RUN_KEYS:
         if key == "data":
             out += data_differences(recorded.get("data"), now.get("data") or {})
-        elif recorded.get(key, LATER_KEYS.get(key, NOT_RECORDED)) != now.get(key, NOT_RECORDED):
-            out.append(f"{key}: {_show(recorded.get(key, LATER_KEYS.get(key, NOT_RECORDED)))} -> "
-                       f"{_show(now.get(key, NOT_RECORDED))}")
+        else:
+            unset = LATER_KEYS.get(key, NOT_RECORDED)
+            if recorded.get(key, unset) != now.get(key, unset):
+                out.append(f"{key}: {_show(recorded.get(key, unset))} -> {_show(now.get(key, unset))}")
     return out
 
 
@@ -650,8 +653,8 @@ def fit(args) -> dict:
         amp_dtype, scaler = amp_setup(device, args.amp, log)
         settings = run_settings(args, num_classes=num_classes, mode=mode, img_size=img_size, layout=layout,
                                 data=data_record(folders), amp_dtype=amp_dtype, world_size=info.world_size,
-                                augment=augment.record() if augment is not None else None)
-        settings["source"] = SKELETONS if from_skeletons else IMAGES   # informative: the pixels are equal
+                                augment=augment.record() if augment is not None else None,
+                                source=SKELETONS if from_skeletons else IMAGES)
 
         prefix = checkpoint_prefix(args.dataset, args.protocol, args.desc)
         last_path = checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, "last")

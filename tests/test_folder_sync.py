@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -211,14 +210,15 @@ def test_bad_names_and_duplicate_ids_are_named_and_skipped(seq, tmp_path):
 def test_second_run_on_a_split_is_refused_while_the_first_holds_it(seq, tmp_path):
     out = tmp_path / "desc"
     lock = split_lock_path(out, "ucla", "train")
+    # The holder keeps the split locked until a line arrives on its stdin.
     holder = subprocess.Popen([sys.executable, "-c", f"""
-import sys, time
+import sys
 sys.path.insert(0, {str(REPO)!r})
 from skeletons.locks import folder_lock
 with folder_lock({str(lock)!r}):
     print("locked", flush=True)
-    time.sleep(float(sys.argv[1]))
-""", "3"], stdout=subprocess.PIPE, text=True)
+    sys.stdin.readline()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         command = [sys.executable, str(REPO / "skels2desc_ucla.py"), "-d", "ucla", "-dspath", str(seq),
@@ -226,10 +226,14 @@ with folder_lock({str(lock)!r}):
         second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2 and f"held by process {holder.pid}" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
-        start = time.monotonic()
-        waited = subprocess.run(command + ["--wait"], cwd=REPO, capture_output=True, text=True, timeout=120)
-        assert waited.returncode == 0 and "42 written" in waited.stdout and "waiting" in waited.stderr
-        assert time.monotonic() - start > 0.5
+        waiting = subprocess.Popen(command + ["--wait"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        assert waiting.stderr.readline().startswith("waiting: ")   # it waits while the holder holds
+        assert waiting.poll() is None and not (out / "ucla_GD_train").exists()
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        stdout, _ = waiting.communicate(timeout=120)
+        assert waiting.returncode == 0 and "42 written" in stdout
     finally:
         holder.kill()
         holder.wait()

@@ -19,7 +19,7 @@ import train
 from descriptors.dataset import CACHE_DIR, DescriptorImages, write_synthetic_split
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.networks import WeightsUnavailableError, build_model
-from models.training import RUN_KEYS, error_line, make_scheduler, plan_run, run_settings
+from models.training import INFO_KEYS, RUN_KEYS, error_line, make_scheduler, plan_run, run_settings
 from skeletons.layouts import UCLA, layout_record
 from skeletons.paths import descriptor_dir
 
@@ -103,7 +103,7 @@ def test_plan_run_statuses(tmp_path):
             "test": {"GD": {"fingerprint": "b" * 20, "samples": N, "mode": "paper", "img_size": SIZE}}}
     settings = run_settings(args, num_classes=10, mode="paper", img_size=SIZE, data=data, amp_dtype=None,
                             world_size=1)
-    assert set(settings) == set(RUN_KEYS)
+    assert set(settings) == set(RUN_KEYS) | set(INFO_KEYS)
     model = build_model("GD", 10, width=0.0625)
     optimizer = torch.optim.Adam(model.parameters())
     path = tmp_path / "ucla_GD_last.tar"
@@ -203,9 +203,9 @@ def test_checkpoint_records_the_folders_provenance(root, tmp_path, records, caps
     status, out, _ = train_cli(root, tmp_path, capsys)
     assert status == 0 and "assuming" not in out
     settings = last(tmp_path).settings
-    assert set(settings) == set(RUN_KEYS)
+    assert set(settings) == set(RUN_KEYS) | set(INFO_KEYS)
     assert (settings["mode"], settings["img_size"], settings["layout"]) == ("clean", SIZE, UCLA_LAYOUT)
-    facts = {"samples": N, "mode": "clean", "img_size": SIZE, "layout": UCLA_LAYOUT}
+    facts = {"samples": N, "mode": "clean", "img_size": SIZE, "layout": UCLA_LAYOUT, "sources": None}
     assert settings["data"] == {"train": {"GD": {"fingerprint": "f" * 20, **facts}},
                                 "test": {"GD": {"fingerprint": "e" * 20, **facts}}}
 
@@ -242,8 +242,8 @@ def test_folders_without_a_record_assume_a_mode_and_say_so(root, tmp_path, recor
     assert status == 0 and out.count("assuming paper mode") == 1
     settings = last(tmp_path / "default").settings
     assert (settings["mode"], settings["img_size"]) == ("paper", SIZE)
-    assert settings["data"]["train"]["GD"] == {"fingerprint": None, "samples": N, "mode": None, "img_size": SIZE,
-                                               "layout": None}
+    assert settings["data"]["train"]["GD"] == {"fingerprint": None, "sources": None, "samples": N, "mode": None,
+                                               "img_size": SIZE, "layout": None}
     status, out, _ = train_cli(root, tmp_path / "clean", capsys, "--mode", "clean")
     assert status == 0 and "assuming clean mode (as --mode says)" in out
     assert last(tmp_path / "clean").settings["mode"] == "clean"
