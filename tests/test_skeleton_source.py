@@ -148,11 +148,17 @@ def test_bgr_batch_is_the_per_image_helpers_on_a_batch(sequence_dirs):
             assert torch.equal(batch[i], as_three_channels(bgr_chw(made[name][i].numpy())))
 
 
-def test_the_pack_gives_the_files_sequences_and_is_made_once(sequence_dirs, tmp_path):
+def ucla_copy(sequence_dirs, tmp_path) -> Path:
+    """A copy of the demo's NW-UCLA files that a test may change."""
     seq_dir = tmp_path / "ucla"
     seq_dir.mkdir()
     for path in sequence_dirs["ucla"].glob("*.json"):
         (seq_dir / path.name).write_bytes(path.read_bytes())
+    return seq_dir
+
+
+def test_the_pack_gives_the_files_sequences_and_is_made_once(sequence_dirs, tmp_path):
+    seq_dir = ucla_copy(sequence_dirs, tmp_path)
     plain = SkeletonSequences(seq_dir, "ucla", None, "test")
     packed = SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
     assert packed.pack_path.is_file() and packed.pack_path.parent == seq_dir / ".cache"
@@ -172,10 +178,7 @@ def test_the_pack_gives_the_files_sequences_and_is_made_once(sequence_dirs, tmp_
 
 
 def test_a_bad_sample_file_is_named(sequence_dirs, tmp_path):
-    seq_dir = tmp_path / "ucla"
-    seq_dir.mkdir()
-    for path in sequence_dirs["ucla"].glob("*.json"):
-        (seq_dir / path.name).write_bytes(path.read_bytes())
+    seq_dir = ucla_copy(sequence_dirs, tmp_path)
     data = SkeletonSequences(seq_dir, "ucla", None, "test")
     data.paths[3].write_text("{ not json")
     with pytest.raises(ValueError, match=rf"^{data.paths[3]}:.*not valid JSON"):
