@@ -30,7 +30,8 @@ def load_script(name: str):
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"real sample data not found at {path} (set IMDAR_SHARED to the shared/ folder)")
+        pytest.skip(f"real sample data not found at {path} (set IMDAR_SHARED to a folder holding data/ and "
+                    f"reference/; README, Tests)")
     return path
 
 
