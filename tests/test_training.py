@@ -200,3 +200,15 @@ def test_soft_target_loss_floor_is_what_the_demo_prints():
     assert criterion(best, labels).item() == pytest.approx(soft_target_floor(60), rel=1e-6)
     assert criterion(best + 0.01 * torch.randn(1, 60), labels).item() > soft_target_floor(60)
     assert 26 < soft_target_floor(60) < 27
+
+
+def test_a_full_width_cpu_run_says_what_it_costs():
+    """One line with the parameter count, the disk an epoch writes and the settings to use instead;
+    nothing for the demo's width."""
+    from models.networks import build_model
+    from models.training import cpu_cost_notice
+    line = cpu_cost_notice(build_model("GD", 60), keep_last=3)
+    assert "\n" not in line and "42.0 M parameters" in line and "168 MB a checkpoint" in line
+    assert "--keep-last 3" in line and "--width 0.0625" in line and "--img-size 32" in line
+    assert "every epoch kept" in cpu_cost_notice(build_model("all", 60), keep_last=0)
+    assert cpu_cost_notice(build_model("GD", 60, width=0.0625), keep_last=3) is None
