@@ -13,6 +13,7 @@ does what is left.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -135,9 +136,15 @@ def current_data(args: argparse.Namespace, part: str, name: str) -> dict | None:
     """What a model of descriptor ``name`` would read now in ``part``: the folder's record, or (from
     skeletons) what such a folder would record; None when nothing says."""
     if args.source == SKELETONS:
-        from descriptors.skeleton_source import SkeletonSequences
-        return SkeletonSequences(args.dspath, args.dataset, args.protocol, part, args.mode).record(args.img_size, name)
+        return skeleton_split(args.dspath, args.dataset, args.protocol, part, args.mode).record(args.img_size, name)
     return provenance.read_record(descriptor_dir(args.despth, args.dataset, name, part, args.protocol))
+
+
+@functools.lru_cache(maxsize=None)
+def skeleton_split(seq_dir: Path, dataset: str, protocol: str, part: str, mode: str):
+    """A split's sequence files, listed (and their sizes and mtimes read) once per run."""
+    from descriptors.skeleton_source import SkeletonSequences
+    return SkeletonSequences(seq_dir, dataset, protocol, part, mode)
 
 
 def data_changed(args: argparse.Namespace, desc: str) -> bool:
