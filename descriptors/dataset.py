@@ -269,8 +269,7 @@ class DescriptorImages(torch.utils.data.Dataset):
 
     def folder_image_size(self, k: int) -> int:
         """Side of the images of folder ``k``: its record's size, else its first image's."""
-        record = self.provenance.get(self.descs[k])
-        return int(record["img_size"]) if record else int(read_bgr(self.folders[k] / self.names[0]).shape[-1])
+        return self.expected_size(k)[0][1]
 
     @property
     def image_size(self) -> int:

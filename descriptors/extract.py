@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from collections import Counter
 import json
 import os
 import secrets
@@ -296,8 +297,7 @@ def _old_rows(folders: dict[str, Path]) -> dict[str, dict]:
     for folder in folders.values():
         rows = provenance.read_manifest(folder) or []
         images = set(provenance.list_image_names(folder))
-        indices = [r["index"] for r in rows]
-        shared = {i for i in indices if indices.count(i) > 1} if len(set(indices)) < len(indices) else set()
+        shared = {i for i, n in Counter(r["index"] for r in rows).items() if n > 1}
         here = {r["sample"]: r for r in rows
                 if r["index"] not in shared and image_name(r["index"], r["label"]) in images}
         agreed = here if agreed is None else {s: r for s, r in agreed.items() if here.get(s) == r}
@@ -343,26 +343,29 @@ class SplitWriter:
         self.failed = 0
         self._pending, self._flushed_at = 0, time.monotonic()
 
-    def add(self, row: dict, source: list[int], degenerate: str = "") -> None:
+    def add(self, row: dict, source: list[int], degenerate: str = "", checkpoint: bool = True) -> None:
+        """List a row whose images are in place; ``checkpoint`` flushes now and then during a long
+        run (off while listing rows that an explicit flush follows)."""
         self.rows[row["index"]] = row
         self.sources[row["sample"]] = source
         if degenerate:
             self.degenerate[row["sample"]] = degenerate
         self._pending += 1
-        if self._pending >= self.FLUSH_ROWS or time.monotonic() - self._flushed_at >= self.FLUSH_SECONDS:
+        if checkpoint and (self._pending >= self.FLUSH_ROWS
+                           or time.monotonic() - self._flushed_at >= self.FLUSH_SECONDS):
             self.flush(complete=False)
 
     def flush(self, complete: bool) -> None:
         rows = [self.rows[i] for i in sorted(self.rows)]
         # Sources first: a row whose source entry is missing is trusted on the next run, never the reverse.
         write_text_atomic(self.sources_path, json.dumps(self.sources, separators=(",", ":")) + "\n")
+        provenance.write_manifests(self.folders.values(), rows)
+        record = provenance.make_record(descriptor=None, rows=rows, complete=complete, failed=self.failed,
+                                        **self.record_fields)
+        record["sources"] = provenance.sources_digest(self.sources)
+        record["degenerate"] = dict(sorted(self.degenerate.items()))
         for desc, folder in self.folders.items():
-            provenance.write_manifest(folder, rows)
-            record = provenance.make_record(descriptor=desc, rows=rows, complete=complete, failed=self.failed,
-                                            **self.record_fields)
-            record["sources"] = provenance.sources_digest(self.sources)
-            record["degenerate"] = dict(sorted(self.degenerate.items()))
-            provenance.write_record(folder, record)
+            provenance.write_record(folder, {**record, "descriptor": desc})
         self._pending, self._flushed_at = 0, time.monotonic()
 
 
@@ -447,12 +450,12 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
         out = SplitWriter(folders, sources_path, {**fields, "png_level": png_level})
         out.failed = len(summary.failed)
         for row in plan.keep:   # what stays in place is listed first, so an interruption keeps it
-            out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""))
+            out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""), checkpoint=False)
         out.flush(complete=False)
         clear_leftovers(folders)
         _move_images(folders, plan.move)
         for _, row in plan.move:
-            out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""))
+            out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""), checkpoint=False)
         removed = _remove_stale(folders, {image_name(r["index"], r["label"]) for r in out.rows.values()})
         summary.removed = len(removed - {image_name(item.index, item.label) for item in plan.compute})
         out.flush(complete=False)

@@ -20,12 +20,12 @@ import csv
 import hashlib
 import io
 import json
-import re
 from pathlib import Path
 from typing import Iterable
 
 from skeletons.atomic import write_text_atomic
 from skeletons.layouts import layout_text
+from skeletons.paths import parse_image_name
 
 RECORD_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.csv"
@@ -33,7 +33,6 @@ RECORD_SUFFIX = ".json"
 MANIFEST_FIELDS = ("index", "sample", "label", "frames", "bodies")
 LEGACY_MANIFEST = "manifest.csv"       # inside the folder, before records moved beside it
 LEGACY_SETTINGS = "descriptors.json"
-IMAGE_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
 # Fields of a record that decide which pixels a folder holds: a model trained on one value of
 # them gives wrong answers on images made with another. The layout is {"name", "digest"}
 # (skeletons.layouts.layout_record); records written before it was kept have none.
@@ -87,8 +86,15 @@ def manifest_text(rows: Iterable[dict]) -> str:
     return buf.getvalue()
 
 
+def write_manifests(folders: Iterable[str | Path], rows: list[dict]) -> None:
+    """The same manifest beside each of ``folders`` (a split's five), its text made once."""
+    text = manifest_text(rows)
+    for folder in folders:
+        write_text_atomic(manifest_path(folder), text, newline="")
+
+
 def write_manifest(folder: str | Path, rows: list[dict]) -> None:
-    write_text_atomic(manifest_path(folder), manifest_text(rows), newline="")
+    write_manifests([folder], rows)
 
 
 def read_manifest(folder: str | Path) -> list[dict] | None:
@@ -111,7 +117,7 @@ def read_manifest(folder: str | Path) -> list[dict] | None:
 
 # --------------------------------------------------------------------------- record
 
-def make_record(*, dataset: str, protocol: str, part: str, descriptor: str, mode: str, img_size: int,
+def make_record(*, dataset: str, protocol: str, part: str, descriptor: str | None, mode: str, img_size: int,
                 png_level: int, rows: list[dict], complete: bool, failed: int = 0, layout: dict | None = None) -> dict:
     return {"version": RECORD_VERSION, "dataset": dataset, "protocol": protocol, "part": part,
             "descriptor": descriptor, "mode": mode, "img_size": int(img_size), "layout": layout,
@@ -147,12 +153,6 @@ def read_legacy_settings(folder: str | Path) -> dict | None:
         return None
 
 
-def made_with(folder: str | Path) -> dict | None:
-    """The pixel settings (mode, img_size) a folder was made with, from its record or legacy file."""
-    record = read_record(folder) or read_legacy_settings(folder)
-    return None if record is None else {k: record.get(k) for k in PIXEL_FIELDS}
-
-
 def shown(value: object) -> str:
     """A record value as one-line errors show it (a layout as 'coco17 (digest 1a2b3c4d)')."""
     return layout_text(value) if isinstance(value, dict) and "digest" in value else str(value)
@@ -168,12 +168,8 @@ def differences(expected: dict, found: dict, fields: Iterable[str]) -> list[str]
 
 def list_image_names(folder: str | Path) -> dict[str, tuple[int, int]]:
     """{name: (index, label)} of the ``<index>_<label>.png`` files in a folder."""
-    out = {}
-    for entry in Path(folder).iterdir():
-        match = IMAGE_NAME.match(entry.name)
-        if match:
-            out[entry.name] = (int(match.group(1)), int(match.group(2)))
-    return out
+    parsed = ((entry.name, parse_image_name(entry.name)) for entry in Path(folder).iterdir())
+    return {name: index_label for name, index_label in parsed if index_label is not None}
 
 
 def check_against_manifest(folder: Path, images: dict[str, tuple[int, int]], rows: list[dict]) -> None:

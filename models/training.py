@@ -313,7 +313,7 @@ def folder_data(ds) -> list[FolderData]:
         record = records.get(desc) or {}
         facts = {"fingerprint": record.get("fingerprint"), "sources": record.get("sources"), "samples": len(ds),
                  "mode": record.get("mode"),
-                 "img_size": record.get("img_size") or ds.expected_size(k)[0][1], "layout": record.get("layout")}
+                 "img_size": ds.folder_image_size(k), "layout": record.get("layout")}
         out.append(FolderData(ds.part, desc, folder, facts, make_command(ds.dataset, ds.protocol, ds.part, ds.root)))
     return out
 

@@ -1,6 +1,7 @@
 """Folder and checkpoint naming (docs/METHOD.md §3-4, the README's layout): the one place for names."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .datasets import check_protocol, get_dataset
@@ -83,11 +84,10 @@ def image_name(index: int, label: int) -> str:
     return f"{index}_{label}.png"
 
 
-def parse_image_name(name: str) -> tuple[int, int]:
-    """'12_7.png' -> (12, 7); ValueError naming the file otherwise."""
-    stem = Path(name).stem
-    try:
-        index, label = stem.split("_")
-        return int(index), int(label)
-    except ValueError:
-        raise ValueError(f"{name}: descriptor image name is not <index>_<label>.png") from None
+IMAGE_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
+
+
+def parse_image_name(name: str) -> tuple[int, int] | None:
+    """'12_7.png' -> (12, 7); None for any other file name (a folder may hold other files)."""
+    match = IMAGE_NAME.match(name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
