@@ -18,6 +18,7 @@ from descriptors.dataset import DescriptorImages, SampleInfo, make_command
 from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
 from models import evaluation as ev
 from models.checkpoint import load_model
+from models.inference import train_command as model_train_command
 from models.provenance import RELEASE_NOTICE, check_against_folder, check_consistent, check_layout, check_role
 from models.training import IMAGES, SKELETONS, pick_device
 from skeletons import cli
@@ -50,8 +51,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def train_command(args: argparse.Namespace, desc: str) -> str:
-    return (f"python train.py -d {args.dataset} -p {args.protocol}{get_dataset(args.dataset).data_flags()} "
-            f"-desc {desc} -despth {args.despth} -ckpt {args.ckpt}")
+    return model_train_command(get_dataset(args.dataset), args.protocol, desc,
+                               f" -despth {args.despth} -ckpt {args.ckpt}")
 
 
 def find_checkpoints(args: argparse.Namespace, desc: str) -> tuple[dict[str, Path], dict[str, dict]]:

@@ -67,8 +67,9 @@ def check_file_kind(path: str | Path, ds: Dataset) -> None:
         raise ValueError(f"{path}: a {kind} skeleton cannot be classified by {ds.name} models (expected {expected})")
 
 
-def train_command(ds: Dataset, protocol: str, desc: str) -> str:
-    return f"python train.py -d {ds.name} -p {protocol}{ds.data_flags()} -desc {desc}"
+def train_command(ds: Dataset, protocol: str, desc: str, paths: str = "") -> str:
+    """The train.py command line of one model (``paths``: e.g. ' -despth D -ckpt C'), printed in errors."""
+    return f"python train.py -d {ds.name} -p {protocol}{ds.data_flags()} -desc {desc}{paths}"
 
 
 def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol: str | None = None,
