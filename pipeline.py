@@ -163,13 +163,6 @@ def data_changed(args: argparse.Namespace, desc: str) -> bool:
             if now is not None and any(trained.get(k) != now.get(k) for k in ("fingerprint", "sources")):
                 return True
     return False
-    for part in PARTS:
-        for name in (FUSION_ORDER if desc == FUSION else (desc,)):
-            record = provenance.read_record(descriptor_dir(args.despth, args.dataset, name, part, args.protocol))
-            trained = (recorded.get(part) or {}).get(name) or {}
-            if record is not None and trained.get("fingerprint") != record["fingerprint"]:
-                return True
-    return False
 
 
 # --------------------------------------------------------------------------- steps
