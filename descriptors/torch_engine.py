@@ -41,7 +41,10 @@ PRECISION_BITS = 32 - 8 - 2
 BICUBIC_SUPPORT = 2.0
 BICUBIC_A = -0.5
 PILLOW_MAJOR = int(PIL.__version__.split(".")[0])   # the pass order changed in Pillow 13
+SPLIT_BITS = 7   # each weight split in high and low bits: float32 sums stay exact (``_pass``)
+FLOAT32_EXACT = 1 << 24
 BANK_STEP = 64   # coefficient banks cover input sizes up to a multiple of this
+BANK_SIZES = 512   # the largest bank: about 30 MB at any image size
 # Samples per step on the CPU: a big batch's temporaries leave the caches (and on some VMs cost a
 # page fault per 4 KiB); 32 was the fastest per sample (16-64 within 15 %, 256 half as fast).
 CPU_CHUNK = 32
@@ -195,20 +198,22 @@ def round_hundredths(x: torch.Tensor) -> torch.Tensor:
     """The integer nearest to the exact value of x * 100 (float64; ties to even): Python's
     round(x, 2) is this over 100.
 
-    The exact product is hi + lo, hi = fl(x * 100) and lo its rounding error (Dekker's
-    two-product with Veltkamp's split; 100 needs no split). Only the fraction of hi and the sign
-    of lo decide, so no wider float is needed.
+    hi = fl(x * 100) is the double nearest the exact product, so rounding hi (ties to even) is
+    right unless hi lies exactly halfway between integers: a .5 between hi and the exact product
+    would be nearer to it than hi. Only those rare ties are decided by the sign of the product's
+    rounding error lo (Dekker's two-product with Veltkamp's split; 100 needs no split), so no wider
+    float is needed.
     """
     hi = x * 100
-    split = x * 134217729.0                     # 2^27 + 1
-    x_hi = split - (split - x)
-    x_lo = x - x_hi
-    lo = (x_hi * 100 - hi) + x_lo * 100
-    whole = torch.floor(hi)
-    fraction = hi - whole                       # exact
-    odd = torch.floor(whole * 0.5) * 2 != whole
-    up = (fraction > 0.5) | ((fraction == 0.5) & ((lo > 0) | ((lo == 0) & odd)))
-    return whole + up
+    whole = torch.round(hi)
+    tie = (hi - whole).abs_() == 0.5
+    if tie.any():
+        x, hi = x[tie], hi[tie]
+        split = x * 134217729.0                     # 2^27 + 1
+        x_hi = split - (split - x)
+        lo = (x_hi * 100 - hi) + (x - x_hi) * 100
+        whole[tie] = torch.where(lo > 0, torch.ceil(hi), torch.where(lo < 0, torch.floor(hi), whole[tie]))
+    return whole
 
 
 @lru_cache(maxsize=None)
@@ -248,11 +253,11 @@ def limb_angle_descriptor(P: torch.Tensor, pack: Pack, quirks: Quirks) -> torch.
 
 # ---------------------------------------------------------------- min-max to uint8
 
-def scale_levels(M: torch.Tensor, pack: Pack, frames: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``descriptors.core.scale_to_uint8`` per sample: writes floor(255 (M - min) / (max - min)) into
-    ``out`` (float64 like M (F, C, Bmax * rows per body)), min and max per sample and channel over
-    its frames where ``frames`` (F,) holds and the rows of its bodies; zeros elsewhere, and where
-    the span is 0 or the image empty. Returns ``out``."""
+def scale_levels(M: torch.Tensor, pack: Pack, frames: torch.Tensor) -> torch.Tensor:
+    """``descriptors.core.scale_to_uint8`` per sample: floor(255 (M - min) / (max - min)), float64
+    like M (F, C, Bmax * rows per body), min and max per sample and channel over its frames where
+    ``frames`` (F,) holds and the rows of its bodies; zeros elsewhere, and where the span is 0 or
+    the image empty."""
     count, C, R = M.shape
     B = _max_bodies(pack)
     per_body = M.view(count, C, B, R // B)
@@ -271,8 +276,8 @@ def scale_levels(M: torch.Tensor, pack: Pack, frames: torch.Tensor, out: torch.T
     span = high - low
     span.masked_fill_(span == 0, math.inf)      # constant -> 0 / inf = 0
     # the numpy engine's operations in its order; its uint8 cast truncates: floor, the levels being >= 0
-    torch.sub(M, low, out=out).mul_(255).div_(span).floor_()
-    return out.view(count, C, B, R // B).masked_fill_(~present[..., None], 0.0).view(count, C, R)
+    levels = (M - low).mul_(255).div_(span).floor_()
+    return levels.view(count, C, B, R // B).masked_fill_(~present[..., None], 0.0).view(count, C, R)
 
 
 # ---------------------------------------------------------------- Pillow's BICUBIC resize
@@ -315,47 +320,78 @@ def _taps(in_size: int, out_size: int) -> int:
     return pillow_coefficients(in_size, out_size)[1].shape[1]
 
 
-@lru_cache(maxsize=None)
-def _bank(max_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coefficients of every input size 0..max_size: (index, weights), each (max_size + 1, out, taps)
-    on ``device``, weights k / 2^PRECISION_BITS (exact: a power-of-two scale), taps left-aligned
-    and padded with weight 0, index 0 (size 0: all padding). Taps grow with the size, so a
-    prefix of them serves every size up to any smaller maximum."""
+class Taps(NamedTuple):
+    """One pass's taps, (..., out, 2, taps): output m of an image reads rows index[m, 0, k] (equal to
+    index[m, 1, k]) with fixed-point weight w = weight[m, 0, k] * 2^SPLIT_BITS + weight[m, 1, k]
+    (the high and low parts, 0 <= low < 2^SPLIT_BITS), float32; padding taps weigh 0. The two
+    parts sit side by side so both sums of an output read its rows while they are in cache."""
+    index: torch.Tensor
+    weight: torch.Tensor
+    float32_exact: bool   # the bounds ``_pass``'s float32 sums need hold for every size of the table
+
+    def select(self, which: torch.Tensor, taps: int, shift: torch.Tensor | None = None) -> "Taps":
+        """The taps of entries ``which`` (the first ``taps`` of each), indices shifted by ``shift``."""
+        index = self.index[which, ..., :taps]
+        if shift is not None:
+            index = index + shift[:, None, None, None]
+        return Taps(index, self.weight[which, ..., :taps], self.float32_exact)
+
+
+@lru_cache(maxsize=32)
+def _taps_table(sizes: tuple[int, ...], out_size: int, device: torch.device) -> Taps:
+    """``Taps`` of each input size in ``sizes``, (len(sizes), out, 2, taps) on ``device``,
+    left-aligned (size 0: all padding), taps those of the largest size."""
+    taps = _taps(max(sizes), out_size)
+    index = np.zeros((len(sizes), out_size, taps), np.int64)
+    fixed = np.zeros((len(sizes), out_size, taps), np.int64)
+    for row, size in enumerate(sizes):
+        if size:
+            first, weights = pillow_coefficients(size, out_size)
+            live = weights.shape[1]
+            index[row, :, :live] = np.where(weights != 0, first[:, None] + np.arange(live), 0)
+            fixed[row, :, :live] = weights
+    high = fixed >> SPLIT_BITS                  # floor, also for negative weights
+    low = fixed - (high << SPLIT_BITS)
+    # ``_pass``'s bounds: every partial sum of high or low weights times levels (<= 255), and the
+    # recombination, stay integers below 2^24, float32's exact range.
+    exact = bool(np.abs(high).sum(-1).max() * 255 + (FLOAT32_EXACT >> SPLIT_BITS) < FLOAT32_EXACT   # H + carry
+                 and low.sum(-1).max() * 255 + (1 << (PRECISION_BITS - 1)) < FLOAT32_EXACT)
+    return Taps(_tensor(np.stack([index, index], axis=2), device),
+                _tensor(np.stack([high, low], axis=2).astype(np.float32), device), exact)
+
+
+def _coefficients(sizes: torch.Tensor, max_size: int, out_size: int, shift: torch.Tensor | None = None) -> Taps:
+    """``Taps`` (N, out, 2, taps) for each input size in ``sizes``, none above max_size, indices
+    shifted by ``shift`` (N,). Sizes up to BANK_SIZES come from one cached bank of every size (no
+    per-batch work); longer inputs, whose taps grow with their length, get a table of the
+    batch's own sizes."""
     taps = _taps(max_size, out_size)
-    index = np.zeros((max_size + 1, out_size, taps), np.int64)
-    weight = np.zeros((max_size + 1, out_size, taps))
-    for size in range(1, max_size + 1):
-        first, fixed = pillow_coefficients(size, out_size)
-        live = fixed.shape[1]
-        index[size, :, :live] = np.where(fixed != 0, first[:, None] + np.arange(live), 0)
-        weight[size, :, :live] = fixed * 2.0 ** -PRECISION_BITS
-    return _tensor(index, device), _tensor(weight, device)
+    if max_size <= BANK_SIZES:
+        cap = -(-max(max_size, 1) // BANK_STEP) * BANK_STEP   # one bank serves many batches
+        return _taps_table(tuple(range(cap + 1)), out_size, sizes.device).select(sizes, taps, shift)
+    unique, inverse = torch.unique(sizes, return_inverse=True)
+    return _taps_table(tuple(unique.tolist()), out_size, sizes.device).select(inverse, taps, shift)
 
 
-def _coefficients(sizes: torch.Tensor, max_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(index, weights) (N, out, taps) for each input size in ``sizes``, none above max_size."""
-    cap = -(-max(max_size, 1) // BANK_STEP) * BANK_STEP   # one bank serves many batches
-    index, weight = _bank(cap, out_size, sizes.device)
-    taps = _taps(max_size, out_size)
-    return index[sizes, :, :taps], weight[sizes, :, :taps]
+def _pass(table: torch.Tensor, taps: Taps) -> torch.Tensor:
+    """One Pillow pass with its clip: output m = clip8(2^(P-1) + sum_k w[m, k] * table[index[m, k]]),
+    clip8(x) = x >> P clipped to 0..255, P = PRECISION_BITS, as float32 levels (rows, width).
 
-
-def _table(rows: int, width: int, device: torch.device) -> torch.Tensor:
-    """(rows + 1, width) float64 table for ``_pass``, its last row ones (the rounding term's row)."""
-    table = torch.empty((rows + 1, width), dtype=torch.float64, device=device)
-    table[-1] = 1.0
-    return table
-
-
-def _pass(table: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """One Pillow pass before its clip: output row m = sum_k weight[m, k] * table[index[m, k]] + 1/2,
-    Pillow's fixed-point sum over 2^PRECISION_BITS, exact (integers below 2^31 over a power of two);
-    its clip8 is then floor and clip to 0..255. The 1/2 is one more tap on the table's ones row."""
-    index, weight = index.flatten(0, -2), weight.flatten(0, -2)
-    half_index = torch.full_like(index[:, :1], len(table) - 1)
-    half_weight = torch.full_like(weight[:, :1], 0.5)
-    return F.embedding_bag(torch.cat([index, half_index], 1), table,
-                           per_sample_weights=torch.cat([weight, half_weight], 1), mode="sum")
+    ``table`` (rows, width) float32 holds levels 0..255. The weighted sums run in float32 (several
+    times faster than float64 on the CPU) on the two parts of each weight, H = sum high * level and
+    L = sum low * level: integers below 2^24 (``_taps_table`` checks), so exact in any order. Then
+    (2^b H + L + 2^(P-1)) >> P = (H + ((L + 2^(P-1)) >> b)) >> (P - b), b = SPLIT_BITS, since H is an
+    integer: every step stays exact in float32. Banks beyond those bounds (thousands of frames
+    into a small image) sum in float64."""
+    index, weight = taps.index.flatten(0, -2), taps.weight.flatten(0, -2)   # (rows * 2, taps)
+    if not taps.float32_exact:
+        whole = weight.double().view(-1, 2, weight.shape[-1])
+        whole = whole[:, 0].mul(1 << SPLIT_BITS).add_(whole[:, 1])
+        total = F.embedding_bag(index[::2], table.double(), per_sample_weights=whole, mode="sum")
+        return total.add_(1 << (PRECISION_BITS - 1)).mul_(2.0 ** -PRECISION_BITS).floor_().clamp_(0, 255).float()
+    sums = F.embedding_bag(index, table, per_sample_weights=weight, mode="sum").view(-1, 2, table.shape[1])
+    carry = sums[:, 1].add_(1 << (PRECISION_BITS - 1)).mul_(2.0 ** -SPLIT_BITS).floor_()
+    return sums[:, 0].add(carry).mul_(2.0 ** (SPLIT_BITS - PRECISION_BITS)).floor_().clamp_(0, 255)
 
 
 def pillow_vertical_first(rows: torch.Tensor, cols: torch.Tensor, img_size: int) -> torch.Tensor:
@@ -372,32 +408,29 @@ def resize(table: torch.Tensor, channels: int, starts: torch.Tensor, cols: torch
     """Pillow's BICUBIC resize of N images packed by columns -> (N, S, S, C) uint8, Pillow's two
     passes in its order, each rounded to 8 bits.
 
-    ``table`` (``_table``, (F + 1, C * R)) holds levels (integers 0..255) by column: image n is
-    columns starts[n] .. starts[n] + cols[n] - 1, its rows the first rows[n] of R, zeros elsewhere
-    (columns no image uses may lie between). An empty image (cols 0) gives zeros, as the numpy engine.
+    ``table`` (F, C * R) float32 holds levels (integers 0..255) by column: image n is columns
+    starts[n] .. starts[n] + cols[n] - 1, its rows the first rows[n] of R, zeros elsewhere (columns
+    no image uses may lie between). An empty image (cols 0) gives zeros, as the numpy engine.
     """
-    frames, C = len(table) - 1, channels
+    frames, C = len(table), channels
     R = table.shape[1] // C
     N, S, device = len(cols), img_size, table.device
-    h_index, h_weight = _coefficients(cols, int(cols.max()), S)               # (N, S, taps)
-    h_index = (h_index + starts[:, None, None]).clamp_(max=frames - 1)        # padding taps: any valid column
-    v_index, v_weight = _coefficients(rows, R, S)
-
-    wide = _pass(table, h_index, h_weight).floor_().clamp_(0, 255)            # (N*S, C*R): columns done
-    tall = _table(N * R, S * C, device)                                       # by row of each image
-    tall[:-1].view(N, R, S, C).copy_(wide.view(N, S, C, R).permute(0, 3, 1, 2))
-    rows_index = v_index + (torch.arange(N, device=device) * R)[:, None, None]
-    out = _pass(tall, rows_index, v_weight).clamp_(0, 255).to(torch.uint8).view(N, S, S, C)
+    h_taps = _coefficients(cols, int(cols.max()), S, starts)                  # (N, S, taps)
+    h_taps.index.clamp_(max=frames - 1)                                       # padding taps: any valid column
+    wide = _pass(table, h_taps)                                               # (N*S, C*R): columns done
+    # By row of each channel of each image: the vertical pass sums rows S wide (wider rows were
+    # several times slower per element in embedding_bag's CPU kernel).
+    tall = wide.view(N, S, C, R).permute(0, 2, 3, 1).contiguous()             # (N, C, R, S)
+    v_taps = _coefficients(rows.repeat_interleave(C), R, S, torch.arange(N * C, device=device) * R)
+    out = _pass(tall.view(N * C * R, S), v_taps).to(torch.uint8).view(N, C, S, S).permute(0, 2, 3, 1)
 
     vertical_first = pillow_vertical_first(rows, cols, S)
     if vertical_first.any():   # rare (small images of tall matrices): the whole batch this way too, then pick
         owner = torch.searchsorted(starts, torch.arange(frames, device=device), right=True) - 1
-        by_row = _table(frames * R, C, device)                                # by row of each column
-        by_row[:-1].view(frames, R, C).copy_(table[:-1].view(frames, C, R).transpose(1, 2))
-        column_rows = v_index[owner] + (torch.arange(frames, device=device) * R)[:, None, None]
-        high = _table(frames, S * C, device)
-        high[:-1] = _pass(by_row, column_rows, v_weight[owner]).floor_().clamp_(0, 255).view(frames, S * C)
-        swapped = _pass(high, h_index, h_weight).clamp_(0, 255).to(torch.uint8).view(N, S, S, C)
+        by_row = table.view(frames, C, R).transpose(1, 2).reshape(frames * R, C)   # by row of each column
+        column_taps = _coefficients(rows[owner], R, S, torch.arange(frames, device=device) * R)
+        high = _pass(by_row, column_taps).view(frames, S * C)
+        swapped = _pass(high, h_taps).to(torch.uint8).view(N, S, S, C)
         out = torch.where(vertical_first[:, None, None, None], swapped.transpose(1, 2), out)
     return out
 
@@ -416,8 +449,7 @@ def resize_images(images: Sequence[np.ndarray | torch.Tensor], img_size: int = D
     out_shape = (len(arrays), img_size, img_size) + arrays[0].shape[2:]
     if not cols.sum() or not rows.max():
         return torch.zeros(out_shape, dtype=torch.uint8, device=device)
-    table = np.zeros((cols.sum() + 1, channels, rows.max()))
-    table[-1] = 1.0                                      # ``_table``'s ones row
+    table = np.zeros((cols.sum(), channels, rows.max()), np.float32)
     for a, start in zip(arrays, starts):                 # (R, T[, C]) -> columns of (C, R)
         height, width = a.shape[:2]
         table[start:start + width, :, :height] = a.reshape(height, width, channels).transpose(1, 2, 0)
@@ -445,8 +477,7 @@ def packed_descriptor_images(pack: Pack, mode: str = "paper",
     }
     images = {}
     for name, (M, frames, cols) in matrices.items():
-        table = _table(M.shape[0], M.shape[1] * M.shape[2], M.device)
-        scale_levels(M, pack, frames, out=table[:-1].view(M.shape))
+        table = scale_levels(M, pack, frames).to(torch.float32).view(len(M), -1)
         rows = pack.bodies * (M.shape[-1] // _max_bodies(pack))
         images[name] = resize(table, M.shape[1], pack.starts, cols, rows, img_size)
     out = {"GD": images["GD"]}
@@ -464,15 +495,24 @@ def descriptor_images_torch(sequences: Sequence[np.ndarray | torch.Tensor], layo
     GD and FDD (N, S, S, 3), JDD/ADD/LAD (N, S, S), uint8 on ``device``. One- and two-body samples
     may be mixed; ``layout`` defaults to the one that fits the first sequence's joint count (NTU or
     NW-UCLA, C = 3), any other layout (C = its ``dims``) is passed explicitly.
-    ``chunk`` samples are processed per step (default: CPU_CHUNK on the CPU, all on CUDA).
+    ``chunk`` samples are processed per step (default: CPU_CHUNK on the CPU, all on CUDA). Samples
+    are batched by body count and then length (results in the given order): a one-body sample
+    batched with two-body ones would carry a second, empty body through every step, and similar
+    lengths need fewer resize taps.
     """
     if not len(sequences):
         raise ValueError("no sequences to batch")
+    shapes = [np.shape(s) for s in sequences]
     if layout is None:   # once, so every chunk uses the same one
-        shape = np.shape(sequences[0])
-        layout, _ = layout_for_joints(shape[1] if len(shape) == 3 else 0)
+        layout, _ = layout_for_joints(shapes[0][1] if len(shapes[0]) == 3 else 0)
     device = torch.device(device)
+    joints = np.array([shape[1] if len(shape) == 3 else 0 for shape in shapes])
+    order = np.lexsort((np.array([shape[0] for shape in shapes]), joints))
     step = chunk or (CPU_CHUNK if device.type == "cpu" else len(sequences))
-    parts = [packed_descriptor_images(pack_batch(sequences[i:i + step], layout, device), mode, img_size)
-             for i in range(0, len(sequences), step)]
-    return {name: torch.cat([part[name] for part in parts]) for name in DESCRIPTORS}
+    parts = []
+    for group in np.split(order, np.flatnonzero(np.diff(joints[order])) + 1):
+        for i in range(0, len(group), step):
+            batch = [sequences[k] for k in group[i:i + step]]
+            parts.append(packed_descriptor_images(pack_batch(batch, layout, device), mode, img_size))
+    back = torch.from_numpy(np.argsort(order)).to(device)
+    return {name: torch.cat([part[name] for part in parts]).index_select(0, back) for name in DESCRIPTORS}

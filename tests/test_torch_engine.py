@@ -10,6 +10,7 @@ from PIL import Image
 
 from descriptors.core import descriptor_images, resize
 from descriptors.extract import load_sequence
+from descriptors import torch_engine
 from descriptors.torch_engine import descriptor_images_torch, pack_batch, resize_images, round_hundredths
 from skeletons.layouts import NTU, UCLA, shipped_layout
 from skeletons.paths import DESCRIPTORS
@@ -110,6 +111,19 @@ def test_resize_images_is_pillows_bicubic_resize(device, img_size):
         assert ours.shape == (len(images), img_size, img_size) + channels
         wrong = [image.shape for image, out in zip(images, ours) if not np.array_equal(out, resize(image, img_size))]
         assert wrong == []
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_resizes_too_wide_for_float32_sums_fall_back_and_still_match(device):
+    """Thousands of frames into a small image: more taps than the float32 sums stay exact for."""
+    widths, img_size = (2500, 6000), 17
+    assert not torch_engine._coefficients(torch.tensor(widths), max(widths), img_size).float32_exact
+    assert torch_engine._coefficients(torch.tensor([300]), 300, 32).float32_exact   # NTU's longest at 32 px
+    rng = np.random.default_rng(3)
+    for channels in ((), (3,)):
+        images = [rng.integers(0, 256, (rows, width) + channels, dtype=np.uint8) for rows in (5, 40) for width in widths]
+        ours = resize_images(images, img_size, device).cpu().numpy()
+        assert all(np.array_equal(out, resize(image, img_size)) for image, out in zip(images, ours))
 
 
 @pytest.mark.parametrize("device", DEVICES)
