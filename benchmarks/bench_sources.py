@@ -7,28 +7,35 @@ folders at each size (extract_split) in a temporary folder, then times train.py'
 also the sources alone (batches/s without a network) and reading sequences from files vs the
 skeleton pack. Prints figures, asserts nothing.
 
+First, on the real samples of shared/data (when there): the skeleton pack's size (bytes per sample
+and per body-frame, against float64, the format-1 pack) and read rate against the files, for NTU
+in both modes and NW-UCLA, and an NTU-120 estimate from them. ``--pack-only`` stops there.
+
   python benchmarks/bench_sources.py [--sizes 32 112] [--width 0.0625] [--workers 0] [--demo-size full]
+                                     [--data ../shared/data] [--pack-only]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from descriptors.dataset import DescriptorImages  # noqa: E402
 from descriptors.extract import extract_split  # noqa: E402
-from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader  # noqa: E402
+from descriptors.skeleton_source import ImageMaker, SkeletonSequences, read_pack, skeleton_loader  # noqa: E402
 from models.networks import build_model  # noqa: E402
 from models.training import RunOptions, make_criterion, train_one_epoch  # noqa: E402
 from skeletons.augment import Augment  # noqa: E402
 from skeletons.convert import convert_folder  # noqa: E402
-from skeletons.datasets import get_dataset  # noqa: E402
+from skeletons.datasets import get_dataset, official_missing, official_samples, parse_ntu_name  # noqa: E402
 from skeletons.demo import generate_demo  # noqa: E402
 
 SPLITS = {"ntu60": "csub", "ucla": None}
@@ -93,6 +100,73 @@ def sequence_read_rate(source: SkeletonSequences, repeats: int) -> float:
     return repeats * len(source) / (time.perf_counter() - start)
 
 
+DEFAULT_DATA = Path(os.environ.get("IMDAR_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
+MUTUAL_ACTIONS = set(range(50, 61)) | set(range(106, 121))   # NTU-120's two-person actions (26 of 120)
+
+
+def pack_figures(seq_dir: Path, dataset: str, protocol: str | None, mode: str, packs: Path,
+                 repeats: int) -> dict:
+    """The pack of both parts of a split: samples, frames, body-frames, pack bytes, float64 bytes,
+    index bytes, read rates (files, pack) and per-sample (frames, bodies, action)."""
+    out = {"samples": 0, "frames": 0, "body_frames": 0, "bytes": 0, "float64": 0, "index": 0, "files_s": 0.0,
+           "pack_s": 0.0, "per_sample": []}
+    for part in ("train", "test"):
+        files = SkeletonSequences(seq_dir, dataset, protocol, part, mode)
+        packed = SkeletonSequences(seq_dir, dataset, protocol, part, mode, pack=True, pack_dir=packs)
+        index = read_pack(packed.pack_path)[1]
+        frames, joints = index[:, 2], index[:, 3]
+        bodies = joints // packed.layout.num_joints
+        out["samples"] += len(index)
+        out["frames"] += int(frames.sum())
+        out["body_frames"] += int((frames * bodies).sum())
+        out["bytes"] += packed.pack_path.stat().st_size
+        out["index"] += index.nbytes
+        out["float64"] += int((frames * joints).sum()) * packed.layout.dims * 8
+        out["files_s"] += len(files) * repeats / sequence_read_rate(files, repeats)
+        out["pack_s"] += len(files) * repeats / sequence_read_rate(packed, repeats)
+        out["per_sample"] += [(int(f), int(b), s) for f, b, s in zip(frames, bodies, packed.samples)]
+    return out
+
+
+def pack_report(data: Path, work: Path, repeats: int) -> None:
+    """Print the skeleton pack's figures on the real samples and the NTU-120 estimate."""
+    from skeletons.convert import convert_folder
+
+    npy = work / "real_ntu_npy"
+    convert_folder(data / "ntu", npy, "ntu120", workers=1, progress=False)
+    print(f"Skeleton pack on the real samples of {data} (bytes: the pack file; its index adds 64 per sample)")
+    paper = None
+    for name, dataset, protocol, seq_dir, mode in (("NTU", "ntu120", "csub", npy, "paper"),
+                                                    ("NTU", "ntu120", "csub", npy, "clean"),
+                                                    ("NW-UCLA", "ucla", None, data / "ucla" / "all_sqe", "paper")):
+        f = pack_figures(seq_dir, dataset, protocol, mode, work / "packs", repeats)
+        n, read = f["samples"], repeats * f["samples"]
+        print(f"  {name:7s} {mode:5s} {n:3d} samples, {f['frames'] / n:5.1f} frames and "
+              f"{f['body_frames'] / f['frames']:.2f} bodies a sample: pack {f['bytes'] / n:8.0f} B/sample "
+              f"{f['bytes'] / f['body_frames']:6.1f} B/body-frame; float64 {f['float64'] / n:8.0f} B/sample "
+              f"{f['float64'] / f['body_frames']:6.1f} B/body-frame; ratio {f['bytes'] / f['float64']:.3f}; "
+              f"read {read / f['pack_s']:6.0f} sequences/s from the pack, {read / f['files_s']:5.0f}/s from files "
+              f"({f['files_s'] / f['pack_s']:.1f}x)")
+        if name == "NTU" and mode == "paper":
+            paper = f
+    samples = len(official_samples("ntu120")) - len(official_missing("ntu120"))
+    frames = paper["frames"] / paper["samples"]
+    bodies = paper["body_frames"] / paper["frames"]
+    per_value = paper["bytes"] / (paper["body_frames"] * 75)
+    print(f"NTU-120 estimate (paper mode), NOT a measurement: samples x mean frames x mean bodies x 25 joints x "
+          f"3 coordinates x {per_value:.3f} bytes (+ 64 B index a sample)")
+    for label, mean_bodies in (("means of the real samples", bodies), ("bodies reweighted to NTU-120's 26/120 "
+                                                                       "two-person actions", None)):
+        if mean_bodies is None:   # the real samples over-represent two-person actions
+            groups = {m: [b for _, b, s in paper["per_sample"] if (parse_ntu_name(s).action in MUTUAL_ACTIONS) == m]
+                      for m in (False, True)}
+            mean_bodies = (94 * np.mean(groups[False]) + 26 * np.mean(groups[True])) / 120
+        values = samples * frames * mean_bodies * 75
+        print(f"  {label}: {samples:,} samples (114,480 - {114480 - samples} missing) x {frames:.1f} frames x "
+              f"{mean_bodies:.2f} bodies x 75 x {per_value:.3f} B + index = "
+              f"{(values * per_value + samples * 64) / 1e9:.2f} GB (float64: {values * 8 / 1e9:.2f} GB)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[32, 112])
@@ -102,9 +176,17 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--demo-size", default="full", choices=("small", "full"))
     p.add_argument("--datasets", nargs="+", default=list(SPLITS), choices=list(SPLITS))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared/data: real NTU and NW-UCLA samples")
+    p.add_argument("--pack-only", action="store_true", help="only the pack's figures on the real samples")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if (args.data / "ntu").is_dir():
+            pack_report(args.data, work, repeats=20)
+        else:
+            print(f"no real samples at {args.data} (--data): the pack's figures on them are left out")
+        if args.pack_only:
+            return
         seq_dirs = make_demo(work, args.sizes, args.demo_size, max(1, args.workers))
         print(f"CPU threads {torch.get_num_threads()}, DataLoader workers {args.workers}, batch {args.batch}, "
               f"width {args.width}, demo {args.demo_size}")

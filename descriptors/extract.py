@@ -28,14 +28,15 @@ from tqdm import tqdm
 
 from skeletons import cli
 from skeletons.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
-from skeletons.bodies import clean_sequence
-from skeletons.custom import load_custom_sequence
+from skeletons.bodies import clean_uncentred
+from skeletons.centring import Uncentred
+from skeletons.custom import load_custom_uncentred
 from skeletons.datasets import CUSTOM, check_protocol, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_for_joints, layout_record
 from skeletons.locks import LockHeldError, folder_lock
-from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton
+from skeletons.ntu import load_skeleton_npy, paper_uncentred, read_skeleton
 from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name, split_lock_path, split_sources_path
-from skeletons.ucla import ucla_sequence
+from skeletons.ucla import ucla_uncentred
 
 from . import provenance
 from .core import DEFAULT_IMG_SIZE, MODES, degenerate_reason, descriptor_images, png_bytes
@@ -50,25 +51,26 @@ def _ntu_dict(path: Path) -> dict:
     return load_skeleton_npy(path) if path.name.endswith(".npy") else read_skeleton(path)
 
 
-def _ntu_sequence(path: Path, mode: str, layout: Layout | None) -> np.ndarray:
+def _ntu_sequence(path: Path, mode: str, layout: Layout | None) -> Uncentred:
     data = _ntu_dict(path)
     if len(data["skel_body0"]) == 0:
         raise ValueError(f"{path}: no frames")
     # Clean mode replaces the release's "body slots 0 and 1" (quirk 6) by body selection.
-    return (paper_sequence if mode == "paper" else clean_sequence)(data)
+    return (paper_uncentred if mode == "paper" else clean_uncentred)(data)
 
 
-def _ucla_sequence(path: Path, mode: str, layout: Layout | None) -> np.ndarray:
-    return ucla_sequence(path)  # one body per file: nothing to select in either mode
+def _ucla_sequence(path: Path, mode: str, layout: Layout | None) -> Uncentred:
+    return ucla_uncentred(path)  # one body per file: nothing to select in either mode
 
 
-def _custom_sequence(path: Path, mode: str, layout: Layout | None) -> np.ndarray:
+def _custom_sequence(path: Path, mode: str, layout: Layout | None) -> Uncentred:
     if layout is None:
         raise ValueError(f"{path}: a custom sample is read with its layout (--layout)")
-    return load_custom_sequence(path, layout)   # its bodies as given, in either mode
+    return load_custom_uncentred(path, layout)   # its bodies as given, in either mode
 
 
-# A dataset's ``reader`` (skeletons/datasets.py) -> how its sample files become sequences.
+# A dataset's ``reader`` (skeletons/datasets.py) -> how its sample files become sequences, given
+# before their final centring (skeletons/centring.py), which load_uncentred applies.
 SEQUENCE_READERS = {"ntu": _ntu_sequence, "ucla": _ucla_sequence, "custom": _custom_sequence}
 # What a file's name says it holds, for a file no dataset vouches for (visualize.py without --layout).
 FILE_READERS = {".skeleton": "ntu", ".skeleton.npy": "ntu", ".json": "ucla"}
@@ -111,16 +113,24 @@ def load_sequence(path: str | Path, mode: str = "paper", reader: str | None = No
     """A sample file -> the (T, V, C) sequence of ``mode``. ``reader`` is the dataset's (ntu, ucla,
     custom); without it the file's name decides (.skeleton, .skeleton.npy: NTU; .json: NW-UCLA).
     ``layout`` is the dataset's: a custom sample is read with it, and every sequence must fit it."""
+    return load_uncentred(path, mode, reader, layout)[1]
+
+
+def load_uncentred(path: str | Path, mode: str = "paper", reader: str | None = None,
+                   layout: Layout | None = None) -> tuple[Uncentred, np.ndarray]:
+    """(the sample before its final centring, ``load_sequence``'s sequence: that one centred and
+    checked). The skeleton pack stores the first, compactly, and redoes the centring."""
     path = Path(path)
     if mode not in MODES:
         raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
     reader = reader or file_reader(path)
     try:
-        X = np.asarray(SEQUENCE_READERS[reader](path, mode, layout), dtype=np.float64)
+        uncentred = SEQUENCE_READERS[reader](path, mode, layout)
+        X = np.asarray(uncentred.centred(), dtype=np.float64)
     except (ValueError, KeyError, IndexError) as error:   # name the file in every message
         message = str(error) or type(error).__name__
         raise ValueError(message if str(path) in message else f"{path}: {message}") from None
-    return check_sequence(X, path, layout)
+    return uncentred, check_sequence(X, path, layout)
 
 
 # ---------------------------------------------------------------- writing one sample

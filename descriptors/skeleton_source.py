@@ -12,8 +12,12 @@ batches the descriptor-image DataLoader yields, made on the training device by t
   index), so a resumed run, any batch size and any number of workers see the same draws.
 - ``skeleton_loader``: a DataLoader of ``SkeletonSequences`` whose batches come out as images.
 - ``SkeletonSequences.record``: the source's record, with a folder record's fields and fingerprint.
-- ``pack=True``: the split's sequences packed once into one raw float64 file, memory-mapped
-  (written atomically, remade when a file changes), so epochs skip parsing sample files.
+- ``pack=True``: the split's sequences packed once into one file, memory-mapped (written
+  atomically, remade when a file changes), so epochs skip parsing sample files. Lossless but
+  compact (skeletons/compact.py): a packed sequence equals ``load_sequence``'s bit for bit.
+  Measured (benchmarks/bench_sources.py --pack-only, real samples, 2-core VM): 0.381 of float64
+  on NTU (229 bytes per body-frame; NTU-120 estimated at 3.4-3.8 GB, float64 8.8-9.8 GB), 0.386 on
+  NW-UCLA; read 13k sequences/s on NTU (2.2x the .skeleton.npy files), 36k/s on NW-UCLA (31x).
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ import torch
 
 from skeletons.atomic import atomic_path
 from skeletons.augment import Augment, augment_sequence
+from skeletons.centring import centre
+from skeletons.compact import ALIGN, decode, encode_sample   # samples start at ALIGN: aligned views
 from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
 from skeletons.paths import split_stem
@@ -36,13 +42,15 @@ from skeletons.paths import split_stem
 from . import provenance
 from .core import DEFAULT_IMG_SIZE, MODES
 from .dataset import descriptor_selection
-from .extract import load_sequence
+from .extract import load_sequence, load_uncentred
 from .torch_engine import descriptor_images_torch
 
 SOURCE = "skeletons"      # the record's "source": what the images of a run were made from
 PACK_DIR = ".cache"       # under the sequence folder, as the image packs live under the descriptor root
-PACK_SUFFIX, INDEX_SUFFIX = ".f64", ".index.npy"
-PACK_DTYPE = np.dtype("<f8")   # raw little-endian float64, no header: written as it streams
+PACK_SUFFIX, INDEX_SUFFIX = ".pack", ".index.npy"
+OLD_PACK_SUFFIXES = (".f64",)   # format 1 (centred raw float64): removed as stale packs
+PACK_FORMAT = 2                 # in the pack's digest: a new format never reads an old pack
+INDEX_COLUMNS = ("start", "nbytes", "frames", "joints", "encoding", "rule", "root", "body_joints")
 
 
 class SequenceItem(NamedTuple):
@@ -111,8 +119,10 @@ class SkeletonSequences(torch.utils.data.Dataset):
         if self._pack is None:
             self._pack = read_pack(self.pack_path)
         data, index = self._pack
-        start, frames, joints = index[i]
-        return np.array(data[start:start + frames * joints * self.layout.dims]).reshape(frames, joints, -1)
+        start, nbytes, frames, joints, encoding, rule, root, body_joints = index[i].tolist()
+        raw = decode(data[start:start + nbytes], frames * joints * self.layout.dims, encoding)
+        raw = raw.reshape(frames, joints, -1)
+        return centre(raw, rule, root, body_joints)
 
     def __getitem__(self, i: int) -> SequenceItem:
         return SequenceItem(self.load(i), int(self.labels0[i]), i)
@@ -142,7 +152,8 @@ class SkeletonSequences(torch.utils.data.Dataset):
         """Where the pack of the split's files as they are now lives: the name carries the mode and a
         digest of the layout and of every file's name, size and mtime_ns, so a changed file gets a
         new pack."""
-        digest = hashlib.sha1(f"{layout_record(self.layout)}\n".encode())   # a custom layout reads other shapes
+        # The format (an old pack is never misread) and the layout (a custom one reads other shapes).
+        digest = hashlib.sha1(f"pack format {PACK_FORMAT}\n{layout_record(self.layout)}\n".encode())
         for path in self.paths:
             st = os.stat(path)
             digest.update(f"{path.name} {st.st_size} {st.st_mtime_ns}\n".encode())
@@ -150,25 +161,28 @@ class SkeletonSequences(torch.utils.data.Dataset):
         return self.pack_dir / f"{stem}_{self.mode}_{digest.hexdigest()[:16]}{PACK_SUFFIX}"
 
     def _build_pack(self) -> Path:
-        """Read every sample once, streaming (a bad file fails here, named), and write the pack;
-        reused while no file changed. Packs of earlier states of the split are removed."""
+        """Read every sample once, streaming (a bad file fails here, named), and write the pack,
+        each sample in the most compact encoding that gives its sequence back bit for bit; reused
+        while no file changed. Packs of earlier states of the split (or formats) are removed."""
         path = self.pack_file()
         index_path = pack_index_path(path)
         if path.is_file() and index_path.is_file():
             return path
-        index = np.zeros((len(self.paths), 3), np.int64)   # start (in values), frames, joints
+        index = np.zeros((len(self.paths), len(INDEX_COLUMNS)), np.int64)
         start = 0
         with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as out:
             for i, p in enumerate(self.paths):
-                X = load_sequence(p, self.mode, self.reader, self.layout)
-                out.write(np.ascontiguousarray(X, dtype=PACK_DTYPE).data)
-                index[i] = start, X.shape[0], X.shape[1]
-                start += X.size
+                uncentred, X = load_uncentred(p, self.mode, self.reader, self.layout)
+                encoding, payload, how = encode_sample(uncentred, X)
+                padding = -len(payload) % ALIGN
+                out.write(payload + bytes(padding))
+                index[i] = start, len(payload), *X.shape[:2], encoding, how.rule, how.root, how.body_joints
+                start += len(payload) + padding
         with atomic_path(index_path) as tmp:   # last: a pack without its index is rebuilt
             with open(tmp, "wb") as f:
                 np.save(f, index)
-        stale = re.compile(rf"^{re.escape(path.name.rsplit('_', 1)[0])}_[0-9a-f]+({re.escape(PACK_SUFFIX)}|"
-                           rf"{re.escape(INDEX_SUFFIX)})$")
+        suffixes = "|".join(re.escape(s) for s in (PACK_SUFFIX, INDEX_SUFFIX, *OLD_PACK_SUFFIXES))
+        stale = re.compile(rf"^{re.escape(path.name.rsplit('_', 1)[0])}_[0-9a-f]+({suffixes})$")
         for old in path.parent.iterdir():
             if old not in (path, index_path) and stale.match(old.name):
                 old.unlink(missing_ok=True)
@@ -180,8 +194,9 @@ def pack_index_path(path: Path) -> Path:
 
 
 def read_pack(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(flat float64 memory map, (N, 3) start / frames / joints) of a pack."""
-    return np.memmap(path, dtype=PACK_DTYPE, mode="r"), np.load(pack_index_path(path))
+    """(flat uint8 memory map, (N, 8) index: INDEX_COLUMNS, start and nbytes in bytes) of a pack. The map is
+    viewed as a plain array (it stays open through the view): slicing a np.memmap costs more."""
+    return np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray), np.load(pack_index_path(path))
 
 
 # ---------------------------------------------------------------- sequences -> images

@@ -16,6 +16,8 @@ from itertools import count, takewhile
 
 import numpy as np
 
+from .centring import TRACKED, Uncentred, tracked   # tracked: (S, T) of (S, T, 25, 3) slots
+
 MIN_TRACKED_FRAMES = 11
 SPREAD_RATIO = 0.8
 MAX_BODIES = 2
@@ -29,11 +31,6 @@ def body_slots(data: dict) -> np.ndarray:
     if not slots:
         raise ValueError("no skel_body0 in the skeleton dict (converted without coordinates?)")
     return np.stack(slots)
-
-
-def tracked(bodies: np.ndarray) -> np.ndarray:
-    """(S, T) True where a slot holds a body in that frame."""
-    return np.any(bodies != 0, axis=(2, 3))
 
 
 def motion(bodies: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -69,11 +66,13 @@ def clean_sequence(data: dict) -> np.ndarray:
     Frames where no selected body is tracked are dropped. The sequence is centred on joint 1 of
     the first body at its first tracked frame; untracked frames of a body stay all zeros.
     """
+    return clean_uncentred(data).centred()
+
+
+def clean_uncentred(data: dict) -> Uncentred:
+    """``clean_sequence`` before its centring (untracked bodies all zeros), and the centring."""
     bodies = body_slots(data)
     chosen = bodies[select_bodies(bodies)]                        # (B, T, 25, 3)
-    mask = tracked(chosen)
-    frames = mask.any(axis=0)
-    chosen, mask = chosen[:, frames], mask[:, frames]
-    centre = chosen[0, np.argmax(mask[0]), ROOT_JOINT]
-    centred = np.where(mask[:, :, None, None], chosen - centre, 0.0)
-    return centred.transpose(1, 0, 2, 3).reshape(centred.shape[1], -1, 3)
+    chosen = chosen[:, tracked(chosen).any(axis=0)]
+    _, frames, joints, dims = chosen.shape
+    return Uncentred(chosen.transpose(1, 0, 2, 3).reshape(frames, -1, dims), TRACKED, ROOT_JOINT, joints)

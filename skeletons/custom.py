@@ -30,6 +30,7 @@ from typing import NoReturn
 import numpy as np
 
 from .atomic import atomic_path
+from .centring import FIRST_FRAME, Uncentred
 from .datasets import CUSTOM, CUSTOM_PROTOCOL, PARTS, CustomSample, Dataset, register_dataset
 from .layouts import NTU, Layout, find_layout, shipped_layout
 
@@ -181,13 +182,18 @@ def check_array(array: np.ndarray, path: Path, layout: Layout, values: bool = Tr
 def load_custom_sequence(path: str | Path, layout: Layout) -> np.ndarray:
     """(T, B*V, C) float64 sequence of a sample file: bodies concatenated on the joint axis (body
     1's joints after body 0's), centred on the layout's root joint of body 0 at frame 0."""
+    return load_custom_uncentred(path, layout).centred()
+
+
+def load_custom_uncentred(path: str | Path, layout: Layout) -> Uncentred:
+    """``load_custom_sequence`` before its centring, and the centring."""
     path = Path(path)
     array = _load_array(path)
     check_array(array, path, layout)
     bodies = array if array.ndim == 4 else array[None]
     M, T, J, C = bodies.shape
     X = np.ascontiguousarray(bodies.transpose(1, 0, 2, 3), dtype=np.float64).reshape(T, M * J, C)
-    return X - X[0, layout.root]
+    return Uncentred(X, FIRST_FRAME, layout.root)
 
 
 def read_custom_dataset(root: str | Path, layout: Layout, check_values: bool = True) -> CustomDataset:

@@ -39,6 +39,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from .atomic import atomic_path
+from .centring import FIRST_FRAME, Uncentred
 from .layouts import NTU
 
 JOINT_VALUES = 12        # x y z depthX depthY colorX colorY oriW oriX oriY oriZ trackingState
@@ -459,8 +460,12 @@ def paper_sequence(data: dict | str | Path) -> np.ndarray:
     are ignored), then centred on joint 1 of frame 0 of body 0. ``data`` is the converter dict
     or the path of a ``.skeleton.npy`` file.
     """
+    return paper_uncentred(data).centred()
+
+
+def paper_uncentred(data: dict | str | Path) -> Uncentred:
+    """``paper_sequence`` before its centring: bodies 0 and 1 concatenated, and the centring."""
     if not isinstance(data, dict):
         data = load_skeleton_npy(data)
     bodies = [data[key] for key in ("skel_body0", "skel_body1") if key in data]
-    sequence = np.concatenate(bodies, axis=1).astype(np.float64)
-    return sequence - sequence[0, NTU.root]
+    return Uncentred(np.concatenate(bodies, axis=1).astype(np.float64), FIRST_FRAME, NTU.root)

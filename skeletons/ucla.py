@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .centring import FIRST_FRAME, Uncentred
 from .datasets import parse_ucla_name, sample_id
 from .layouts import UCLA
 from .ntu import SkeletonFormatError
@@ -55,5 +56,9 @@ def read_ucla(path: str | Path) -> tuple[str, np.ndarray, int]:
 
 def ucla_sequence(path: str | Path) -> np.ndarray:
     """(T, 20, 3) float64 sequence the release feeds to its descriptors: centred on joint 1 of frame 0."""
-    _, skeletons, _ = read_ucla(path)
-    return skeletons - skeletons[0, UCLA.root]
+    return ucla_uncentred(path).centred()
+
+
+def ucla_uncentred(path: str | Path) -> Uncentred:
+    """``ucla_sequence`` before its centring, and the centring."""
+    return Uncentred(read_ucla(path)[1], FIRST_FRAME, UCLA.root)

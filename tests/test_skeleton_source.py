@@ -11,14 +11,15 @@ import torch
 
 from descriptors import provenance
 from descriptors.dataset import DescriptorImages, as_three_channels, bgr_chw
-from descriptors.extract import extract_split, load_sequence
+from descriptors.extract import extract_split, load_sequence, load_uncentred
 from descriptors.skeleton_source import (ImageMaker, SequenceBatch, SkeletonSequences, bgr_batch, collate_sequences,
-                                         pack_index_path, skeleton_loader)
+                                         pack_index_path, read_pack, skeleton_loader)
 from descriptors.torch_engine import descriptor_images_torch
 from models.evaluation import model_outputs
 from models.networks import build_model
 from models.training import RunOptions, make_criterion, train_one_epoch
 from skeletons.augment import Augment
+from skeletons.compact import DIGITS7, FLOAT32, FLOAT64, encode_sample
 from skeletons.datasets import get_dataset
 from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
 
@@ -273,3 +274,101 @@ def test_train_and_test_scripts_from_skeletons_equal_the_png_route(demo_raw, dem
             [*common, "-desc", "GD", "--augment", "--epochs", "1", "--width", "0.0625", "-ckpt", str(tmp_path / "a"),
              *extra])) == 2
         assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the pack on real samples: lossless, compact
+
+def float64_bytes(index: np.ndarray, dims: int = 3) -> int:
+    """What the pack's sequences take as float64 (the format-1 pack's size)."""
+    return int((index[:, 2] * index[:, 3]).sum()) * dims * 8
+
+
+def assert_packed_is_the_files(packed: SkeletonSequences) -> np.ndarray:
+    """Every packed sequence is load_sequence's, byte for byte; returns the pack's index."""
+    for i, path in enumerate(packed.paths):
+        expected, got = load_sequence(path, packed.mode, packed.reader, packed.layout), packed[i].sequence
+        assert got.dtype == expected.dtype == np.float64 and got.shape == expected.shape, path.name
+        assert got.tobytes() == expected.tobytes(), path.name
+    return read_pack(packed.pack_path)[1]
+
+
+@pytest.fixture(scope="module")
+def real_ntu_npy(ntu_raw_dir, tmp_path_factory) -> Path:
+    """The real NTU samples through txt2npy (the sequence files a pack is made of)."""
+    from skeletons.convert import convert_folder
+
+    npy = tmp_path_factory.mktemp("real_ntu") / "npy"
+    summary = convert_folder(ntu_raw_dir, npy, "ntu120", workers=1, progress=False)
+    assert summary.converted and not summary.failed
+    return npy
+
+
+@pytest.mark.parametrize("mode", ["paper", "clean"])
+def test_the_pack_of_real_ntu_samples_is_bit_exact_and_half_of_float64(real_ntu_npy, mode):
+    stored = raw = 0
+    for part in ("train", "test"):
+        packed = SkeletonSequences(real_ntu_npy, "ntu120", "csub", part, mode, pack=True)
+        index = assert_packed_is_the_files(packed)
+        assert (index[:, 4] == DIGITS7).all()   # every real sample: 7 significant digits at most
+        stored, raw = stored + packed.pack_path.stat().st_size, raw + float64_bytes(index)
+    assert stored < 0.45 * raw   # measured: 0.381 (int32 decimals would be 0.500)
+
+
+def test_the_pack_of_real_ucla_samples_is_bit_exact(ucla_dir, tmp_path):
+    total = 0
+    for part in ("train", "test"):
+        packed = SkeletonSequences(ucla_dir, "ucla", None, part, pack=True, pack_dir=tmp_path)   # not in shared/
+        index = assert_packed_is_the_files(packed)
+        assert (index[:, 4] == DIGITS7).all() and packed.pack_path.stat().st_size < 0.45 * float64_bytes(index)
+        total += len(packed)
+    assert total == len(list(ucla_dir.glob("*.json")))
+
+
+def test_a_custom_dataset_packs_decimals_float32_and_float64_exactly(real_ntu_npy, tmp_path):
+    """Real NTU bodies as a custom ntu25 dataset: as read (decimals), as float32, and moved by an
+    irrational offset (no decimals, no float32): each sample in its own encoding, all exact."""
+    from skeletons.custom import register_custom_dataset, write_custom_dataset
+    from skeletons.ntu import load_skeleton_npy
+
+    arrays = {}
+    for k, path in enumerate(sorted(real_ntu_npy.glob("*.skeleton.npy"))[:6]):
+        data = load_skeleton_npy(path)
+        bodies = np.stack([data[key] for key in ("skel_body0", "skel_body1") if key in data])
+        arrays[f"s{k}"] = (bodies, bodies.astype(np.float32), bodies + np.pi)[k % 3]
+    names = sorted(arrays)
+    root = write_custom_dataset(tmp_path / "mine", arrays, {s: 1 for s in names},
+                                {s: "train" for s in names}, ["one"])
+    register_custom_dataset(root, "ntu25")
+    packed = SkeletonSequences(root / "skeletons", "custom", None, "train", pack=True)
+    index = assert_packed_is_the_files(packed)
+    assert index[:, 4].tolist() == [(DIGITS7, FLOAT32, FLOAT64)[k % 3] for k in range(len(names))]
+
+
+def test_a_sample_decimals_would_change_falls_back_and_stays_exact(real_ntu_npy):
+    """-0.0 is a decimal 0 but not the same bits: where the centre is 0 too, -0.0 - 0.0 = -0.0 and
+    0.0 - 0.0 = 0.0, so the decoded sample differs by a sign bit and must not be stored so."""
+    path = sorted(real_ntu_npy.glob("*.skeleton.npy"))[0]
+    uncentred, _ = load_uncentred(path)
+    raw = uncentred.raw.copy()
+    raw[0, uncentred.root] = 0.0
+    raw[3, 7, 2] = -0.0
+    changed = uncentred._replace(raw=raw)
+    X = changed.centred()
+    assert np.signbit(X[3, 7, 2])
+    encoding, payload, how = encode_sample(changed, X)
+    assert encoding == FLOAT64 and len(payload) == X.nbytes
+    unchanged = uncentred._replace(raw=raw + 0.0)   # the same values, -0.0 made 0.0
+    assert encode_sample(unchanged, unchanged.centred())[0] == DIGITS7
+
+
+def test_packs_of_the_float64_format_are_removed_and_never_read(sequence_dirs, tmp_path):
+    seq_dir = ucla_copy(sequence_dirs, tmp_path)
+    packed = SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
+    prefix = packed.pack_path.name.rsplit("_", 1)[0]
+    old = [seq_dir / ".cache" / f"{prefix}_0123456789abcdef{suffix}" for suffix in (".f64", ".index.npy")]
+    for path in old:
+        path.write_bytes(b"old")
+    packed.pack_path.unlink()
+    again = SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
+    assert again.pack_path == packed.pack_path and not any(path.exists() for path in old)
+    assert_packed_is_the_files(again)
