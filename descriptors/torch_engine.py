@@ -16,9 +16,15 @@ replacements:
   two-product), not from long double;
 - LAD's arccos: its argument is k / 100 for an integer k, so it is a 201-entry table made by numpy;
 - Pillow's BICUBIC resize: the same fixed-point coefficients (``pillow_coefficients``) in the same
-  pass order, each pass a weighted sum of gathered rows (``embedding_bag``) in float64. Every
-  product and partial sum is an integer below 2^31, so the sums are exact in any order and equal
-  Pillow's int32 sums.
+  pass order, each pass a weighted sum of gathered rows (``embedding_bag``). Pillow sums in int32;
+  here each weight is split in a high and a low part and both sums run in float32, where every
+  product and partial sum is an integer below 2^24 (checked per coefficient table; float64
+  beyond), so they are exact in any order and recombine to Pillow's sum (``_pass``).
+
+Samples are batched by body count and length (``descriptor_images_torch``). On the CPU the engine
+runs at about the numpy engine's speed per core (benchmarks/bench_engines.py): both are bound by
+passes over memory, numpy's per sample, torch's per batch of eager operations, and the resize
+already sums at about Pillow's own speed.
 """
 from __future__ import annotations
 
