@@ -515,10 +515,15 @@ def descriptor_images_torch(sequences: Sequence[np.ndarray | torch.Tensor], layo
     joints = np.array([shape[1] if len(shape) == 3 else 0 for shape in shapes])
     order = np.lexsort((np.array([shape[0] for shape in shapes]), joints))
     step = chunk or (CPU_CHUNK if device.type == "cpu" else len(sequences))
-    parts = []
+    out: dict[str, torch.Tensor] = {}
     for group in np.split(order, np.flatnonzero(np.diff(joints[order])) + 1):
         for i in range(0, len(group), step):
-            batch = [sequences[k] for k in group[i:i + step]]
-            parts.append(packed_descriptor_images(pack_batch(batch, layout, device), mode, img_size))
-    back = torch.from_numpy(np.argsort(order)).to(device)
-    return {name: torch.cat([part[name] for part in parts]).index_select(0, back) for name in DESCRIPTORS}
+            batch = group[i:i + step]
+            images = packed_descriptor_images(pack_batch([sequences[k] for k in batch], layout, device),
+                                              mode, img_size)
+            where = torch.from_numpy(batch).to(device)
+            for name, made in images.items():   # straight into place: no concatenation, no reordering
+                if name not in out:
+                    out[name] = made.new_empty((len(sequences),) + made.shape[1:])
+                out[name].index_copy_(0, where, made)
+    return out
