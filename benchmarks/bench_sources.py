@@ -7,12 +7,18 @@ folders at each size (extract_split) in a temporary folder, then times train.py'
 also the sources alone (batches/s without a network) and reading sequences from files vs the
 skeleton pack. Prints figures, asserts nothing.
 
+``--busy DEVICE`` (for benchmarks/gpu_check.sh): only whether training from skeletons keeps the
+device busy: ResNet_c (GD) and Fuse5 at full width (AMP + channels_last on CUDA) fed by the
+skeleton loader, every batch's images made by the engine on the device (no memo, and with
+--augment), against the network alone on a batch kept on the device.
+
 First, on the real samples of shared/data (when there): the skeleton pack's size (bytes per sample
 and per body-frame, against float64, the format-1 pack) and read rate against the files, for NTU
 in both modes and NW-UCLA, and an NTU-120 estimate from them. ``--pack-only`` stops there.
 
   python benchmarks/bench_sources.py [--sizes 32 112] [--width 0.0625] [--workers 0] [--demo-size full]
                                      [--data ../shared/data] [--pack-only]
+  python benchmarks/bench_sources.py --busy cuda [--busy-samples 4096] [--batch 256]
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ from descriptors.dataset import DescriptorImages  # noqa: E402
 from descriptors.extract import extract_split  # noqa: E402
 from descriptors.skeleton_source import ImageMaker, SkeletonSequences, read_pack, skeleton_loader  # noqa: E402
 from models.networks import build_model  # noqa: E402
-from models.training import RunOptions, make_criterion, train_one_epoch  # noqa: E402
+from models.training import RunOptions, make_criterion, to_device, total_loss, train_one_epoch  # noqa: E402
 from skeletons.augment import Augment  # noqa: E402
 from skeletons.convert import convert_folder  # noqa: E402
 from skeletons.datasets import get_dataset, official_missing, official_samples, parse_ntu_name  # noqa: E402
@@ -167,6 +173,63 @@ def pack_report(data: Path, work: Path, repeats: int) -> None:
               f"{(values * per_value + samples * 64) / 1e9:.2f} GB (float64: {values * 8 / 1e9:.2f} GB)")
 
 
+def busy_report(data: Path, work: Path, device: torch.device, width: float, batch: int, samples: int,
+                steps: int, workers: int) -> None:
+    """Print images/s of training fed from skeletons against the network alone (see the docstring)."""
+    from bench_memory import make_split, sequence_files
+
+    files, what = sequence_files(data, work)
+    make_split(files, samples, work / "split")
+    cuda = device.type == "cuda"
+    print(f"Training from skeletons on {torch.cuda.get_device_name(device) if cuda else 'the CPU'}: width {width}, "
+          f"batch {batch}, {'AMP bf16 + channels_last, ' if cuda else ''}{workers} workers, {samples} NTU "
+          f"samples linked to {what}")
+    for desc in ("GD", "all"):
+        torch.manual_seed(0)
+        model = build_model(desc, get_dataset("ntu60").num_classes, width=width).to(device)
+        model = model.to(memory_format=torch.channels_last) if cuda else model
+        optimizer, criterion = torch.optim.Adam(model.parameters(), 1e-4), make_criterion()
+
+        def step(images, labels) -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = total_loss(model(to_device(images, device, cuda)), labels.to(device), criterion)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        def sync() -> None:
+            if cuda:
+                torch.cuda.synchronize(device)
+
+        def rate(batches) -> float:
+            seen, start = 0, None
+            for images, labels in batches:
+                step(images, labels)
+                if start is None:   # the first step warms up (cudnn autotune, allocator)
+                    sync()
+                    start = time.perf_counter()
+                    continue
+                seen += len(labels)
+                if seen >= steps * batch:
+                    break
+            sync()
+            return seen / (time.perf_counter() - start)
+
+        fixed = torch.randint(0, 256, (batch, 3, 112, 112), dtype=torch.uint8, device=device)
+        labels = torch.randint(0, 60, (batch,))
+        alone = rate(((fixed if desc == "GD" else [fixed] * 5), labels) for _ in range(steps + 1))
+        print(f"  {desc:>3} network alone {alone:9.0f} img/s", flush=True)
+        for augment in (False, True):
+            source = SkeletonSequences(work / "split", "ntu60", "csub", "train", "clean" if augment else "paper")
+            maker = ImageMaker(desc, source.layout, source.mode, 112, device, Augment() if augment else None,
+                               memo_budget=0)
+            loader = skeleton_loader(source, maker, batch_size=batch, shuffle=True, drop_last=True,
+                                     num_workers=workers, persistent_workers=workers > 0)
+            fed = rate(b for _ in range(steps + 2) for b in loader)
+            print(f"  {desc:>3} from skeletons{' + augment' if augment else '':10s} {fed:9.0f} img/s: the network "
+                  f"has the device {min(1.0, fed / alone):4.0%} of the time", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[32, 112])
@@ -178,9 +241,17 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=list(SPLITS), choices=list(SPLITS))
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared/data: real NTU and NW-UCLA samples")
     p.add_argument("--pack-only", action="store_true", help="only the pack's figures on the real samples")
+    p.add_argument("--busy", metavar="DEVICE", help="only: does training from skeletons keep DEVICE busy")
+    p.add_argument("--busy-samples", type=int, default=4096, help="samples of the --busy split")
+    p.add_argument("--busy-steps", type=int, default=20, help="timed steps of each --busy figure")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.busy:
+            device = torch.device(args.busy)
+            width = 1.0 if device.type == "cuda" else args.width
+            busy_report(args.data, work, device, width, args.batch, args.busy_samples, args.busy_steps, args.workers)
+            return
         if (args.data / "ntu").is_dir():
             pack_report(args.data, work, repeats=20)
         else:
