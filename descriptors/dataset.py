@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from skeletons.atomic import atomic_path
+from skeletons.atomic import atomic_path, writing_into
 from skeletons.datasets import check_protocol, get_dataset
 from skeletons.layouts import layout_record
 from skeletons.paths import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir
@@ -206,6 +206,11 @@ class DescriptorImages(torch.utils.data.Dataset):
         if path.is_file() and np.load(path, mmap_mode="r").shape[-2:] == self.expected_size(k)[0]:
             return path
         first = self._checked(k, 0, read_bgr(folder / self.names[0]))
+        with writing_into(path.parent, "the --cache pack", "make it writable, or leave out --cache"):
+            self._write_cache(k, folder, path, first)
+        return path
+
+    def _write_cache(self, k: int, folder: Path, path: Path, first: np.ndarray) -> None:
         with atomic_path(path, make_parents=True) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(self),) + first.shape)
             for i, name in enumerate(self.names):
@@ -220,7 +225,6 @@ class DescriptorImages(torch.utils.data.Dataset):
         for old in path.parent.iterdir():
             if old != path and stale.match(old.name):
                 old.unlink(missing_ok=True)
-        return path
 
     def _remake_command(self) -> str:
         return f"{make_command(self.dataset, self.protocol, self.part, self.root)} --overwrite"

@@ -31,7 +31,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from skeletons.atomic import atomic_path
+from skeletons.atomic import atomic_path, writing_into
 from skeletons.augment import Augment, augment_sequence
 from skeletons.centring import centre
 from skeletons.compact import ALIGN, decode, encode_sample   # samples start at ALIGN: aligned views
@@ -168,6 +168,11 @@ class SkeletonSequences(torch.utils.data.Dataset):
         index_path = pack_index_path(path)
         if path.is_file() and index_path.is_file():
             return path
+        with writing_into(self.pack_dir, "the skeleton pack", "make it writable, or leave out --cache"):
+            self._write_pack(path, index_path)
+        return path
+
+    def _write_pack(self, path: Path, index_path: Path) -> None:
         index = np.zeros((len(self.paths), len(INDEX_COLUMNS)), np.int64)
         start = 0
         with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as out:
@@ -186,7 +191,6 @@ class SkeletonSequences(torch.utils.data.Dataset):
         for old in path.parent.iterdir():
             if old not in (path, index_path) and stale.match(old.name):
                 old.unlink(missing_ok=True)
-        return path
 
 
 def pack_index_path(path: Path) -> Path:

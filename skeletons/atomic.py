@@ -53,3 +53,19 @@ def write_text_atomic(path: str | Path, text: str, newline: str | None = None,
     """``Path(path).write_text(text)`` in UTF-8, atomically; ``newline=""`` writes line ends untranslated."""
     with atomic_path(path, make_parents=make_parents) as tmp:
         tmp.write_text(text, encoding="utf-8", newline=newline)
+
+
+@contextmanager
+def writing_into(folder: str | Path, what: str, remedy: str) -> Iterator[None]:
+    """Turn an OSError raised while writing ``what`` into ``folder`` (read-only, a file in the way,
+    a full disk) into a one-line ValueError naming the folder, the cause and ``remedy``. Errors
+    about files elsewhere (an input that cannot be read) pass through unchanged."""
+    folder = Path(folder)
+    try:
+        yield
+    except OSError as error:
+        path = Path(error.filename) if error.filename else folder
+        if path != folder and folder not in path.parents:
+            raise
+        raise ValueError(f"{folder}: cannot write {what} there ({error.strerror or error}); {remedy}") from None
+

@@ -178,6 +178,21 @@ def test_the_pack_gives_the_files_sequences_and_is_made_once(sequence_dirs, tmp_
         [again.pack_path.name, pack_index_path(again.pack_path).name])
 
 
+def test_a_pack_that_cannot_be_written_is_named_and_an_unreadable_sample_is_not_blamed_on_it(sequence_dirs, tmp_path):
+    seq_dir = ucla_copy(sequence_dirs, tmp_path)
+    (seq_dir / ".cache").write_text("")   # a file where the pack's folder goes
+    with pytest.raises(ValueError) as error:
+        SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
+    assert str(error.value) == (f"{seq_dir / '.cache'}: cannot write the skeleton pack there (File exists); "
+                                "make it writable, or leave out --cache")
+    (seq_dir / ".cache").unlink()
+    data = SkeletonSequences(seq_dir, "ucla", None, "test")
+    data.paths[2].unlink()
+    data.paths[2].mkdir()   # listed, but reading it fails: an input's error, named as such
+    with pytest.raises(IsADirectoryError):
+        SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
+
+
 def test_a_bad_sample_file_is_named(sequence_dirs, tmp_path):
     seq_dir = ucla_copy(sequence_dirs, tmp_path)
     data = SkeletonSequences(seq_dir, "ucla", None, "test")

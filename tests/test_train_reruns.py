@@ -274,6 +274,16 @@ def test_cache_is_rebuilt_when_a_png_changes_in_place(own_root):
     assert packs == [again.cache_paths[0].name]  # the superseded pack is gone
 
 
+def test_a_cache_that_cannot_be_written_is_named(own_root, capsys):
+    (own_root / CACHE_DIR).write_text("")   # a file where the packs' folder goes (as a read-only root would)
+    message = f"{own_root / CACHE_DIR}: cannot write the --cache pack there (File exists); make it writable, or leave out --cache"
+    with pytest.raises(ValueError) as error:
+        DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True)
+    assert str(error.value) == message
+    status, _, err = train_cli(own_root, own_root / "ckpt", capsys, "--cache")
+    assert status == 2 and one_line_error(err) == f"error: {message}"
+
+
 def test_a_png_of_another_size_is_named(own_root, capsys):
     folder = descriptor_dir(own_root, "ucla", "GD", "train")
     ds = DescriptorImages(own_root, "ucla", None, "train", "GD")
