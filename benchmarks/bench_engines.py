@@ -6,7 +6,8 @@
 Samples: the real NTU .skeleton files in ../shared/data/ntu (IMDAR_SHARED overrides) repeated to
 --samples, else the demo generator's NTU files. Reported:
 - numpy engine (descriptors.core.descriptor_images, Pillow resize) on one core;
-- torch engine on the CPU, one thread, per batch size (its default chunking);
+- torch engine on the CPU, one thread: one sample at a time, then per batch size (its default
+  chunking);
 - torch engine on CUDA when present, per batch size, synchronised: end to end (host packing,
   transfer, images on the device) and on a batch already packed on the device;
 - the pixels of the first samples that differ between the engines (0 expected).
@@ -89,6 +90,9 @@ def bench_cpu(sequences: list[np.ndarray], batches: list[int]) -> None:
     numpy_cpu = rate(lambda: [descriptor_images(X) for X in subset], len(subset), time.process_time)
     line("numpy engine (CPU time)", numpy_cpu)
     line("numpy engine (wall time)", rate(lambda: [descriptor_images(X) for X in subset], len(subset)))
+    single = sequences[:64]
+    one = rate(lambda: descriptor_images_torch(single, chunk=1), len(single), time.process_time)
+    line("torch engine, one sample at a time (CPU time)", one, numpy_cpu)
     best = 0.0
     for batch in batches:
         chunk = sequences[:batch]
@@ -112,6 +116,9 @@ def bench_cuda(sequences: list[np.ndarray], batches: list[int]) -> None:
             torch.cuda.synchronize(device)
         return timed
 
+    single = sequences[:64]
+    one = rate(lambda: descriptor_images_torch(single, chunk=1), len(single), time.process_time)
+    line("torch engine, one sample at a time (CPU time)", one, numpy_cpu)
     best = 0.0
     for batch in batches:
         chunk = [sequences[k % len(sequences)] for k in range(batch)]
