@@ -116,9 +116,6 @@ def bench_cuda(sequences: list[np.ndarray], batches: list[int]) -> None:
             torch.cuda.synchronize(device)
         return timed
 
-    single = sequences[:64]
-    one = rate(lambda: descriptor_images_torch(single, chunk=1), len(single), time.process_time)
-    line("torch engine, one sample at a time (CPU time)", one, numpy_cpu)
     best = 0.0
     for batch in batches:
         chunk = [sequences[k % len(sequences)] for k in range(batch)]
