@@ -108,6 +108,7 @@ def sequence_read_rate(source: SkeletonSequences, repeats: int) -> float:
 
 DEFAULT_DATA = Path(os.environ.get("IMDAR_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
 MUTUAL_ACTIONS = set(range(50, 61)) | set(range(106, 121))   # NTU-120's two-person actions (26 of 120)
+PAPER_FRAMES = 8_000_000   # NTU RGB+D 120 (Liu et al., TPAMI 2019): "114 thousand video samples and 8 million frames"
 
 
 def pack_figures(seq_dir: Path, dataset: str, protocol: str | None, mode: str, packs: Path,
@@ -161,14 +162,15 @@ def pack_report(data: Path, work: Path, repeats: int) -> None:
     per_value = paper["bytes"] / (paper["body_frames"] * 75)
     print(f"NTU-120 estimate (paper mode), NOT a measurement: samples x mean frames x mean bodies x 25 joints x "
           f"3 coordinates x {per_value:.3f} bytes (+ 64 B index a sample)")
-    for label, mean_bodies in (("means of the real samples", bodies), ("bodies reweighted to NTU-120's 26/120 "
-                                                                       "two-person actions", None)):
-        if mean_bodies is None:   # the real samples over-represent two-person actions
-            groups = {m: [b for _, b, s in paper["per_sample"] if (parse_ntu_name(s).action in MUTUAL_ACTIONS) == m]
-                      for m in (False, True)}
-            mean_bodies = (94 * np.mean(groups[False]) + 26 * np.mean(groups[True])) / 120
-        values = samples * frames * mean_bodies * 75
-        print(f"  {label}: {samples:,} samples (114,480 - {114480 - samples} missing) x {frames:.1f} frames x "
+    groups = {m: [b for _, b, s in paper["per_sample"] if (parse_ntu_name(s).action in MUTUAL_ACTIONS) == m]
+              for m in (False, True)}
+    reweighted = (94 * np.mean(groups[False]) + 26 * np.mean(groups[True])) / 120   # the samples over-represent them
+    for label, mean_frames, mean_bodies in (
+            ("means of the real samples", frames, bodies),
+            ("bodies reweighted to NTU-120's 26/120 two-person actions", frames, reweighted),
+            ("frames from the dataset paper's total, bodies reweighted", PAPER_FRAMES / 114480, reweighted)):
+        values = samples * mean_frames * mean_bodies * 75
+        print(f"  {label}: {samples:,} samples (114,480 - {114480 - samples} missing) x {mean_frames:.1f} frames x "
               f"{mean_bodies:.2f} bodies x 75 x {per_value:.3f} B + index = "
               f"{(values * per_value + samples * 64) / 1e9:.2f} GB (float64: {values * 8 / 1e9:.2f} GB)")
 

@@ -16,7 +16,7 @@ batches the descriptor-image DataLoader yields, made on the training device by t
   atomically, remade when a file changes), so epochs skip parsing sample files. Lossless but
   compact (skeletons/compact.py): a packed sequence equals ``load_sequence``'s bit for bit.
   Measured (benchmarks/bench_sources.py --pack-only, real samples, 2-core VM): 0.381 of float64
-  on NTU (229 bytes per body-frame; NTU-120 estimated at 3.4-3.8 GB, float64 8.8-9.8 GB), 0.386 on
+  on NTU (229 bytes per body-frame; NTU-120 estimated at 2.5-3.8 GB, float64 6.6-9.8 GB), 0.386 on
   NW-UCLA; read 13k sequences/s on NTU (2.2x the .skeleton.npy files), 36k/s on NW-UCLA (31x).
 """
 from __future__ import annotations
