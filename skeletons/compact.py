@@ -22,8 +22,6 @@ from .centring import NONE, Uncentred, centre
 ALIGN = 8                       # DIGITS7's flags start at a multiple of 8 bytes
 # How a sample's values are stored (the index's encoding column; never renumber).
 DECIMAL, FLOAT32, FLOAT64, DIGITS7 = 0, 1, 2, 3
-ENCODING_NAMES = {DIGITS7: "7 significant digits", DECIMAL: "int32 decimal", FLOAT32: "float32",
-                  FLOAT64: "float64"}
 ITEM_DTYPES = {DECIMAL: np.dtype("<i4"), FLOAT32: np.dtype("<f4"), FLOAT64: np.dtype("<f8")}
 DECIMAL_BITS = 4                # a code is mantissa * 16 + decimals
 MAX_DECIMALS = 2 ** DECIMAL_BITS
