@@ -299,6 +299,8 @@ class Plan:
     move: list[tuple[str, dict]] = field(default_factory=list)   # (old name, new row): right images, new index
     compute: list[Item] = field(default_factory=list)
     degenerate: dict[str, str] = field(default_factory=dict)     # sample -> reason, carried from the record
+    gone: list[str] = field(default_factory=list)                # listed before, no longer in the split
+    old_names: set[str] = field(default_factory=set)             # image names the manifests listed
 
 
 def _old_rows(folders: dict[str, Path]) -> dict[str, dict]:
@@ -336,6 +338,8 @@ def plan_split(folders: dict[str, Path], items: list[Item], sources: dict[str, l
             plan.keep.append(new_row)
         else:
             plan.move.append((image_name(row["index"], row["label"]), new_row))
+    plan.gone = sorted(set(old) - {sample_id(item.path) for item in items})
+    plan.old_names = {image_name(row["index"], row["label"]) for row in old.values()}
     return plan
 
 
@@ -466,8 +470,11 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
         _move_images(folders, plan.move)
         for _, row in plan.move:
             out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""), checkpoint=False)
-        removed = _remove_stale(folders, {image_name(r["index"], r["label"]) for r in out.rows.values()})
-        summary.removed = len(removed - {image_name(item.index, item.label) for item in plan.compute})
+        deleted = _remove_stale(folders, {image_name(r["index"], r["label"]) for r in out.rows.values()})
+        # Samples gone from the split (a renumbered image may have replaced theirs), and images no
+        # manifest listed; not the images about to be remade.
+        unlisted = deleted - plan.old_names - {image_name(item.index, item.label) for item in plan.compute}
+        summary.removed = len(plan.gone) + len(unlisted)
         out.flush(complete=False)
         summary.skipped, summary.renamed = len(plan.keep) + len(plan.move), len(plan.move)
         job = Job(folders, ds.layout, ds.reader, mode, img_size, png_level)

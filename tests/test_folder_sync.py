@@ -78,6 +78,22 @@ def test_rerun_after_adding_removing_or_changing_a_sample_equals_a_fresh_run(seq
     assert folder_bytes(out) == folder_bytes(tmp_path / "fresh")
 
 
+def test_the_summary_counts_samples_gone_not_image_names(seq, tmp_path):
+    """Removing the first sample renumbers the rest: names are freed and reused in ways that have
+    nothing to do with how many samples went."""
+    out, held = tmp_path / "desc", tmp_path / "held"
+    held.mkdir()
+    first = extract(seq, out)
+    names = sorted(os.listdir(descriptor_dir(out, "ucla", "GD", "train")), key=lambda n: int(n.split("_")[0]))
+    assert first.written == 42 and names[0].endswith("_1.png") and names[-1] != "41_1.png"
+    shutil.move(seq / "a01_s01_e00_v01.json", held)
+    removed = extract(seq, out)
+    assert (removed.written, removed.removed, removed.renamed) == (0, 1, 41)
+    shutil.move(seq / "a05_s10_e00_v02.json", held)
+    shutil.move(seq / "a12_s10_e00_v02.json", held)
+    assert extract(seq, out).removed == 2
+
+
 def test_folders_hold_only_images_for_the_release_loader(seq, tmp_path):
     out = tmp_path / "desc"
     extract(seq, out)
