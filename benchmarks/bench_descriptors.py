@@ -38,9 +38,9 @@ from skeletons.atomic import write_bytes_atomic  # noqa: E402
 from skeletons.datasets import NTU60_CSUB_TRAIN_PERFORMERS  # noqa: E402
 from skeletons.layouts import NTU, Layout  # noqa: E402
 from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton, save_skeleton_npy  # noqa: E402
-from skeletons.paths import DESCRIPTORS  # noqa: E402
+from skeletons.paths import DESCRIPTORS, shared_dir  # noqa: E402
 
-SHARED = Path(os.environ.get("IMDAR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = shared_dir()
 
 
 def train_name(k: int) -> str:

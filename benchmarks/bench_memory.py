@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import resource
 import subprocess
 import sys
@@ -30,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skeletons.convert import convert_folder  # noqa: E402
 from skeletons.datasets import NTU60_CSUB_TRAIN_PERFORMERS  # noqa: E402
 from skeletons.demo import generate_demo  # noqa: E402
+from skeletons.paths import shared_dir  # noqa: E402
 
-DEFAULT_DATA = Path(os.environ.get("IMDAR_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
+DEFAULT_DATA = shared_dir() / "data"
 SOURCES = ("files", "files + memo", "pack + memo")
 
 
@@ -103,7 +103,8 @@ def main() -> None:
                 run = subprocess.run([sys.executable, __file__, "--child", str(folder), source,
                                       "--img-size", str(args.img_size)], capture_output=True, text=True)
                 if run.returncode:
-                    print(f"  {count:>6,} samples, {source:<12}: failed: {run.stderr.strip().splitlines()[-1]}")
+                    last = (run.stderr.strip().splitlines() or [f"exit code {run.returncode} (killed?)"])[-1]
+                    print(f"  {count:>6,} samples, {source:<12}: failed: {last}")
                     continue
                 seen, seconds, peak, anon, mapped = run.stdout.split()
                 print(f"  {count:>6,} samples, {source:<12}: peak RSS {float(peak):6.0f} MB; at the end "

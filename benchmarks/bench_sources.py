@@ -23,7 +23,6 @@ in both modes and NW-UCLA, and an NTU-120 estimate from them. ``--pack-only`` st
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -36,13 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from descriptors.dataset import DescriptorImages  # noqa: E402
 from descriptors.extract import extract_split  # noqa: E402
-from descriptors.skeleton_source import ImageMaker, SkeletonSequences, read_pack, skeleton_loader  # noqa: E402
+from descriptors.skeleton_source import (INDEX_COLUMNS, ImageMaker, SkeletonSequences, read_pack,  # noqa: E402
+                                         skeleton_loader)
 from models.networks import build_model  # noqa: E402
 from models.training import RunOptions, make_criterion, to_device, total_loss, train_one_epoch  # noqa: E402
 from skeletons.augment import Augment  # noqa: E402
 from skeletons.convert import convert_folder  # noqa: E402
 from skeletons.datasets import get_dataset, official_missing, official_samples, parse_ntu_name  # noqa: E402
 from skeletons.demo import generate_demo  # noqa: E402
+from skeletons.paths import shared_dir  # noqa: E402
 
 SPLITS = {"ntu60": "csub", "ucla": None}
 
@@ -106,8 +107,9 @@ def sequence_read_rate(source: SkeletonSequences, repeats: int) -> float:
     return repeats * len(source) / (time.perf_counter() - start)
 
 
-DEFAULT_DATA = Path(os.environ.get("IMDAR_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
+DEFAULT_DATA = shared_dir() / "data"
 MUTUAL_ACTIONS = set(range(50, 61)) | set(range(106, 121))   # NTU-120's two-person actions (26 of 120)
+INDEX_BYTES = len(INDEX_COLUMNS) * 8   # the pack index's int64 row of each sample
 PAPER_FRAMES = 8_000_000   # NTU RGB+D 120 (Liu et al., TPAMI 2019): "114 thousand video samples and 8 million frames"
 
 
@@ -121,7 +123,7 @@ def pack_figures(seq_dir: Path, dataset: str, protocol: str | None, mode: str, p
         files = SkeletonSequences(seq_dir, dataset, protocol, part, mode)
         packed = SkeletonSequences(seq_dir, dataset, protocol, part, mode, pack=True, pack_dir=packs)
         index = read_pack(packed.pack_path)[1]
-        frames, joints = index[:, 2], index[:, 3]
+        frames, joints = (index[:, INDEX_COLUMNS.index(column)] for column in ("frames", "joints"))
         bodies = joints // packed.layout.num_joints
         out["samples"] += len(index)
         out["frames"] += int(frames.sum())
@@ -137,11 +139,9 @@ def pack_figures(seq_dir: Path, dataset: str, protocol: str | None, mode: str, p
 
 def pack_report(data: Path, work: Path, repeats: int) -> None:
     """Print the skeleton pack's figures on the real samples and the NTU-120 estimate."""
-    from skeletons.convert import convert_folder
-
     npy = work / "real_ntu_npy"
     convert_folder(data / "ntu", npy, "ntu120", workers=1, progress=False)
-    print(f"Skeleton pack on the real samples of {data} (bytes: the pack file; its index adds 64 per sample)")
+    print(f"Skeleton pack on the real samples of {data} (bytes: the pack file; its index adds {INDEX_BYTES} per sample)")
     paper = None
     for name, dataset, protocol, seq_dir, mode in (("NTU", "ntu120", "csub", npy, "paper"),
                                                     ("NTU", "ntu120", "csub", npy, "clean"),
@@ -156,23 +156,25 @@ def pack_report(data: Path, work: Path, repeats: int) -> None:
               f"({f['files_s'] / f['pack_s']:.1f}x)")
         if name == "NTU" and mode == "paper":
             paper = f
-    samples = len(official_samples("ntu120")) - len(official_missing("ntu120"))
+    listed = len(official_samples("ntu120"))
+    samples = listed - len(official_missing("ntu120"))
     frames = paper["frames"] / paper["samples"]
     bodies = paper["body_frames"] / paper["frames"]
     per_value = paper["bytes"] / (paper["body_frames"] * 75)
     print(f"NTU-120 estimate (paper mode), NOT a measurement: samples x mean frames x mean bodies x 25 joints x "
-          f"3 coordinates x {per_value:.3f} bytes (+ 64 B index a sample)")
+          f"3 coordinates x {per_value:.3f} bytes (+ {INDEX_BYTES} B index a sample)")
     groups = {m: [b for _, b, s in paper["per_sample"] if (parse_ntu_name(s).action in MUTUAL_ACTIONS) == m]
               for m in (False, True)}
-    reweighted = (94 * np.mean(groups[False]) + 26 * np.mean(groups[True])) / 120   # the samples over-represent them
+    mutual = len(MUTUAL_ACTIONS)
+    reweighted = ((120 - mutual) * np.mean(groups[False]) + mutual * np.mean(groups[True])) / 120   # the samples over-represent them
     for label, mean_frames, mean_bodies in (
             ("means of the real samples", frames, bodies),
             ("bodies reweighted to NTU-120's 26/120 two-person actions", frames, reweighted),
-            ("frames from the dataset paper's total, bodies reweighted", PAPER_FRAMES / 114480, reweighted)):
+            ("frames from the dataset paper's total, bodies reweighted", PAPER_FRAMES / listed, reweighted)):
         values = samples * mean_frames * mean_bodies * 75
-        print(f"  {label}: {samples:,} samples (114,480 - {114480 - samples} missing) x {mean_frames:.1f} frames x "
+        print(f"  {label}: {samples:,} samples ({listed:,} - {listed - samples} missing) x {mean_frames:.1f} frames x "
               f"{mean_bodies:.2f} bodies x 75 x {per_value:.3f} B + index = "
-              f"{(values * per_value + samples * 64) / 1e9:.2f} GB (float64: {values * 8 / 1e9:.2f} GB)")
+              f"{(values * per_value + samples * INDEX_BYTES) / 1e9:.2f} GB (float64: {values * 8 / 1e9:.2f} GB)")
 
 
 def busy_report(data: Path, work: Path, device: torch.device, width: float, batch: int, samples: int,

@@ -26,6 +26,7 @@ from skeletons.paths import FUSION, FUSION_ORDER, check_descriptor, descriptor_d
 from . import provenance
 
 CACHE_DIR = ".cache"  # under the descriptor root, beside (not inside) the folders it packs
+CACHE_REMEDY = "make it writable with room to spare, or leave out --cache"   # when a pack cannot be written
 
 
 @dataclass(frozen=True)
@@ -206,21 +207,23 @@ class DescriptorImages(torch.utils.data.Dataset):
         if path.is_file() and np.load(path, mmap_mode="r").shape[-2:] == self.expected_size(k)[0]:
             return path
         first = self._checked(k, 0, read_bgr(folder / self.names[0]))
-        with writing_into(path.parent, "the --cache pack", "make it writable, or leave out --cache"):
+        with writing_into(path.parent, "the --cache pack", CACHE_REMEDY):
             self._write_cache(k, folder, path, first)
         return path
 
     def _write_cache(self, k: int, folder: Path, path: Path, first: np.ndarray) -> None:
-        with atomic_path(path, make_parents=True) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(self),) + first.shape)
+        """The (N, C, H, W) uint8 .npy, image by image, in plain writes: a full disk is an OSError
+        here, where a memory map of the sparse file would die of SIGBUS."""
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+                  "shape": (len(self),) + first.shape}
+        with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as out:
+            np.lib.format.write_array_header_1_0(out, header)
             for i, name in enumerate(self.names):
                 img = self._checked(k, i, read_bgr(folder / name))
                 if img.shape[0] != first.shape[0]:
                     raise ValueError(f"{folder / name}: {img.shape[0]} colour channel(s), {self.names[0]} has "
                                      f"{first.shape[0]}; remake the folder with: {self._remake_command()}")
-                out[i] = img
-            out.flush()
-            del out
+                out.write(np.ascontiguousarray(img, dtype=np.uint8).data)
         stale = re.compile(rf"^{re.escape(folder.name)}_[0-9a-f]+\.npy$")
         for old in path.parent.iterdir():
             if old != path and stale.match(old.name):

@@ -41,7 +41,7 @@ from skeletons.paths import split_stem
 
 from . import provenance
 from .core import DEFAULT_IMG_SIZE, MODES
-from .dataset import descriptor_selection
+from .dataset import CACHE_REMEDY, descriptor_selection
 from .extract import load_sequence, load_uncentred
 from .torch_engine import descriptor_images_torch
 
@@ -119,10 +119,10 @@ class SkeletonSequences(torch.utils.data.Dataset):
         if self._pack is None:
             self._pack = read_pack(self.pack_path)
         data, index = self._pack
-        start, nbytes, frames, joints, encoding, rule, root, body_joints = index[i].tolist()
-        raw = decode(data[start:start + nbytes], frames * joints * self.layout.dims, encoding)
-        raw = raw.reshape(frames, joints, -1)
-        return centre(raw, rule, root, body_joints)
+        entry = dict(zip(INDEX_COLUMNS, index[i].tolist()))
+        start, frames, joints = entry["start"], entry["frames"], entry["joints"]
+        raw = decode(data[start:start + entry["nbytes"]], frames * joints * self.layout.dims, entry["encoding"])
+        return centre(raw.reshape(frames, joints, -1), entry["rule"], entry["root"], entry["body_joints"])
 
     def __getitem__(self, i: int) -> SequenceItem:
         return SequenceItem(self.load(i), int(self.labels0[i]), i)
@@ -168,7 +168,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
         index_path = pack_index_path(path)
         if path.is_file() and index_path.is_file():
             return path
-        with writing_into(self.pack_dir, "the skeleton pack", "make it writable, or leave out --cache"):
+        with writing_into(self.pack_dir, "the skeleton pack", CACHE_REMEDY):
             self._write_pack(path, index_path)
         return path
 

@@ -68,20 +68,28 @@ class Pack(NamedTuple):
     layout: Layout
 
 
+def checked_layout(shapes: Sequence[tuple[int, ...]], layout: Layout | None = None) -> Layout:
+    """``layout``, or the one that fits the first shape's joint count (NTU or NW-UCLA, C = 3), once
+    every sequence shape (T, B * V, C) fits it; else ValueError naming the first that does not."""
+    if not len(shapes):
+        raise ValueError("no sequences to batch")
+    if layout is None:
+        layout, _ = layout_for_joints(shapes[0][1] if len(shapes[0]) == 3 else 0)
+    V, C = layout.num_joints, layout.dims
+    for k, shape in enumerate(shapes):
+        if len(shape) != 3 or shape[2] != C or shape[1] not in (V, 2 * V) or shape[0] == 0:
+            raise ValueError(f"sequence {k} of shape {tuple(shape)} does not fit the {layout.name} layout "
+                             f"(expected (T >= 1, {V} or {2 * V}, {C}))")
+    return layout
+
+
 def pack_batch(sequences: Sequence[np.ndarray | torch.Tensor], layout: Layout | None = None,
                device: str | torch.device = "cpu") -> Pack:
     """Sequences (T_i >= 1, B_i * V, C) -> their ``Pack`` on ``device`` (built on the host, one transfer).
     ``layout`` defaults to the one that fits the first sequence's joint count (NTU or NW-UCLA, C = 3)."""
     arrays = [s.detach().cpu().numpy() if isinstance(s, torch.Tensor) else np.asarray(s) for s in sequences]
-    if not arrays:
-        raise ValueError("no sequences to batch")
-    if layout is None:
-        layout, _ = layout_for_joints(arrays[0].shape[1] if arrays[0].ndim == 3 else 0)
+    layout = checked_layout([a.shape for a in arrays], layout)
     V, C = layout.num_joints, layout.dims
-    for k, a in enumerate(arrays):
-        if a.ndim != 3 or a.shape[2] != C or a.shape[1] not in (V, 2 * V) or a.shape[0] == 0:
-            raise ValueError(f"sequence {k} of shape {a.shape} does not fit the {layout.name} layout "
-                             f"(expected (T >= 1, {V} or {2 * V}, {C}))")
     lengths = np.array([a.shape[0] for a in arrays])
     bodies = np.array([a.shape[1] // V for a in arrays])
     starts = np.cumsum(lengths) - lengths
@@ -296,7 +304,7 @@ def _bicubic(x: np.ndarray) -> np.ndarray:
     return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=2048)   # every size of two banks; long inputs' sizes come and go
 def pillow_coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(first input index (out,), fixed-point weights (out, taps) int64) of Pillow's BICUBIC
     resample of one axis from in_size to out_size (whole-image box), as Resample.c computes them:
@@ -327,25 +335,24 @@ def _taps(in_size: int, out_size: int) -> int:
 
 
 class Taps(NamedTuple):
-    """One pass's taps, (..., out, 2, taps): output m of an image reads rows index[m, 0, k] (equal to
-    index[m, 1, k]) with fixed-point weight w = weight[m, 0, k] * 2^SPLIT_BITS + weight[m, 1, k]
-    (the high and low parts, 0 <= low < 2^SPLIT_BITS), float32; padding taps weigh 0. The two
-    parts sit side by side so both sums of an output read its rows while they are in cache."""
-    index: torch.Tensor
-    weight: torch.Tensor
-    float32_exact: bool   # the bounds ``_pass``'s float32 sums need hold for every size of the table
+    """One pass's taps: output m of an image reads rows index[m, k] with fixed-point weight
+    w = weight[m, 0, k] * 2^SPLIT_BITS + weight[m, 1, k] (the high and low parts, 0 <= low <
+    2^SPLIT_BITS), float32; padding taps weigh 0."""
+    index: torch.Tensor    # (..., out, taps)
+    weight: torch.Tensor   # (..., out, 2, taps)
+    float32_exact: bool    # the bounds ``_pass``'s float32 sums need hold for every size of the table
 
     def select(self, which: torch.Tensor, taps: int, shift: torch.Tensor | None = None) -> "Taps":
-        """The taps of entries ``which`` (the first ``taps`` of each), indices shifted by ``shift``."""
-        index = self.index[which, ..., :taps]
-        if shift is not None:
-            index = index + shift[:, None, None, None]
+        """The taps of entries ``which`` (the first ``taps`` of each), indices shifted by ``shift``;
+        the index repeated for both parts, (N, out, 2, taps), so both sums of an output read its
+        rows while they are in cache."""
+        index = self.index[which, :, None, :taps].expand(-1, -1, 2, -1)
+        index = index + shift[:, None, None, None] if shift is not None else index.contiguous()
         return Taps(index, self.weight[which, ..., :taps], self.float32_exact)
 
 
-@lru_cache(maxsize=32)
-def _taps_table(sizes: tuple[int, ...], out_size: int, device: torch.device) -> Taps:
-    """``Taps`` of each input size in ``sizes``, (len(sizes), out, 2, taps) on ``device``,
+def _taps_table(sizes: Sequence[int], out_size: int, device: torch.device) -> Taps:
+    """``Taps`` of each input size in ``sizes``, (len(sizes), out, taps) on ``device``,
     left-aligned (size 0: all padding), taps those of the largest size."""
     taps = _taps(max(sizes), out_size)
     index = np.zeros((len(sizes), out_size, taps), np.int64)
@@ -358,25 +365,31 @@ def _taps_table(sizes: tuple[int, ...], out_size: int, device: torch.device) -> 
             fixed[row, :, :live] = weights
     high = fixed >> SPLIT_BITS                  # floor, also for negative weights
     low = fixed - (high << SPLIT_BITS)
-    # ``_pass``'s bounds: every partial sum of high or low weights times levels (<= 255), and the
-    # recombination, stay integers below 2^24, float32's exact range.
-    exact = bool(np.abs(high).sum(-1).max() * 255 + (FLOAT32_EXACT >> SPLIT_BITS) < FLOAT32_EXACT   # H + carry
+    # ``_pass``'s bounds: every partial sum of high or low weights times levels (<= 255) stays an
+    # integer below 2^24, float32's exact range; so does H + carry, the carry being below
+    # 2^(24 - SPLIT_BITS) because L + 2^(P-1) is below 2^24 (the second condition).
+    exact = bool(np.abs(high).sum(-1).max() * 255 + (FLOAT32_EXACT >> SPLIT_BITS) < FLOAT32_EXACT
                  and low.sum(-1).max() * 255 + (1 << (PRECISION_BITS - 1)) < FLOAT32_EXACT)
-    return Taps(_tensor(np.stack([index, index], axis=2), device),
-                _tensor(np.stack([high, low], axis=2).astype(np.float32), device), exact)
+    return Taps(_tensor(index, device), _tensor(np.stack([high, low], axis=2).astype(np.float32), device), exact)
+
+
+@lru_cache(maxsize=16)
+def _bank(cap: int, out_size: int, device: torch.device) -> Taps:
+    """``Taps`` of every input size 0..cap: one table serves every batch of shorter inputs."""
+    return _taps_table(range(cap + 1), out_size, device)
 
 
 def _coefficients(sizes: torch.Tensor, max_size: int, out_size: int, shift: torch.Tensor | None = None) -> Taps:
     """``Taps`` (N, out, 2, taps) for each input size in ``sizes``, none above max_size, indices
-    shifted by ``shift`` (N,). Sizes up to BANK_SIZES come from one cached bank of every size (no
+    shifted by ``shift`` (N,). Sizes up to BANK_SIZES come from a cached bank of every size (no
     per-batch work); longer inputs, whose taps grow with their length, get a table of the
-    batch's own sizes."""
+    batch's own sizes, made for the batch (a cache keyed on a batch's lengths would rarely hit)."""
     taps = _taps(max_size, out_size)
     if max_size <= BANK_SIZES:
         cap = -(-max(max_size, 1) // BANK_STEP) * BANK_STEP   # one bank serves many batches
-        return _taps_table(tuple(range(cap + 1)), out_size, sizes.device).select(sizes, taps, shift)
+        return _bank(cap, out_size, sizes.device).select(sizes, taps, shift)
     unique, inverse = torch.unique(sizes, return_inverse=True)
-    return _taps_table(tuple(unique.tolist()), out_size, sizes.device).select(inverse, taps, shift)
+    return _taps_table(unique.tolist(), out_size, sizes.device).select(inverse, taps, shift)
 
 
 def _pass(table: torch.Tensor, taps: Taps) -> torch.Tensor:
@@ -506,13 +519,10 @@ def descriptor_images_torch(sequences: Sequence[np.ndarray | torch.Tensor], layo
     batched with two-body ones would carry a second, empty body through every step, and similar
     lengths need fewer resize taps.
     """
-    if not len(sequences):
-        raise ValueError("no sequences to batch")
-    shapes = [np.shape(s) for s in sequences]
-    if layout is None:   # once, so every chunk uses the same one
-        layout, _ = layout_for_joints(shapes[0][1] if len(shapes[0]) == 3 else 0)
+    shapes = [tuple(np.shape(s)) for s in sequences]
+    layout = checked_layout(shapes, layout)   # once, so errors name the caller's index and every chunk agrees
     device = torch.device(device)
-    joints = np.array([shape[1] if len(shape) == 3 else 0 for shape in shapes])
+    joints = np.array([shape[1] for shape in shapes])
     order = np.lexsort((np.array([shape[0] for shape in shapes]), joints))
     step = chunk or (CPU_CHUNK if device.type == "cpu" else len(sequences))
     out: dict[str, torch.Tensor] = {}

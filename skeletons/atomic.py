@@ -58,14 +58,15 @@ def write_text_atomic(path: str | Path, text: str, newline: str | None = None,
 @contextmanager
 def writing_into(folder: str | Path, what: str, remedy: str) -> Iterator[None]:
     """Turn an OSError raised while writing ``what`` into ``folder`` (read-only, a file in the way,
-    a full disk) into a one-line ValueError naming the folder, the cause and ``remedy``. Errors
-    about files elsewhere (an input that cannot be read) pass through unchanged."""
+    a full disk; also while creating the folders above it) into a one-line ValueError naming the
+    folder, the cause and ``remedy``. Errors about files elsewhere (an input that cannot be read)
+    pass through unchanged."""
     folder = Path(folder)
     try:
         yield
     except OSError as error:
         path = Path(error.filename) if error.filename else folder
-        if path != folder and folder not in path.parents:
-            raise
+        if path != folder and folder not in path.parents and path not in folder.parents:
+            raise   # not about the folder, a file in it or a folder on its way
         raise ValueError(f"{folder}: cannot write {what} there ({error.strerror or error}); {remedy}") from None
 

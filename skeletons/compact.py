@@ -9,6 +9,8 @@ each and keeps the first that gives the sequence back exactly):
   zlib-compressed flag byte): 0.38 of float64 on real NTU;
 - DECIMAL: int32 decimals of up to 15 digits after the point (0.5 of float64);
 - FLOAT32 when exact, FLOAT64, and last the centred sequence itself as float64.
+The encoding is per sample: one value that no encoding before FLOAT64 holds (say 1.234567e-10,
+16 decimals) stores its whole sample as float64, losslessly but at full size.
 """
 from __future__ import annotations
 
@@ -114,7 +116,8 @@ def encode_sample(uncentred: Uncentred, X: np.ndarray) -> tuple[int, bytes, Unce
         if codes is not None:
             yield DECIMAL, codes.tobytes(), uncentred
         if raw.shape == X.shape:
-            single = raw.astype("<f4")
+            with np.errstate(over="ignore"):   # values beyond float32 just make it inexact
+                single = raw.astype("<f4")
             if np.array_equal(single.astype(np.float64), raw):
                 yield FLOAT32, single.tobytes(), uncentred
             yield FLOAT64, raw.astype("<f8").tobytes(), uncentred

@@ -15,8 +15,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-# ../shared beside the checkout (CI has it); IMDAR_SHARED overrides.
-SHARED = Path(os.environ.get("IMDAR_SHARED", REPO.parent / "shared"))
+from skeletons.paths import shared_dir  # noqa: E402  (after the path and the thread count)
+
+SHARED = shared_dir()   # ../shared beside the checkout (CI has it); IMDAR_SHARED overrides
 
 
 def load_script(name: str):

@@ -184,7 +184,7 @@ def test_a_pack_that_cannot_be_written_is_named_and_an_unreadable_sample_is_not_
     with pytest.raises(ValueError) as error:
         SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
     assert str(error.value) == (f"{seq_dir / '.cache'}: cannot write the skeleton pack there (File exists); "
-                                "make it writable, or leave out --cache")
+                                "make it writable with room to spare, or leave out --cache")
     (seq_dir / ".cache").unlink()
     data = SkeletonSequences(seq_dir, "ucla", None, "test")
     data.paths[2].unlink()

@@ -145,3 +145,6 @@ def test_bad_input_is_refused_in_one_line():
         assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="unknown descriptor mode"):
         descriptor_images_torch([np.zeros((5, 25, 3))], mode="fast")
+    # batched by body count, the bad sequence still named by its place in the caller's list
+    with pytest.raises(ValueError, match=r"^sequence 1 of shape \(5, 20, 3\) does not fit the ntu layout"):
+        descriptor_images_torch([np.zeros((5, 50, 3)), np.zeros((5, 20, 3))])

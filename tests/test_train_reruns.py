@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.error import URLError
@@ -16,7 +18,7 @@ import torch
 from PIL import Image
 
 import train
-from descriptors.dataset import CACHE_DIR, DescriptorImages, write_synthetic_split
+from descriptors.dataset import CACHE_DIR, CACHE_REMEDY, DescriptorImages, write_synthetic_split
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.networks import WeightsUnavailableError, build_model
 from models.training import INFO_KEYS, RUN_KEYS, error_line, make_scheduler, plan_run, run_settings
@@ -276,12 +278,28 @@ def test_cache_is_rebuilt_when_a_png_changes_in_place(own_root):
 
 def test_a_cache_that_cannot_be_written_is_named(own_root, capsys):
     (own_root / CACHE_DIR).write_text("")   # a file where the packs' folder goes (as a read-only root would)
-    message = f"{own_root / CACHE_DIR}: cannot write the --cache pack there (File exists); make it writable, or leave out --cache"
+    message = f"{own_root / CACHE_DIR}: cannot write the --cache pack there (File exists); make it writable with room to spare, or leave out --cache"
     with pytest.raises(ValueError) as error:
         DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True)
     assert str(error.value) == message
     status, _, err = train_cli(own_root, own_root / "ckpt", capsys, "--cache")
     assert status == 2 and one_line_error(err) == f"error: {message}"
+
+
+def test_a_cache_bigger_than_the_disk_allows_is_named_and_leaves_nothing(own_root):
+    """Writes failing part way (here a file-size limit, as a full disk would): one line, no temp file."""
+    code = ("import resource, signal\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
+            "from descriptors.dataset import DescriptorImages\n"
+            "try:\n"
+            f"    DescriptorImages({str(own_root)!r}, 'ucla', None, 'train', 'GD', cache=True)\n"
+            "except ValueError as error:\n"
+            "    print(error)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.stdout == f"{own_root / CACHE_DIR}: cannot write the --cache pack there (File too large); {CACHE_REMEDY}\n"
+    assert list((own_root / CACHE_DIR).iterdir()) == []
 
 
 def test_a_png_of_another_size_is_named(own_root, capsys):
