@@ -8,11 +8,10 @@ each folder into one uint8 memory-mapped .npy (built once, atomically) so epochs
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +26,27 @@ from . import provenance
 
 CACHE_DIR = ".cache"  # under the descriptor root, beside (not inside) the folders it packs
 CACHE_REMEDY = "make it writable with room to spare, or leave out --cache"   # when a pack cannot be written
+
+
+def files_digest(paths: Iterable[Path], salt: str = "") -> str:
+    """16 hex digits of ``salt`` and every file's name, size and mtime_ns (one stat per file): the
+    name of a pack of those files as they are now. A file rewritten in place changes it (a folder's
+    mtime does not change when a file is overwritten)."""
+    digest = hashlib.sha1(salt.encode())
+    for path in paths:
+        size, mtime_ns = provenance.source_stat(path)
+        digest.update(f"{Path(path).name} {size} {mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def remove_superseded(folder: Path, prefix: str, suffixes: Sequence[str], keep: Collection[Path]) -> None:
+    """Delete the files ``<prefix>_<hex digest><suffix>`` of ``folder`` other than ``keep``: packs of
+    earlier states of the same data, so they do not pile up."""
+    ends = "|".join(re.escape(suffix) for suffix in suffixes)
+    stale = re.compile(rf"^{re.escape(prefix)}_[0-9a-f]+({ends})$")
+    for old in folder.iterdir():
+        if old not in keep and stale.match(old.name):
+            old.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -193,11 +213,7 @@ class DescriptorImages(torch.utils.data.Dataset):
         """Where the pack of ``folder`` as it is now lives. The name carries a digest of every image's
         name, size and mtime_ns (one stat per file), so a PNG rewritten in place gets a new pack
         instead of a stale one (a folder's mtime does not change when a file is overwritten)."""
-        digest = hashlib.sha1()
-        for name in self.names:
-            st = os.stat(folder / name)
-            digest.update(f"{name} {st.st_size} {st.st_mtime_ns}\n".encode())
-        return self.root / CACHE_DIR / f"{folder.name}_{digest.hexdigest()[:16]}.npy"
+        return self.root / CACHE_DIR / f"{folder.name}_{files_digest(folder / name for name in self.names)}.npy"
 
     def _build_cache(self, folder: Path) -> Path:
         """Pack a folder into (N, C, H, W) uint8, reading image by image; reused while no image changed.
@@ -224,10 +240,7 @@ class DescriptorImages(torch.utils.data.Dataset):
                     raise ValueError(f"{folder / name}: {img.shape[0]} colour channel(s), {self.names[0]} has "
                                      f"{first.shape[0]}; remake the folder with: {self._remake_command()}")
                 out.write(np.ascontiguousarray(img, dtype=np.uint8).data)
-        stale = re.compile(rf"^{re.escape(folder.name)}_[0-9a-f]+\.npy$")
-        for old in path.parent.iterdir():
-            if old != path and stale.match(old.name):
-                old.unlink(missing_ok=True)
+        remove_superseded(path.parent, folder.name, (".npy",), keep=(path,))
 
     def _remake_command(self) -> str:
         return f"{make_command(self.dataset, self.protocol, self.part, self.root)} --overwrite"

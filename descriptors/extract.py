@@ -128,8 +128,7 @@ def load_uncentred(path: str | Path, mode: str = "paper", reader: str | None = N
         uncentred = SEQUENCE_READERS[reader](path, mode, layout)
         X = np.asarray(uncentred.centred(), dtype=np.float64)
     except (ValueError, KeyError, IndexError) as error:   # name the file in every message
-        message = str(error) or type(error).__name__
-        raise ValueError(message if str(path) in message else f"{path}: {message}") from None
+        raise ValueError(_reason(error, path)) from None
     return uncentred, check_sequence(X, path, layout)
 
 
@@ -202,7 +201,8 @@ def write_item(job: Job, loaded: Loaded, images: dict[str, np.ndarray] | None) -
     return Outcome("written", sample, loaded.row, loaded.note)
 
 
-def _reason(error: BaseException, path: Path) -> str:
+def _reason(error: BaseException, path: str | Path) -> str:
+    """The error's message, naming ``path`` once."""
     reason = str(error) or type(error).__name__
     return reason if str(path) in reason else f"{path}: {reason}"
 
@@ -215,7 +215,7 @@ def process_sample(job: Job, item: Item) -> Outcome:
 
 
 ENGINES = ("numpy", "torch")
-TORCH_BATCH = {"cpu": 32, "cuda": 1024}   # samples per engine call (CPU: cache-sized chunks)
+TORCH_BATCH = 1024   # samples per engine call; on the CPU the engine splits them into cache-sized chunks
 
 
 def default_device() -> str:
@@ -229,9 +229,8 @@ def torch_outcomes(job: Job, items: list[Item], workers: int, device: str):
     images on ``device`` at once, this process writes them (the same pixels as the numpy engine)."""
     from .torch_engine import descriptor_images_torch
 
-    batch_size = TORCH_BATCH["cuda" if str(device).startswith("cuda") else "cpu"]
     loads = _run(partial(load_item, job), items, workers, len(items))
-    while chunk := list(itertools.islice(loads, batch_size)):
+    while chunk := list(itertools.islice(loads, TORCH_BATCH)):
         good = [loaded for loaded in chunk if loaded.X is not None]
         made = descriptor_images_torch([loaded.X for loaded in good], job.layout, job.mode, job.img_size,
                                        device=device) if good else {}

@@ -22,9 +22,6 @@ batches the descriptor-image DataLoader yields, made on the training device by t
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import re
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
@@ -41,7 +38,7 @@ from skeletons.paths import split_stem
 
 from . import provenance
 from .core import DEFAULT_IMG_SIZE, MODES
-from .dataset import CACHE_REMEDY, descriptor_selection
+from .dataset import CACHE_REMEDY, descriptor_selection, files_digest, remove_superseded
 from .extract import load_sequence, load_uncentred
 from .torch_engine import descriptor_images_torch
 
@@ -153,12 +150,11 @@ class SkeletonSequences(torch.utils.data.Dataset):
         digest of the layout and of every file's name, size and mtime_ns, so a changed file gets a
         new pack."""
         # The format (an old pack is never misread) and the layout (a custom one reads other shapes).
-        digest = hashlib.sha1(f"pack format {PACK_FORMAT}\n{layout_record(self.layout)}\n".encode())
-        for path in self.paths:
-            st = os.stat(path)
-            digest.update(f"{path.name} {st.st_size} {st.st_mtime_ns}\n".encode())
-        stem = split_stem(self.dataset, self.part, self.protocol)
-        return self.pack_dir / f"{stem}_{self.mode}_{digest.hexdigest()[:16]}{PACK_SUFFIX}"
+        digest = files_digest(self.paths, f"pack format {PACK_FORMAT}\n{layout_record(self.layout)}\n")
+        return self.pack_dir / f"{self.pack_prefix()}_{digest}{PACK_SUFFIX}"
+
+    def pack_prefix(self) -> str:
+        return f"{split_stem(self.dataset, self.part, self.protocol)}_{self.mode}"
 
     def _build_pack(self) -> Path:
         """Read every sample once, streaming (a bad file fails here, named), and write the pack,
@@ -186,11 +182,8 @@ class SkeletonSequences(torch.utils.data.Dataset):
         with atomic_path(index_path) as tmp:   # last: a pack without its index is rebuilt
             with open(tmp, "wb") as f:
                 np.save(f, index)
-        suffixes = "|".join(re.escape(s) for s in (PACK_SUFFIX, INDEX_SUFFIX, *OLD_PACK_SUFFIXES))
-        stale = re.compile(rf"^{re.escape(path.name.rsplit('_', 1)[0])}_[0-9a-f]+({suffixes})$")
-        for old in path.parent.iterdir():
-            if old not in (path, index_path) and stale.match(old.name):
-                old.unlink(missing_ok=True)
+        remove_superseded(path.parent, self.pack_prefix(), (PACK_SUFFIX, INDEX_SUFFIX, *OLD_PACK_SUFFIXES),
+                          keep=(path, index_path))
 
 
 def pack_index_path(path: Path) -> Path:
