@@ -132,8 +132,14 @@ class SkeletonSequences(torch.utils.data.Dataset):
     def record(self, img_size: int = DEFAULT_IMG_SIZE, descriptor: str | None = None) -> dict:
         """What a descriptor folder of this split made in this mode at ``img_size`` would record
         (same fingerprint), without the PNG level, with where the images came from."""
+        return {**self._split_record, "descriptor": descriptor, "img_size": int(img_size)}
+
+    @functools.cached_property
+    def _split_record(self) -> dict:
+        """``record``'s fields that do not depend on the descriptor or the size, made once (the
+        fingerprint reads every row; a run asks for each descriptor of each split)."""
         record = provenance.make_record(dataset=self.dataset, protocol=self.protocol, part=self.part,
-                                        descriptor=descriptor, mode=self.mode, img_size=img_size, png_level=0,
+                                        descriptor=None, mode=self.mode, img_size=DEFAULT_IMG_SIZE, png_level=0,
                                         rows=self.rows(), complete=True, failed=len(self.problems),
                                         layout=layout_record(self.layout))
         del record["png_level"]

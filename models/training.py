@@ -327,9 +327,10 @@ def skeleton_data(data, desc: str, img_size: int) -> list[FolderData]:
     from descriptors.dataset import descriptor_selection
 
     descs, _ = descriptor_selection(desc)
+    record = data.record(img_size)   # DATA_FIELDS are the same for every descriptor: one pass over the split
+    facts = {k: record[k] for k in DATA_FIELDS}
     remake = f"the sequence files in {data.seq_dir}"
-    return [FolderData(data.part, d, data.seq_dir, {k: data.record(img_size, d)[k] for k in DATA_FIELDS}, remake)
-            for d in descs]
+    return [FolderData(data.part, d, data.seq_dir, dict(facts), remake) for d in descs]
 
 
 def check_image_size_flag(data, img_size: int | None) -> None:
