@@ -27,11 +27,11 @@ from models.networks import BN_STATS
 from models.training import IMAGES, SKELETONS
 from descriptors import provenance
 from descriptors.extract import extract_split
-from skeletons import cli
-from skeletons.atomic import write_text_atomic
+from cli import options as cli
+from common.atomic import write_text_atomic
 from skeletons.convert import convert_folder, plan_conversion
 from skeletons.datasets import CUSTOM, PARTS, get_dataset, sample_id, split_from_folder
-from skeletons.paths import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER,
+from descriptors.names import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER,
                              checkpoint_path, checkpoint_prefix, descriptor_dir)
 
 DEMO_ROOT = Path("data/demo")
@@ -177,7 +177,7 @@ def step(name: str, detail: str) -> None:
 
 
 def run_demo_data(args: argparse.Namespace) -> None:
-    from skeletons.demo import generate_coco17, generate_demo
+    from demo.generate import generate_coco17, generate_demo
 
     root = DEMO_CUSTOM if args.dataset == CUSTOM else DEMO_ROOT
     if demo_ready(root, args.seed, args.demo_size):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from skeletons import cli
+from cli import options as cli
 from skeletons.datasets import class_names, get_dataset, sample_id
 
 

@@ -21,10 +21,10 @@ from models.checkpoint import load_model
 from models.inference import train_command as model_train_command
 from models.provenance import RELEASE_NOTICE, check_against_folder, check_consistent, check_layout, check_role
 from models.training import IMAGES, SKELETONS, pick_device
-from skeletons import cli
-from skeletons.atomic import write_text_atomic
+from cli import options as cli
+from common.atomic import write_text_atomic
 from skeletons.datasets import class_names, get_dataset
-from skeletons.paths import FUSION, FUSION_ORDER, check_descriptor, checkpoint_prefix, model_checkpoints
+from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, checkpoint_prefix, model_checkpoints
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from models.networks import BN_STATS, DEFAULT_ARCH
-from skeletons import cli
+from cli import options as cli
 from skeletons.augment import Augment
 
 

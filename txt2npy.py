@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from skeletons import cli
+from cli import options as cli
 from skeletons.convert import check_complete, convert_folder
 from skeletons.datasets import DATASETS
 

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from descriptors.figures import file_figure, save_images
-from skeletons import cli
+from cli import options as cli
 from skeletons.datasets import CUSTOM, sample_id
 from skeletons.layouts import find_layout
 

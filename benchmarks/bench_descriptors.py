@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from descriptors.core import (GRAY_DESCRIPTORS, descriptor_matrices, encode_gray, encode_rgb, fuse,  # noqa: E402
                               normalised_adjacency, png_bytes, quirks_for)
 from descriptors.extract import extract_split  # noqa: E402
-from skeletons.atomic import write_bytes_atomic  # noqa: E402
+from common.atomic import write_bytes_atomic  # noqa: E402
 from skeletons.datasets import NTU60_CSUB_TRAIN_PERFORMERS  # noqa: E402
 from skeletons.layouts import NTU, Layout  # noqa: E402
 from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton, save_skeleton_npy  # noqa: E402
-from skeletons.paths import DESCRIPTORS, shared_dir  # noqa: E402
+from descriptors.names import DESCRIPTORS, shared_dir  # noqa: E402
 
 SHARED = shared_dir()
 

@@ -1,7 +1,7 @@
 """Training images/s by data source: descriptor PNGs, the --cache pack, or skeletons (the torch
 engine making the images per batch), on the demo data, at the demo's network width.
 
-Makes the demo (skeletons.demo), converts it (txt2npy's convert_folder) and extracts its descriptor
+Makes the demo (demo.generate), converts it (txt2npy's convert_folder) and extracts its descriptor
 folders at each size (extract_split) in a temporary folder, then times train.py's epoch
 (models.training.train_one_epoch) fed by each source, for one descriptor and for Fuse5 ('all');
 also the sources alone (batches/s without a network) and reading sequences from files vs the
@@ -42,8 +42,8 @@ from models.training import RunOptions, make_criterion, to_device, total_loss, t
 from skeletons.augment import Augment  # noqa: E402
 from skeletons.convert import convert_folder  # noqa: E402
 from skeletons.datasets import get_dataset, official_missing, official_samples, parse_ntu_name  # noqa: E402
-from skeletons.demo import generate_demo  # noqa: E402
-from skeletons.paths import shared_dir  # noqa: E402
+from demo.generate import generate_demo  # noqa: E402
+from descriptors.names import shared_dir  # noqa: E402
 
 SPLITS = {"ntu60": "csub", "ucla": None}
 

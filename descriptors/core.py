@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from skeletons.layouts import LAYOUTS, NTU, UCLA, Layout, layout_for_joints
-from skeletons.paths import DESCRIPTORS
+from descriptors.names import DESCRIPTORS
 
 MODES = ("paper", "clean")
 GRAY_DESCRIPTORS = ("JDD", "ADD", "LAD")  # also FDD's R, G, B channels, in this order

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from skeletons.atomic import atomic_path, writing_into
+from common.atomic import atomic_path, writing_into
 from skeletons.datasets import check_protocol, get_dataset
 from skeletons.layouts import layout_record
-from skeletons.paths import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir
+from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir
 
 from . import provenance
 

@@ -26,16 +26,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from skeletons import cli
-from skeletons.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
+from cli import options as cli
+from common.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
 from skeletons.bodies import clean_uncentred
 from skeletons.centring import Uncentred
 from skeletons.custom import load_custom_uncentred
 from skeletons.datasets import CUSTOM, check_protocol, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_for_joints, layout_record
-from skeletons.locks import LockHeldError, folder_lock
+from common.locks import LockHeldError, folder_lock
 from skeletons.ntu import load_skeleton_npy, paper_uncentred, read_skeleton
-from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name, split_lock_path, split_sources_path
+from descriptors.names import DESCRIPTORS, descriptor_dir, image_name, split_lock_path, split_sources_path
 from skeletons.ucla import ucla_uncentred
 
 from . import provenance

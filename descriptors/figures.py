@@ -11,9 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
-from skeletons.atomic import atomic_path  # noqa: E402
+from common.atomic import atomic_path  # noqa: E402
 from skeletons.layouts import Layout, layout_for_joints  # noqa: E402
-from skeletons.paths import DESCRIPTORS  # noqa: E402
+from descriptors.names import DESCRIPTORS  # noqa: E402
 
 from skeletons.datasets import sample_id  # noqa: E402
 

@@ -23,9 +23,9 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from skeletons.atomic import write_text_atomic
+from common.atomic import write_text_atomic
 from skeletons.layouts import layout_text
-from skeletons.paths import parse_image_name
+from descriptors.names import parse_image_name
 
 RECORD_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.csv"

@@ -28,13 +28,13 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from skeletons.atomic import atomic_path, writing_into
+from common.atomic import atomic_path, writing_into
 from skeletons.augment import Augment, augment_sequence
 from skeletons.centring import centre
 from skeletons.compact import ALIGN, decode, encode_sample   # samples start at ALIGN: aligned views
 from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
-from skeletons.paths import split_stem
+from descriptors.names import split_stem
 
 from . import provenance
 from .core import DEFAULT_IMG_SIZE, MODES

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from descriptors.core import (DEFAULT_IMG_SIZE, GRAY_DESCRIPTORS, Quirks, adjacency_terms, jdd_tables,
                               lad_tables, quirks_for)
 from skeletons.layouts import Layout, layout_for_joints
-from skeletons.paths import DESCRIPTORS
+from descriptors.names import DESCRIPTORS
 
 # Pillow's fixed point (libImaging/Resample.c): 8 bits of result, 2 of headroom in an int32.
 PRECISION_BITS = 32 - 8 - 2

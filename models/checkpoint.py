@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from skeletons.atomic import atomic_path
-from skeletons.paths import FUSION
+from common.atomic import atomic_path
+from descriptors.names import FUSION
 from .networks import DEFAULT_ARCH, PAPER_CHANNELS, build_model
 
 FORMAT = "imdar-checkpoint"

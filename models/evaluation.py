@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from skeletons.atomic import write_bytes_atomic, write_text_atomic
+from common.atomic import write_bytes_atomic, write_text_atomic
 from skeletons.datasets import BUILTIN_DATASETS, DATASETS
-from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER
+from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER
 
 if TYPE_CHECKING:  # torch is imported lazily: the pure metrics need only numpy
     import torch

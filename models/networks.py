@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, check_descriptor
+from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, check_descriptor
 
 PAPER_CHANNELS = (256, 512, 1024)  # conv1, layer1, layer2 widths at width=1.0
 DEFAULT_ARCH = "resnet_c"

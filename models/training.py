@@ -22,9 +22,9 @@ from torch import nn
 from tqdm import tqdm
 
 from descriptors import provenance
-from skeletons.atomic import write_text_atomic
+from common.atomic import write_text_atomic
 from skeletons.datasets import get_dataset
-from skeletons.paths import FUSION
+from descriptors.names import FUSION
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
@@ -614,8 +614,8 @@ def fit(args) -> dict:
     from descriptors.dataset import DescriptorImages
     from descriptors.core import DEFAULT_IMG_SIZE
     from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
-    from skeletons.cli import default_protocol
-    from skeletons.paths import checkpoint_path, checkpoint_prefix
+    from cli.options import default_protocol
+    from descriptors.names import checkpoint_path, checkpoint_prefix
 
     from .checkpoint import CheckpointError, CheckpointWriteError, cause_text, save_checkpoint
     from .networks import build_model

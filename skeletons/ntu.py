@@ -38,7 +38,7 @@ from typing import NoReturn
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .atomic import atomic_path
+from common.atomic import atomic_path
 from .centring import FIRST_FRAME, Uncentred
 from .layouts import NTU
 

@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from skeletons.paths import shared_dir  # noqa: E402  (after the path and the thread count)
+from descriptors.names import shared_dir  # noqa: E402  (after the path and the thread count)
 
 SHARED = shared_dir()   # ../shared beside the checkout (CI has it); IMDAR_SHARED overrides
 
@@ -80,10 +80,10 @@ def demo_descriptors(demo_raw, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_raw(tmp_path_factory) -> Path:
-    """Synthetic demo data (skeletons.demo, size "small", seed 0): <folder>/ntu/txt60skel/*.skeleton
+    """Synthetic demo data (demo.generate, size "small", seed 0): <folder>/ntu/txt60skel/*.skeleton
     (10 NTU-60 actions) and <folder>/ucla/*.json (the 10 NW-UCLA actions); every protocol split
     holds every class. Returns the folder."""
-    from skeletons.demo import generate_demo
+    from demo.generate import generate_demo
 
     folder = tmp_path_factory.mktemp("demo_raw")
     generate_demo(folder, seed=0, size="small")

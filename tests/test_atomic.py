@@ -1,4 +1,4 @@
-"""skeletons.atomic: the one atomic-write helper every writer uses."""
+"""common.atomic: the one atomic-write helper every writer uses."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ import stat
 import numpy as np
 import pytest
 
-from skeletons.atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from common.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import load_script
 
-from skeletons import cli
+from cli import options as cli
 
 REPO = Path(__file__).resolve().parents[1]
 

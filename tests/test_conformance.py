@@ -9,7 +9,7 @@ from PIL import Image
 
 from descriptors.core import descriptor_images
 from descriptors.extract import load_sequence
-from skeletons.paths import DESCRIPTORS
+from descriptors.names import DESCRIPTORS
 
 RAW = {"ntu": "ntu/{}.skeleton", "ucla": "ucla/all_sqe/{}.json"}
 

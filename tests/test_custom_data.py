@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from descriptors.core import GRAY_DESCRIPTORS, descriptor_images, descriptor_matrices, normalised_adjacency
-from skeletons.custom import (EAR_OFFSET, FOCAL_LENGTH, PRINCIPAL_POINT, load_custom_sequence, ntu_to_coco2d,
-                              ntu_to_coco3d, read_custom_dataset, write_custom_dataset)
+from demo.coco import EAR_OFFSET, FOCAL_LENGTH, PRINCIPAL_POINT, ntu_to_coco2d, ntu_to_coco3d
+from skeletons.custom import load_custom_sequence, read_custom_dataset, write_custom_dataset
 from skeletons.layouts import NTU, find_layout
 from skeletons.ntu import paper_sequence, read_skeleton
-from skeletons.paths import DESCRIPTORS
+from descriptors.names import DESCRIPTORS
 
 IMG = 32
 COCO = find_layout("coco17")

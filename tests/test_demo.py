@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO
 from skeletons.datasets import DATASETS, UCLA_ACTIONS, label_of, parse_ntu_name, split_names
-from skeletons.demo import DEMO_NTU_ACTIONS, NTU_ACTIONS, UCLA_ACTION_TABLE, generate_demo
+from demo.generate import DEMO_NTU_ACTIONS, NTU_ACTIONS, UCLA_ACTION_TABLE, generate_demo
 from skeletons.layouts import NTU, UCLA
 from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton
 from skeletons.ucla import read_ucla
@@ -168,10 +168,10 @@ def test_same_seed_same_bytes_other_seed_other_data(demo_raw, tmp_path):
 def test_cli_writes_and_reports_bad_output_in_one_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    run = subprocess.run([sys.executable, "-m", "skeletons.demo", "--out", str(blocker / "demo"), "--size", "small"],
+    run = subprocess.run([sys.executable, "-m", "demo", "--out", str(blocker / "demo"), "--size", "small"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "a_file" in run.stderr
-    run = subprocess.run([sys.executable, "-m", "skeletons.demo", "--out", str(tmp_path / "demo"), "--size", "nope"],
+    run = subprocess.run([sys.executable, "-m", "demo", "--out", str(tmp_path / "demo"), "--size", "nope"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "invalid choice" in run.stderr

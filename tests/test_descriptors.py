@@ -11,7 +11,7 @@ from descriptors.core import (GRAY_DESCRIPTORS, PAPER_QUIRKS, descriptor_images,
                               normalised_adjacency, round2)
 from skeletons.bodies import body_slots, clean_sequence, select_bodies, tracked
 from skeletons.layouts import NTU, UCLA
-from skeletons.paths import DESCRIPTORS
+from descriptors.names import DESCRIPTORS
 
 IMG = 32  # small images keep the tests fast; the encoding is the same at 112
 

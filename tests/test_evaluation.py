@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models import evaluation as ev
-from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER
+from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER
 
 
 def one_hot_logits(classes, num_classes=4, high=5.0):

@@ -17,7 +17,7 @@ from conftest import REPO
 from descriptors import provenance
 from descriptors.dataset import DescriptorImages
 from descriptors.extract import extract_split
-from skeletons.paths import DESCRIPTORS, descriptor_dir, split_lock_path
+from descriptors.names import DESCRIPTORS, descriptor_dir, split_lock_path
 
 SIZE = 16
 
@@ -230,7 +230,7 @@ def test_second_run_on_a_split_is_refused_while_the_first_holds_it(seq, tmp_path
     holder = subprocess.Popen([sys.executable, "-c", f"""
 import sys
 sys.path.insert(0, {str(REPO)!r})
-from skeletons.locks import folder_lock
+from common.locks import folder_lock
 with folder_lock({str(lock)!r}):
     print("locked", flush=True)
     sys.stdin.readline()

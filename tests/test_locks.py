@@ -1,4 +1,4 @@
-"""The per-split output lock (skeletons/locks.py): exclusive across processes, freed when the holder dies."""
+"""The per-split output lock (common/locks.py): exclusive across processes, freed when the holder dies."""
 from __future__ import annotations
 
 import json
@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from skeletons import locks
-from skeletons.locks import LockHeldError, folder_lock
+from common import locks
+from common.locks import LockHeldError, folder_lock
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Takes the lock, says so, holds it for argv[2] seconds, releases it and exits.
 HOLDER = """
 import sys, time
-from skeletons.locks import folder_lock
+from common.locks import folder_lock
 with folder_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))

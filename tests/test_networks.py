@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from models.networks import Fuse5, ResBlock, ResNet_c, build_model, scaled_channels
-from skeletons.paths import FUSION_ORDER
+from descriptors.names import FUSION_ORDER
 
 WIDTH = 1 / 32
 

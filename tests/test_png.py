@@ -12,7 +12,7 @@ from PIL import Image
 from descriptors.core import descriptor_images, png_bytes
 from descriptors import provenance
 from descriptors.extract import extract_split, load_sequence
-from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name
+from descriptors.names import DESCRIPTORS, descriptor_dir, image_name
 
 # ntu60 csub train: one body, a spurious second body, two people (all P001, so one split).
 NTU_TRAIN = ("S001C001P001R001A001", "S001C001P001R001A024", "S001C001P001R001A050")

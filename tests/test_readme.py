@@ -94,7 +94,7 @@ def test_every_unmarked_readme_command_runs_on_the_demo_data(tmp_path):
     import subprocess
     import sys
 
-    from skeletons.demo import generate_demo
+    from demo.generate import generate_demo
 
     demo = tmp_path / "demo"
     generate_demo(demo, seed=0, size="small")

@@ -21,7 +21,7 @@ from models.training import RunOptions, make_criterion, train_one_epoch
 from skeletons.augment import Augment
 from skeletons.compact import DIGITS7, FLOAT32, FLOAT64, encode_sample
 from skeletons.datasets import get_dataset
-from skeletons.paths import DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
+from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
 
 SPLITS = [("ntu60", "csub"), ("ucla", None)]
 IMG_SIZE = 32          # the demo descriptors' size (conftest.demo_descriptors)
@@ -256,7 +256,7 @@ def test_train_and_test_scripts_from_skeletons_equal_the_png_route(demo_raw, dem
     from conftest import load_script
     from models.checkpoint import load_checkpoint
     from descriptors import provenance
-    from skeletons.paths import descriptor_dir
+    from descriptors.names import descriptor_dir
 
     test_script = load_script("test")
     ckpt, ucla = tmp_path / "ckpt", demo_raw / "ucla"

@@ -14,7 +14,7 @@ from conftest import REPO
 from descriptors import provenance
 from descriptors.extract import extract_split, load_sequence, main
 from skeletons.datasets import label_of, sample_id, split_from_folder
-from skeletons.paths import DESCRIPTORS, descriptor_dir, image_name
+from descriptors.names import DESCRIPTORS, descriptor_dir, image_name
 
 # Real samples: csub train (P001 one body, P001 spurious second body, P001 two people, P015) and
 # csub test (P003, P020 two people).

@@ -13,7 +13,7 @@ from descriptors.extract import load_sequence
 from descriptors import torch_engine
 from descriptors.torch_engine import descriptor_images_torch, pack_batch, resize_images, round_hundredths
 from skeletons.layouts import NTU, UCLA, shipped_layout
-from skeletons.paths import DESCRIPTORS
+from descriptors.names import DESCRIPTORS
 
 RAW = {"ntu": "ntu/{}.skeleton", "ucla": "ucla/all_sqe/{}.json"}
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -23,7 +23,7 @@ from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.networks import WeightsUnavailableError, build_model
 from models.training import INFO_KEYS, RUN_KEYS, error_line, make_scheduler, plan_run, run_settings
 from skeletons.layouts import UCLA, layout_record
-from skeletons.paths import descriptor_dir
+from descriptors.names import descriptor_dir
 
 WIDTH = "0.0625"
 SIZE = 32

@@ -17,7 +17,7 @@ import train
 from descriptors.dataset import DescriptorImages, write_synthetic_split
 from models.checkpoint import load_checkpoint
 from models.training import lr_factor, make_criterion, make_scheduler, soft_targets, total_loss
-from skeletons.paths import FUSION_ORDER, checkpoint_path, descriptor_dir
+from descriptors.names import FUSION_ORDER, checkpoint_path, descriptor_dir
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = "0.0625"

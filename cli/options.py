@@ -11,9 +11,9 @@ import argparse
 import os
 from pathlib import Path
 
-from .datasets import CUSTOM
-from .layouts import shipped_layouts
-from .paths import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
+from skeletons.datasets import CUSTOM
+from skeletons.layouts import shipped_layouts
+from descriptors.names import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
 
 DATASET_CHOICES = ("ntu60", "ntu120", "ucla", CUSTOM)
 PROTOCOL_HELP = "protocol: csub or cview (NTU-60), csub or csetup (NTU-120); default: the dataset's first " \
@@ -121,7 +121,7 @@ def setup_dataset(args: argparse.Namespace) -> None:
         if not data or not layout:
             raise ValueError(f"-d {CUSTOM} needs --data ROOT (the dataset folder) and --layout FILE_OR_NAME "
                              f"(a layout file or one of {', '.join(shipped_layouts())})")
-        from .custom import register_custom_dataset
+        from skeletons.custom import register_custom_dataset
         register_custom_dataset(data, layout)
     elif data or layout:
         raise ValueError(f"--data and --layout are for a custom dataset: add -d {CUSTOM}, or drop them")
@@ -129,7 +129,7 @@ def setup_dataset(args: argparse.Namespace) -> None:
 
 def default_protocol(dataset: str, protocol: str | None) -> str:
     """-p when given, else the dataset's first protocol (csub for NTU, cview for NW-UCLA)."""
-    from .datasets import check_protocol, get_dataset
+    from skeletons.datasets import check_protocol, get_dataset
     return check_protocol(dataset, protocol or get_dataset(dataset).protocols[0])
 
 

@@ -5,7 +5,7 @@ import os
 import re
 from pathlib import Path
 
-from .datasets import check_protocol, get_dataset
+from skeletons.datasets import check_protocol, get_dataset
 
 DESCRIPTORS = ("GD", "JDD", "ADD", "LAD", "FDD")
 # Order in which the release's Fuse5 feeds the five images to its shared trunk.

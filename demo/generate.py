@@ -13,7 +13,7 @@ real recordings): facing, distance, tilt, Gaussian sensor noise, a pinhole proje
 then a spurious extra body.
 
 Coordinates before a camera sees them are (left, up, forward) of the person or scene, in metres.
-``python -m skeletons.demo --out data/demo`` writes ``ntu/txt60skel/*.skeleton`` and ``ucla/*.json``;
+``python -m demo --out data/demo`` writes ``ntu/txt60skel/*.skeleton`` and ``ucla/*.json``;
 ``--format coco17`` writes the NTU actions as a custom dataset of COCO-17 2D keypoints instead.
 """
 from __future__ import annotations
@@ -27,11 +27,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .atomic import write_text_atomic
-from .custom import ntu_to_coco2d, write_custom_dataset
-from .datasets import (NTU60_CSUB_TRAIN_PERFORMERS, get_dataset, ntu120_class_names,
+from common.atomic import write_text_atomic
+from skeletons.custom import write_custom_dataset
+
+from .coco import ntu_to_coco2d
+from skeletons.datasets import (NTU60_CSUB_TRAIN_PERFORMERS, get_dataset, ntu120_class_names,
                        official_missing, parse_ntu_name, parse_ucla_name)
-from .layouts import NTU, UCLA, Layout
+from skeletons.layouts import NTU, UCLA, Layout
 
 SIDE = np.array([1.0, -1.0])  # lateral sign of the left (0) and right (1) limbs
 LEFT, RIGHT = 0, 1
@@ -864,7 +866,7 @@ def generate_coco17(out_dir: str | Path, seed: int = 0, size: str = "full") -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m skeletons.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder (gets ntu/txt60skel/ and ucla/; with "
                                                       "--format coco17 it is the custom dataset's folder)")
     parser.add_argument("--seed", type=int, default=0)
@@ -889,6 +891,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"NW-UCLA: {summary['ucla']} .json files in {summary['ucla_dir']}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ground floor: what every package uses (atomic writes, locks, one-line errors, where shared test data lives). Imports no project package."""
