@@ -1,4 +1,5 @@
-"""The README's quick start is two commands, and CI runs exactly its test command."""
+"""The README's quick start is two commands, and CI runs exactly its test command; every command
+of the README and of the docs it sends readers to parses, and the unmarked ones run."""
 from __future__ import annotations
 
 import re
@@ -38,28 +39,77 @@ def test_dev_requirements_include_the_runtime_ones():
 
 
 # ---------------------------------------------------------------------------------------------
-# Every command of the README either runs here on the demo data (small settings) or its block
-# says what it needs ("# needs ..."); all of them parse with their script's current flags.
+# Every command of the README and of its docs either runs here on the demo data (small settings)
+# or its block says what it needs ("# needs ..."); all of them parse with their script's current
+# flags.
 
 NEEDS = "# needs "
 SMALL_DEMO = ["--demo-size", "small", "--epochs", "2"]   # the demo's commands at test size
 
+# The documents whose bash blocks are the project's commands, in reading order: the README from
+# its quick start on, then the docs it sends readers to. The blocks run in this order, in one
+# folder (the workflow's predict.py commands use the checkpoints the quick start's demo made).
+COMMAND_DOCS = ["README.md", "docs/WORKFLOW.md", "docs/CUSTOM_DATA.md", "docs/CHECKS.md", "docs/PERFORMANCE.md"]
+TROUBLESHOOTING_DOC = "docs/WORKFLOW.md"
+# Runnable blocks (and the command lines in them) when they were all in the README: never fewer.
+RUNNABLE_BLOCKS, RUNNABLE_COMMANDS = 8, 21
+
+
+def doc_text(name: str) -> str:
+    text = (REPO / name).read_text()
+    return text.split("## Quick start", 1)[1] if name == "README.md" else text
+
 
 def readme_blocks() -> list[tuple[bool, list[str]]]:
-    """(runnable here, command lines) of every bash block from the quick start to the end."""
-    readme = (REPO / "README.md").read_text().split("## Quick start", 1)[1]
+    """(runnable here, command lines) of every bash block of COMMAND_DOCS, in their order."""
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
-        lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
-        marked = bool(lines) and lines[0].startswith(NEEDS)
-        commands = [part.strip() for ln in lines if not ln.startswith("#") for part in ln.split("&&")]
-        out.append((not marked, [c for c in commands if c.startswith(("python ", "torchrun "))]))
+    for name in COMMAND_DOCS:
+        for block in re.findall(r"```bash\n(.*?)```", doc_text(name), flags=re.S):
+            lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
+            marked = bool(lines) and lines[0].startswith(NEEDS)
+            commands = [part.strip() for ln in lines if not ln.startswith("#") for part in ln.split("&&")]
+            out.append((not marked, [c for c in commands if c.startswith(("python ", "torchrun "))]))
     return out
 
 
 def troubleshooting_commands() -> list[str]:
-    section = (REPO / "README.md").read_text().split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    section = (REPO / TROUBLESHOOTING_DOC).read_text().split("## Troubleshooting\n", 1)[1].split("\n## ", 1)[0]
     return [c for c in re.findall(r"`(python [^`]+)`", section) if "..." not in c]
+
+
+def test_no_command_block_was_lost_in_the_docs():
+    blocks = readme_blocks()
+    runnable = [commands for ok, commands in blocks if ok]
+    assert len(runnable) >= RUNNABLE_BLOCKS
+    assert sum(len(commands) for commands in runnable) >= RUNNABLE_COMMANDS
+    assert troubleshooting_commands(), f"{TROUBLESHOOTING_DOC}: no command in its Troubleshooting section"
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors of a markdown file's headings (outside code blocks)."""
+    anchors, code = set(), False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            code = not code
+        elif not code and re.match(r"#{1,6} ", line):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_readme_is_the_front_door_and_its_links_resolve():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for name in ["README.md", *COMMAND_DOCS[1:]]:
+        path = REPO / name
+        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+            if re.match(r"[a-z]+://", target):
+                continue
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            assert linked.exists(), f"{name}: link to {target}: no such file"
+            if anchor and linked.suffix == ".md":
+                assert anchor in heading_anchors(linked.read_text()), f"{name}: link to {target}: no such heading"
 
 
 def script_argv(command: str) -> tuple[str, list[str]]:
@@ -88,7 +138,7 @@ def test_every_readme_command_parses_with_its_script():
 
 
 def test_every_unmarked_readme_command_runs_on_the_demo_data(tmp_path):
-    """In a folder laid out as the README says, with the demo's small data as the datasets."""
+    """In a folder laid out as docs/WORKFLOW.md says, with the demo's small data as the datasets."""
     import os
     import shutil
     import subprocess
@@ -116,4 +166,5 @@ def test_every_unmarked_readme_command_runs_on_the_demo_data(tmp_path):
             assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
             ran.append(script)
     assert {"pipeline", "txt2npy", "skels2desc_ntu", "skels2desc_ucla", "predict", "visualize"} <= set(ran)
+    assert len(ran) >= RUNNABLE_COMMANDS - 1   # every runnable command line but the tests' own
     assert (work / "results" / "sample.png").is_file()
