@@ -7,7 +7,7 @@ folders of one split.
 """
 import sys
 
-from descriptors.extract import main
+from cli.skels2desc import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], datasets=("custom",), doc=__doc__))

@@ -4,7 +4,7 @@
 """
 import sys
 
-from descriptors.extract import main
+from cli.skels2desc import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], datasets=("ntu60", "ntu120"), doc=__doc__))

@@ -38,7 +38,8 @@ from common.atomic import write_bytes_atomic  # noqa: E402
 from skeletons.datasets import NTU60_CSUB_TRAIN_PERFORMERS  # noqa: E402
 from skeletons.layouts import NTU, Layout  # noqa: E402
 from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton, save_skeleton_npy  # noqa: E402
-from descriptors.names import DESCRIPTORS, shared_dir  # noqa: E402
+from common.shared import shared_dir  # noqa: E402
+from descriptors.names import DESCRIPTORS  # noqa: E402
 
 SHARED = shared_dir()
 

@@ -35,7 +35,8 @@ from descriptors.core import descriptor_images  # noqa: E402
 from descriptors.torch_engine import descriptor_images_torch, pack_batch, packed_descriptor_images  # noqa: E402
 from demo.generate import generate_demo  # noqa: E402
 from skeletons.ntu import paper_sequence, read_skeleton  # noqa: E402
-from descriptors.names import DESCRIPTORS, shared_dir  # noqa: E402
+from common.shared import shared_dir  # noqa: E402
+from descriptors.names import DESCRIPTORS  # noqa: E402
 
 SHARED = shared_dir()
 GOAL_CPU_RATIO, GOAL_CUDA_RATE = 2.0, 20_000

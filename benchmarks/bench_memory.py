@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skeletons.convert import convert_folder  # noqa: E402
 from skeletons.datasets import NTU60_CSUB_TRAIN_PERFORMERS  # noqa: E402
 from demo.generate import generate_demo  # noqa: E402
-from descriptors.names import shared_dir  # noqa: E402
+from common.shared import shared_dir  # noqa: E402
 
 DEFAULT_DATA = shared_dir() / "data"
 SOURCES = ("files", "files + memo", "pack + memo")

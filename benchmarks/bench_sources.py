@@ -43,7 +43,7 @@ from skeletons.augment import Augment  # noqa: E402
 from skeletons.convert import convert_folder  # noqa: E402
 from skeletons.datasets import get_dataset, official_missing, official_samples, parse_ntu_name  # noqa: E402
 from demo.generate import generate_demo  # noqa: E402
-from descriptors.names import shared_dir  # noqa: E402
+from common.shared import shared_dir  # noqa: E402
 
 SPLITS = {"ntu60": "csub", "ucla": None}
 

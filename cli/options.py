@@ -11,7 +11,8 @@ import argparse
 import os
 from pathlib import Path
 
-from skeletons.datasets import CUSTOM
+from skeletons.custom import register_custom_dataset
+from skeletons.datasets import CUSTOM, check_protocol, get_dataset
 from skeletons.layouts import shipped_layouts
 from descriptors.names import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
 
@@ -121,7 +122,6 @@ def setup_dataset(args: argparse.Namespace) -> None:
         if not data or not layout:
             raise ValueError(f"-d {CUSTOM} needs --data ROOT (the dataset folder) and --layout FILE_OR_NAME "
                              f"(a layout file or one of {', '.join(shipped_layouts())})")
-        from skeletons.custom import register_custom_dataset
         register_custom_dataset(data, layout)
     elif data or layout:
         raise ValueError(f"--data and --layout are for a custom dataset: add -d {CUSTOM}, or drop them")
@@ -129,7 +129,6 @@ def setup_dataset(args: argparse.Namespace) -> None:
 
 def default_protocol(dataset: str, protocol: str | None) -> str:
     """-p when given, else the dataset's first protocol (csub for NTU, cview for NW-UCLA)."""
-    from skeletons.datasets import check_protocol, get_dataset
     return check_protocol(dataset, protocol or get_dataset(dataset).protocols[0])
 
 

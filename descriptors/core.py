@@ -21,10 +21,12 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from skeletons.geometry import body_sizes, coordinate_norm, coordinate_planes
 from skeletons.layouts import LAYOUTS, NTU, UCLA, Layout, layout_for_joints
-from descriptors.names import DESCRIPTORS
+from skeletons.reading import MODES, check_mode
 
-MODES = ("paper", "clean")
+from .names import DESCRIPTORS
+
 GRAY_DESCRIPTORS = ("JDD", "ADD", "LAD")  # also FDD's R, G, B channels, in this order
 DEFAULT_IMG_SIZE = 112
 
@@ -60,32 +62,9 @@ PAPER_QUIRKS: dict[str, Quirks] = {
 
 
 def quirks_for(layout: Layout, mode: str) -> Quirks:
-    if mode not in MODES:
-        raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
+    check_mode(mode)
     builtin = LAYOUTS.get(layout.name) == layout   # a custom layout named "ntu" gets no NTU quirks
     return PAPER_QUIRKS.get(layout.name, NO_QUIRKS) if mode == "paper" and builtin else NO_QUIRKS
-
-
-def coordinate_planes(X: np.ndarray, layout: Layout) -> np.ndarray:
-    """(T, B*V, C) -> (C, T, B, V) contiguous coordinate planes, after checking the shape.
-
-    Every gather below then runs along the contiguous joint axis (about 3x faster than
-    gathering 3-vectors from (T, B, V, 3)).
-    """
-    X = np.asarray(X, dtype=np.float64)
-    C = layout.dims
-    if X.ndim != 3 or X.shape[2] != C or X.shape[1] % layout.num_joints or X.shape[1] == 0:
-        raise ValueError(f"sequence of shape {X.shape} does not fit the {layout.name} layout "
-                         f"(expected (T, {layout.num_joints} or {2 * layout.num_joints}, {C}))")
-    return np.ascontiguousarray(X.reshape(X.shape[0], -1, layout.num_joints, C).transpose(3, 0, 1, 2))
-
-
-def _norm(d: np.ndarray) -> np.ndarray:
-    """Euclidean norm over the first (coordinate) axis, summed x, y(, z) in that order as the release does."""
-    squares = d[0] * d[0]
-    for axis in range(1, len(d)):
-        squares += d[axis] * d[axis]
-    return np.sqrt(squares)
 
 
 def _rows(per_body: np.ndarray) -> np.ndarray:
@@ -104,7 +83,7 @@ def _distances(P: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarr
     """(n, T, B) distances between joints ``first`` and ``second``, both (C, n): the joint each
     axis is read from (the same on every axis except for quirk 1). One gather per table."""
     axes = np.arange(len(first))[:, None]
-    return _norm(P[axes, ..., first] - P[axes, ..., second])   # advanced axes first: (C, n, T, B)
+    return coordinate_norm(P[axes, ..., first] - P[axes, ..., second])   # advanced axes first: (C, n, T, B)
 
 
 def _per_axis(joints: np.ndarray, dims: int) -> np.ndarray:
@@ -153,14 +132,6 @@ def graph_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) 
     return M
 
 
-def body_sizes(P: np.ndarray, layout: Layout) -> np.ndarray:
-    """(B,) sum of size-bone lengths at frame 0, added one by one in list order (1 where 0)."""
-    i, j = np.array(layout.size_bones).T
-    lengths = _norm(P[:, 0][..., i] - P[:, 0][..., j])   # (B, n_bones)
-    sizes = np.cumsum(lengths, axis=-1)[:, -1]           # sequential sum, not pairwise
-    return np.where(sizes == 0, 1.0, sizes)
-
-
 @lru_cache(maxsize=None)
 def jdd_tables(layout: Layout, quirks: Quirks) -> tuple[np.ndarray, np.ndarray]:
     """(C, pairs) first and second joints of the JDD pairs per axis, quirk 1 applied."""
@@ -186,7 +157,7 @@ def joint_distance_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO
 
 def joint_displacement_descriptor(P: np.ndarray, layout: Layout, quirks: Quirks = NO_QUIRKS) -> np.ndarray:
     """ADD: (B*V, T-1) distance each joint moves between consecutive frames."""
-    return _rows(_norm(P[:, 1:] - P[:, :-1]))
+    return _rows(coordinate_norm(P[:, 1:] - P[:, :-1]))
 
 
 def round2(x: np.ndarray) -> np.ndarray:

@@ -10,13 +10,11 @@ file name is not a sample name, is reported by name and skipped; one run per spl
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 from collections import Counter
 import json
 import os
 import secrets
-import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,110 +24,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cli import options as cli
 from common.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
-from skeletons.bodies import clean_uncentred
-from skeletons.centring import Uncentred
-from skeletons.custom import load_custom_uncentred
-from skeletons.datasets import CUSTOM, check_protocol, get_dataset, label_of, sample_id, scan_split_folder
-from skeletons.layouts import Layout, layout_for_joints, layout_record
-from common.locks import LockHeldError, folder_lock
-from skeletons.ntu import load_skeleton_npy, paper_uncentred, read_skeleton
-from descriptors.names import DESCRIPTORS, descriptor_dir, image_name, split_lock_path, split_sources_path
-from skeletons.ucla import ucla_uncentred
+from common.errors import naming
+from common.locks import folder_lock
+from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
+from skeletons.layouts import Layout, layout_record
+from skeletons.reading import FILE_READERS, check_mode, file_reader, load_sequence  # noqa: F401  (re-exported until models/inference.py moves)
 
 from . import provenance
-from .core import DEFAULT_IMG_SIZE, MODES, degenerate_reason, descriptor_images, png_bytes
+from .core import DEFAULT_IMG_SIZE, degenerate_reason, descriptor_images, png_bytes
+from .names import DESCRIPTORS, descriptor_dir, image_name, split_lock_path, split_sources_path
 
-MAX_COORDINATE = 1e100            # far beyond any unit; squares and sums of larger values overflow float64
 DEFAULT_PNG_LEVEL = 1             # zlib level 1: about twice as fast as Pillow's default, same pixels
-
-
-# ---------------------------------------------------------------- reading one sample
-
-def _ntu_dict(path: Path) -> dict:
-    return load_skeleton_npy(path) if path.name.endswith(".npy") else read_skeleton(path)
-
-
-def _ntu_sequence(path: Path, mode: str, layout: Layout | None) -> Uncentred:
-    data = _ntu_dict(path)
-    if len(data["skel_body0"]) == 0:
-        raise ValueError(f"{path}: no frames")
-    # Clean mode replaces the release's "body slots 0 and 1" (quirk 6) by body selection.
-    return (paper_uncentred if mode == "paper" else clean_uncentred)(data)
-
-
-def _ucla_sequence(path: Path, mode: str, layout: Layout | None) -> Uncentred:
-    return ucla_uncentred(path)  # one body per file: nothing to select in either mode
-
-
-def _custom_sequence(path: Path, mode: str, layout: Layout | None) -> Uncentred:
-    if layout is None:
-        raise ValueError(f"{path}: a custom sample is read with its layout (--layout)")
-    return load_custom_uncentred(path, layout)   # its bodies as given, in either mode
-
-
-# A dataset's ``reader`` (skeletons/datasets.py) -> how its sample files become sequences, given
-# before their final centring (skeletons/centring.py), which load_uncentred applies.
-SEQUENCE_READERS = {"ntu": _ntu_sequence, "ucla": _ucla_sequence, "custom": _custom_sequence}
-# What a file's name says it holds, for a file no dataset vouches for (visualize.py without --layout).
-FILE_READERS = {".skeleton": "ntu", ".skeleton.npy": "ntu", ".json": "ucla"}
-
-
-def file_reader(path: str | Path) -> str:
-    """The reader a sample file's name calls for: ntu (.skeleton, .skeleton.npy) or ucla (.json)."""
-    name = Path(path).name
-    reader = next((r for suffix, r in FILE_READERS.items() if name.endswith(suffix)), None)
-    if reader is None:
-        raise ValueError(f"{path}: unknown sample file type (expected {', '.join(FILE_READERS)}; a custom "
-                         f".npy sample is read with --layout)")
-    return reader
-
-
-def check_sequence(X: np.ndarray, path: str | Path, layout: Layout | None = None) -> np.ndarray:
-    """The sequence if the descriptors can use it, else ValueError naming the file and the problem.
-    With ``layout`` the sequence must be one or two of its bodies; without, an NTU or NW-UCLA one."""
-    dims = 3 if layout is None else layout.dims
-    if X.ndim != 3 or X.shape[-1] != dims:
-        raise ValueError(f"{path}: sequence has shape {X.shape}, expected (frames, joints, {dims})")
-    if X.shape[0] == 0:
-        raise ValueError(f"{path}: no frames")
-    if not np.isfinite(X).all():
-        raise ValueError(f"{path}: NaN or infinite coordinates")
-    largest = float(np.abs(X).max())
-    if largest > MAX_COORDINATE:
-        raise ValueError(f"{path}: coordinate {largest:.3g} is beyond +-{MAX_COORDINATE:.0e} (a corrupt value?); "
-                         "the descriptors would overflow")
-    if layout is None:
-        layout_for_joints(X.shape[1])
-    elif X.shape[1] not in (layout.num_joints, 2 * layout.num_joints):
-        raise ValueError(f"{path}: {X.shape[1]} joints, not one or two bodies of the {layout.name} layout "
-                         f"({layout.num_joints} joints)")
-    return X
-
-
-def load_sequence(path: str | Path, mode: str = "paper", reader: str | None = None,
-                  layout: Layout | None = None) -> np.ndarray:
-    """A sample file -> the (T, V, C) sequence of ``mode``. ``reader`` is the dataset's (ntu, ucla,
-    custom); without it the file's name decides (.skeleton, .skeleton.npy: NTU; .json: NW-UCLA).
-    ``layout`` is the dataset's: a custom sample is read with it, and every sequence must fit it."""
-    return load_uncentred(path, mode, reader, layout)[1]
-
-
-def load_uncentred(path: str | Path, mode: str = "paper", reader: str | None = None,
-                   layout: Layout | None = None) -> tuple[Uncentred, np.ndarray]:
-    """(the sample before its final centring, ``load_sequence``'s sequence: that one centred and
-    checked). The skeleton pack stores the first, compactly, and redoes the centring."""
-    path = Path(path)
-    if mode not in MODES:
-        raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
-    reader = reader or file_reader(path)
-    try:
-        uncentred = SEQUENCE_READERS[reader](path, mode, layout)
-        X = np.asarray(uncentred.centred(), dtype=np.float64)
-    except (ValueError, KeyError, IndexError) as error:   # name the file in every message
-        raise ValueError(_reason(error, path)) from None
-    return uncentred, check_sequence(X, path, layout)
 
 
 # ---------------------------------------------------------------- writing one sample
@@ -181,7 +87,7 @@ def load_item(job: Job, item: Item) -> Loaded:
         if degenerate and job.mode != "paper":
             raise ValueError(f"{degenerate} (clean mode refuses such sequences; paper mode keeps them)")
     except Exception as error:  # one bad sample must not stop a 100k-sample run; it is reported
-        return Loaded(item, note=_reason(error, item.path))
+        return Loaded(item, note=naming(error, item.path))
     row = {"index": item.index, "sample": sample_id(item.path), "label": item.label,
            "frames": X.shape[0], "bodies": X.shape[1] // job.layout.num_joints}
     return Loaded(item, X, row, degenerate or "")
@@ -197,14 +103,10 @@ def write_item(job: Job, loaded: Loaded, images: dict[str, np.ndarray] | None) -
         for desc, folder in job.folders.items():
             save_png(images[desc], folder / name, job.png_level)
     except Exception as error:
-        return Outcome("failed", sample, reason=_reason(error, loaded.item.path))
+        return Outcome("failed", sample, reason=naming(error, loaded.item.path))
     return Outcome("written", sample, loaded.row, loaded.note)
 
 
-def _reason(error: BaseException, path: str | Path) -> str:
-    """The error's message, naming ``path`` once."""
-    reason = str(error) or type(error).__name__
-    return reason if str(path) in reason else f"{path}: {reason}"
 
 
 def process_sample(job: Job, item: Item) -> Outcome:
@@ -227,6 +129,8 @@ def default_device() -> str:
 def torch_outcomes(job: Job, items: list[Item], workers: int, device: str):
     """Ordered outcomes with the torch engine: workers read the files, the engine makes a batch's
     images on ``device`` at once, this process writes them (the same pixels as the numpy engine)."""
+    # Imported here, not at the top: torch costs about a second at start-up, which the numpy
+    # engine (the CPU path, and every worker process) does not pay.
     from .torch_engine import descriptor_images_torch
 
     loads = _run(partial(load_item, job), items, workers, len(items))
@@ -436,8 +340,7 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown --engine {engine!r}; choose from {', '.join(ENGINES)}")
-    if mode not in MODES:
-        raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
+    check_mode(mode)
     if img_size < 1 or not 0 <= png_level <= 9:
         raise ValueError(f"--img-size must be >= 1 and --png-level 0..9 (got {img_size}, {png_level})")
     protocol = check_protocol(dataset, protocol)
@@ -462,36 +365,48 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
         plan = plan_split(folders, items, sources, _read_sources(sources_path), overwrite)
         out = SplitWriter(folders, sources_path, {**fields, "png_level": png_level})
         out.failed = len(summary.failed)
-        for row in plan.keep:   # what stays in place is listed first, so an interruption keeps it
-            out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""), checkpoint=False)
-        out.flush(complete=False)
-        clear_leftovers(folders)
-        _move_images(folders, plan.move)
-        for _, row in plan.move:
-            out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""), checkpoint=False)
-        deleted = _remove_stale(folders, {image_name(r["index"], r["label"]) for r in out.rows.values()})
-        # Samples gone from the split (a renumbered image may have replaced theirs), and images no
-        # manifest listed; not the images about to be remade.
-        unlisted = deleted - plan.old_names - {image_name(item.index, item.label) for item in plan.compute}
-        summary.removed = len(plan.gone) + len(unlisted)
-        out.flush(complete=False)
-        summary.skipped, summary.renamed = len(plan.keep) + len(plan.move), len(plan.move)
+        _settle_kept(folders, plan, out, sources, summary)
         job = Job(folders, ds.layout, ds.reader, mode, img_size, png_level)
         workers = max(1, min(workers or os.cpu_count() or 1, len(plan.compute) or 1))
-        with tqdm(total=len(plan.compute), unit="sample", disable=not progress, desc=summary.split) as bar:
-            outcomes = _run(partial(process_sample, job), plan.compute, workers, len(plan.compute)) \
-                if engine == "numpy" else torch_outcomes(job, plan.compute, workers, device)
-            for outcome in outcomes:
-                if outcome.status == "failed":
-                    summary.failed.append((outcome.sample, outcome.reason))
-                    out.failed += 1
-                else:
-                    summary.written += 1
-                    out.add(outcome.row, sources[outcome.sample], outcome.reason)
-                bar.update()
-        out.flush(complete=True)
+        _make_images(job, plan.compute, workers, engine, device, out, sources, summary, progress)
     summary.degenerate = sorted(out.degenerate.items())
     return summary
+
+
+def _settle_kept(folders: dict[str, Path], plan: Plan, out: SplitWriter, sources: dict, summary: Summary) -> None:
+    """Images that stay: kept in place or renumbered, listed first (an interruption keeps them);
+    stale images removed; the summary's kept, renamed and removed counts."""
+    for row in plan.keep:   # what stays in place is listed first, so an interruption keeps it
+        out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""), checkpoint=False)
+    out.flush(complete=False)
+    clear_leftovers(folders)
+    _move_images(folders, plan.move)
+    for _, row in plan.move:
+        out.add(row, sources[row["sample"]], plan.degenerate.get(row["sample"], ""), checkpoint=False)
+    deleted = _remove_stale(folders, {image_name(r["index"], r["label"]) for r in out.rows.values()})
+    # Samples gone from the split (a renumbered image may have replaced theirs), and images no
+    # manifest listed; not the images about to be remade.
+    unlisted = deleted - plan.old_names - {image_name(item.index, item.label) for item in plan.compute}
+    summary.removed = len(plan.gone) + len(unlisted)
+    out.flush(complete=False)
+    summary.skipped, summary.renamed = len(plan.keep) + len(plan.move), len(plan.move)
+
+
+def _make_images(job: Job, compute: list[Item], workers: int, engine: str, device: str, out: SplitWriter,
+                 sources: dict, summary: Summary, progress: bool) -> None:
+    """Make and write the images of the samples to compute, by the numpy or torch engine."""
+    with tqdm(total=len(compute), unit="sample", disable=not progress, desc=summary.split) as bar:
+        outcomes = _run(partial(process_sample, job), compute, workers, len(compute)) \
+            if engine == "numpy" else torch_outcomes(job, compute, workers, device)
+        for outcome in outcomes:
+            if outcome.status == "failed":
+                summary.failed.append((outcome.sample, outcome.reason))
+                out.failed += 1
+            else:
+                summary.written += 1
+                out.add(outcome.row, sources[outcome.sample], outcome.reason)
+            bar.update()
+    out.flush(complete=True)
 
 
 def _run(task, items, workers: int, total: int):
@@ -502,62 +417,3 @@ def _run(task, items, workers: int, total: int):
     chunksize = max(1, min(32, total // (workers * 8)))
     with Pool(workers) as pool:
         yield from pool.imap(task, items, chunksize=chunksize)
-
-
-# ---------------------------------------------------------------- command line
-
-def build_parser(datasets: tuple[str, ...], doc: str | None = None) -> argparse.ArgumentParser:
-    """The README's flags (each also in the double-dash form); NW-UCLA (one dataset) needs no -d or -p,
-    a custom dataset its --data and --layout instead of -dspath."""
-    parser = cli.parser(doc or "Turn a split's skeleton sequences into the five descriptor image folders "
-                               "(GD, JDD, ADD, LAD, FDD).")
-    single = len(datasets) == 1
-    cli.add(parser, "dataset", choices=datasets, required=not single, default=datasets[0] if single else None)
-    if datasets == (CUSTOM,):
-        cli.add(parser, "data", required=True)
-        cli.add(parser, "layout", required=True)
-    else:
-        if len(get_dataset(datasets[0]).protocols) > 1:
-            cli.add(parser, "protocol")
-        cli.add(parser, "dspath")
-    cli.add(parser, "despth")
-    cli.add(parser, "part", required=True)
-    cli.add(parser, "mode")
-    cli.add(parser, "processes")
-    cli.add(parser, "img_size")
-    parser.add_argument("--engine", default="numpy", choices=ENGINES,
-                        help="numpy: sample by sample in -workers processes; torch: batches on --device "
-                             "(the same images either way)")
-    parser.add_argument("--device", default=None,
-                        help="torch engine's device: cpu, cuda or cuda:N (default: cuda when there is one, else cpu)")
-    parser.add_argument("--png-level", type=int, default=DEFAULT_PNG_LEVEL,
-                        help="zlib level 0..9 (1: about twice as fast as Pillow's default, same pixels)")
-    cli.add(parser, "overwrite")
-    parser.add_argument("--wait", action="store_true",
-                        help="if another run is writing this split, wait for it instead of exiting")
-    cli.add(parser, "no_progress")
-    parser.add_argument("--quiet", dest="no_progress", action="store_true", help="the same as --no-progress")
-    return parser
-
-
-def main(argv: list[str] | None, datasets: tuple[str, ...], doc: str | None = None) -> int:
-    args = build_parser(datasets, doc).parse_args(argv)
-    try:
-        cli.setup_dataset(args)
-        ds = get_dataset(args.dataset)
-        protocol = cli.default_protocol(args.dataset, getattr(args, "protocol", None))
-        seq_dir = getattr(args, "dspath", None) or ds.seq_dir
-        summary = extract_split(args.dataset, protocol, args.part, seq_dir, args.despth, mode=args.mode,
-                                workers=args.workers, img_size=args.img_size, png_level=args.png_level,
-                                overwrite=args.overwrite, progress=not args.no_progress, wait=args.wait,
-                                on_wait=lambda message: print(f"waiting: {message}", file=sys.stderr),
-                                engine=args.engine, device=args.device or default_device())
-    except (OSError, ValueError, LockHeldError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print("\n".join(summary.lines()))
-    if ds.custom is not None and ds.custom.unlisted:
-        unlisted = ds.custom.unlisted
-        print(f"  note: {len(unlisted)} file(s) in {seq_dir} not listed in labels.csv, not used "
-              f"(first: {unlisted[0]}.npy)")
-    return 0 if summary.ok else 1

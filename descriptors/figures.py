@@ -18,7 +18,9 @@ from descriptors.names import DESCRIPTORS  # noqa: E402
 from skeletons.datasets import sample_id  # noqa: E402
 
 from .core import DEFAULT_IMG_SIZE, descriptor_images  # noqa: E402
-from .extract import load_sequence, save_png  # noqa: E402
+from skeletons.reading import load_sequence  # noqa: E402
+
+from .extract import save_png  # noqa: E402
 
 BODY_COLOURS = ("tab:blue", "tab:orange")
 

@@ -1,7 +1,6 @@
 """Folder and checkpoint naming (docs/METHOD.md §3-4, the README's layout): the one place for names."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -92,9 +91,3 @@ def parse_image_name(name: str) -> tuple[int, int] | None:
     """'12_7.png' -> (12, 7); None for any other file name (a folder may hold other files)."""
     match = IMAGE_NAME.match(name)
     return (int(match.group(1)), int(match.group(2))) if match else None
-
-
-def shared_dir() -> Path:
-    """The real sample data tests and benchmarks read (README, Tests): $IMDAR_SHARED, else
-    ../shared beside the checkout. The project never ships that data (its licences forbid it)."""
-    return Path(os.environ.get("IMDAR_SHARED", Path(__file__).resolve().parents[2] / "shared"))

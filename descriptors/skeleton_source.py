@@ -34,12 +34,12 @@ from skeletons.centring import centre
 from skeletons.compact import ALIGN, decode, encode_sample   # samples start at ALIGN: aligned views
 from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
-from descriptors.names import split_stem
+from skeletons.reading import check_mode, load_sequence, load_uncentred
 
 from . import provenance
-from .core import DEFAULT_IMG_SIZE, MODES
+from .names import split_stem
+from .core import DEFAULT_IMG_SIZE
 from .dataset import CACHE_REMEDY, descriptor_selection, files_digest, remove_superseded
-from .extract import load_sequence, load_uncentred
 from .torch_engine import descriptor_images_torch
 
 SOURCE = "skeletons"      # the record's "source": what the images of a run were made from
@@ -78,8 +78,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
 
     def __init__(self, seq_dir: str | Path, dataset: str, protocol: str | None, part: str, mode: str = "paper",
                  pack: bool = False, pack_dir: str | Path | None = None) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
+        check_mode(mode)
         self.seq_dir, self.dataset, self.part, self.mode = Path(seq_dir), dataset, part, mode
         self.protocol = check_protocol(dataset, protocol)
         ds = get_dataset(dataset)
@@ -229,8 +228,7 @@ class ImageMaker:
     def __init__(self, descs: str | Sequence[str], layout: Layout, mode: str = "paper",
                  img_size: int = DEFAULT_IMG_SIZE, device: str | torch.device = "cpu",
                  augment: Augment | None = None, seed: int = 0, memo_budget: int = MEMO_BUDGET) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown descriptor mode {mode!r}; choose from {', '.join(MODES)}")
+        check_mode(mode)
         self.descs, self.single = descriptor_selection(descs)
         self.layout, self.mode, self.img_size = layout, mode, int(img_size)
         self.device = torch.device(device)

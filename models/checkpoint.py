@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from common.atomic import atomic_path
+from common.errors import cause_text
 from descriptors.names import FUSION
 from .networks import DEFAULT_ARCH, PAPER_CHANNELS, build_model
 
@@ -114,14 +115,6 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer=None, sched
     except (OSError, RuntimeError) as e:  # a full disk: OSError, or torch's RuntimeError "file write failed"
         raise CheckpointWriteError(f"{path}: checkpoint not written ({cause_text(e)}); "
                                    f"the files saved before it are intact") from None
-
-
-def cause_text(e: BaseException, limit: int = 200) -> str:
-    """An exception's message as one short line, for one-line errors that quote a cause: its last
-    non-empty line (where a multi-line message, such as a quoted traceback, states the problem)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    text = lines[-1] if lines else type(e).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def drop_unused(state_dict: dict) -> dict:

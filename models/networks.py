@@ -6,11 +6,13 @@ release defines but never uses in forward (checkpoint.py drops those keys from t
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.errors import cause_text
 from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, check_descriptor
 
 PAPER_CHANNELS = (256, 512, 1024)  # conv1, layer1, layer2 widths at width=1.0
@@ -173,10 +175,6 @@ def pretrained_torchvision_model(arch: str) -> nn.Module:
     try:
         return torchvision.models.get_model(arch, weights="DEFAULT")
     except (OSError, RuntimeError) as e:  # no network: URLError (an OSError); a bad download: RuntimeError
-        from urllib.parse import urlparse
-
-        from .checkpoint import cause_text
-
         url = torchvision.models.get_model_weights(arch).DEFAULT.url
         where = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
         raise WeightsUnavailableError(

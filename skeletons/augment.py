@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from descriptors.core import body_sizes, coordinate_planes
-from skeletons.layouts import Layout
+from .geometry import body_sizes, coordinate_planes
+from .layouts import Layout
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def crop_resample(X: np.ndarray, start: int, stop: int, length: int) -> np.ndarr
 
 
 def body_scales(X: np.ndarray, layout: Layout) -> np.ndarray:
-    """(B,) each body's size (``descriptors.core.body_sizes``) at its first frame where it is present
+    """(B,) each body's size (``skeletons.geometry.body_sizes``) at its first frame where it is present
     (its joints not all at one point), 1 for a body never present."""
     P = coordinate_planes(X, layout)            # (C, T, B, V)
     absent = padding_mask(X, layout)             # (T, B)

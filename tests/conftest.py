@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from descriptors.names import shared_dir  # noqa: E402  (after the path and the thread count)
+from common.shared import shared_dir  # noqa: E402  (after the path and the thread count)
 
 SHARED = shared_dir()   # ../shared beside the checkout (CI has it); IMDAR_SHARED overrides
 

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def parsers() -> dict[str, argparse.ArgumentParser]:
-    from descriptors.extract import build_parser
+    from cli.skels2desc import build_parser
     found = {name: load_script(name).get_args_parser()
              for name in ("txt2npy", "train", "test", "predict", "pipeline", "visualize")}
     found["skels2desc_ntu"] = build_parser(("ntu60", "ntu120"))

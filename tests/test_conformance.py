@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from descriptors.core import descriptor_images
-from descriptors.extract import load_sequence
+from skeletons.reading import load_sequence
 from descriptors.names import DESCRIPTORS
 
 RAW = {"ntu": "ntu/{}.skeleton", "ucla": "ucla/all_sqe/{}.json"}

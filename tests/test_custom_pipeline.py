@@ -18,7 +18,7 @@ from conftest import REPO, load_script
 from descriptors import provenance
 from descriptors.dataset import make_command
 from descriptors.extract import extract_split
-from descriptors.extract import main as skels2desc
+from cli.skels2desc import main as skels2desc
 from skeletons.custom import register_custom_dataset, write_custom_dataset
 from skeletons.datasets import get_dataset, label_of
 from skeletons.layouts import LAYOUT_DIR, find_layout, layout_record

@@ -11,7 +11,8 @@ from PIL import Image
 
 from descriptors.core import descriptor_images, png_bytes
 from descriptors import provenance
-from descriptors.extract import extract_split, load_sequence
+from descriptors.extract import extract_split
+from skeletons.reading import load_sequence
 from descriptors.names import DESCRIPTORS, descriptor_dir, image_name
 
 # ntu60 csub train: one body, a spurious second body, two people (all P001, so one split).

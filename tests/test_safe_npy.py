@@ -19,7 +19,7 @@ import pytest
 from numpy.lib import format as npy_format
 
 from conftest import REPO
-from descriptors.extract import load_sequence
+from skeletons.reading import load_sequence
 from skeletons.ntu import SkeletonFormatError, load_skeleton_npy, parse_skeleton, read_skeleton, save_skeleton_npy
 from skeletons.ucla import read_ucla
 from test_txt2npy import SAMPLES, assert_only_file_failed, copy_samples, run_txt2npy

@@ -11,7 +11,8 @@ import torch
 
 from descriptors import provenance
 from descriptors.dataset import DescriptorImages, as_three_channels, bgr_chw
-from descriptors.extract import extract_split, load_sequence, load_uncentred
+from descriptors.extract import extract_split
+from skeletons.reading import load_sequence, load_uncentred
 from descriptors.skeleton_source import (ImageMaker, SequenceBatch, SkeletonSequences, bgr_batch, collate_sequences,
                                          pack_index_path, read_pack, skeleton_loader)
 from descriptors.torch_engine import descriptor_images_torch

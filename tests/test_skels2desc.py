@@ -12,7 +12,9 @@ import pytest
 
 from conftest import REPO
 from descriptors import provenance
-from descriptors.extract import extract_split, load_sequence, main
+from cli.skels2desc import main
+from descriptors.extract import extract_split
+from skeletons.reading import load_sequence
 from skeletons.datasets import label_of, sample_id, split_from_folder
 from descriptors.names import DESCRIPTORS, descriptor_dir, image_name
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from descriptors.core import descriptor_images, resize
-from descriptors.extract import load_sequence
+from skeletons.reading import load_sequence
 from descriptors import torch_engine
 from descriptors.torch_engine import descriptor_images_torch, pack_batch, resize_images, round_hundredths
 from skeletons.layouts import NTU, UCLA, shipped_layout

@@ -1,0 +1,34 @@
+"""One-line errors, the project's one rule: an expected error is printed as one line that names
+the file (or folder) and the problem, never as a traceback."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def naming(error: BaseException, path: str | Path) -> str:
+    """The error's message, naming ``path`` once."""
+    reason = str(error) or type(error).__name__
+    return reason if str(path) in reason else f"{path}: {reason}"
+
+
+def cause_text(e: BaseException, limit: int = 200) -> str:
+    """An exception's message as one short line, for one-line errors that quote a cause: its last
+    non-empty line (where a multi-line message, such as a quoted traceback, states the problem)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def error_line(e: BaseException) -> str:
+    """An expected error as one line. A DataLoader worker's error comes back re-raised as
+    "Caught ValueError in DataLoader worker process 0. Original Traceback ...": keep the
+    worker's own message (the last unindented "Type: message" line of the traceback)."""
+    lines = str(e).splitlines()
+    if any(line.startswith("Original Traceback") for line in lines):
+        for i in range(len(lines) - 1, -1, -1):
+            match = re.match(r"^[A-Za-z_][\w.]*: (.*)$", lines[i])
+            if match:
+                lines = [match.group(1), *lines[i + 1:]]
+                break
+    return " ".join(line.strip() for line in lines if line.strip())
