@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from skeletons.custom import register_custom_dataset
-from skeletons.datasets import CUSTOM, check_protocol, get_dataset
+from skeletons.datasets import CUSTOM, default_protocol  # noqa: F401  (cli.default_protocol for the front ends)
 from skeletons.layouts import shipped_layouts
 from descriptors.names import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
 
@@ -125,11 +125,6 @@ def setup_dataset(args: argparse.Namespace) -> None:
         register_custom_dataset(data, layout)
     elif data or layout:
         raise ValueError(f"--data and --layout are for a custom dataset: add -d {CUSTOM}, or drop them")
-
-
-def default_protocol(dataset: str, protocol: str | None) -> str:
-    """-p when given, else the dataset's first protocol (csub for NTU, cview for NW-UCLA)."""
-    return check_protocol(dataset, protocol or get_dataset(dataset).protocols[0])
 
 
 def shown(path: str | Path) -> str:

@@ -44,14 +44,23 @@ def inference_device(gpu: int) -> str:
     return f"cuda:{gpu}" if gpu >= 0 and torch.cuda.is_available() else "cpu"
 
 
+def split_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
+                      epoch: int | str = "best") -> tuple[dict[str, Path], dict[str, Path]]:
+    """(name -> existing checkpoint, name -> expected path of the missing ones) of the models that
+    ``desc`` names (``all``: the five single models and Fuse5), both in the models' order."""
+    paths = model_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
+    found = {n: p for n, p in paths.items() if p.is_file()}
+    missing = {n: p for n, p in paths.items() if n not in found}
+    return found, missing
+
+
 def find_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
                      epoch: str = "best") -> dict[str, Path]:
     """Existing checkpoints of the models asked for (``all``: the five single models and Fuse5)."""
-    paths = model_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
-    found = {n: p for n, p in paths.items() if p.is_file()}
-    if not found:
+    found, missing = split_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
+    if not found:   # then every path is missing, in order: the first is the first model's
         raise FileNotFoundError(f"no checkpoint in {Path(ckpt_dir).absolute()} for {dataset} {protocol} -desc {desc} "
-                                f"(looked for {next(iter(paths.values())).name}, ...); train with train.py first")
+                                f"(looked for {next(iter(missing.values())).name}, ...); train with train.py first")
     return found
 
 

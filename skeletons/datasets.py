@@ -12,12 +12,9 @@ import shlex
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .layouts import NTU, UCLA, Layout
-
-if TYPE_CHECKING:
-    from .custom import CustomDataset
 
 RESOURCES = Path(__file__).with_name("resources")
 
@@ -112,6 +109,15 @@ PROTOCOL_RULES = {
 Sample = NtuSample | UclaSample | CustomSample
 
 
+class SampleTable(Protocol):
+    """What a dataset that lists its samples in a file offers (skeletons/custom.py's CustomDataset):
+    the sample behind an id, the class names, and the files it does not list."""
+    class_names: tuple[str, ...]
+    unlisted: tuple[str, ...]
+
+    def sample(self, sample: str) -> CustomSample: ...
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
@@ -124,7 +130,7 @@ class Dataset:
     max_setup: int = 0    # NTU: last setup of the dataset (17 for NTU-60)
     reader: str = "ntu"   # how a sample file becomes a sequence: ntu, ucla or custom (descriptors/extract.py)
     constant_lr: bool = False   # NW-UCLA trains at a constant rate, the others on NTU's schedule
-    custom: CustomDataset | None = field(default=None, compare=False, repr=False)
+    custom: SampleTable | None = field(default=None, compare=False, repr=False)
     """A custom dataset's samples, labels, splits and class names (skeletons/custom.py)."""
     source_flags: tuple[str, ...] = ()
     """Command-line flags that say where a custom dataset is: ("--data", ROOT, "--layout", FILE_OR_NAME)."""
@@ -199,6 +205,11 @@ def check_protocol(dataset: str, protocol: str | None) -> str:
     if protocol not in ds.protocols:
         raise ValueError(f"protocol {protocol!r} is not defined for {dataset}; choose from {', '.join(ds.protocols)}")
     return protocol
+
+
+def default_protocol(dataset: str, protocol: str | None) -> str:
+    """-p when given, else the dataset's first protocol (csub for NTU, cview for NW-UCLA)."""
+    return check_protocol(dataset, protocol or get_dataset(dataset).protocols[0])
 
 
 def split_names(names, dataset: str, protocol: str | None, part: str) -> list[str]:
