@@ -17,9 +17,8 @@ from models.checkpoint import load_model
 from models.inference import split_checkpoints, train_command as model_train_command
 from models.provenance import RELEASE_NOTICE, check_against_folder, check_consistent, check_layout, check_role
 from models.training import IMAGES, pick_device
-from cli import options as cli
 from common.atomic import write_text_atomic
-from skeletons.datasets import class_names, get_dataset
+from skeletons.datasets import class_names, default_protocol, get_dataset
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, checkpoint_prefix
 
 
@@ -93,7 +92,7 @@ def best_picked_on_test(args: argparse.Namespace, ckpts: dict) -> list[str]:
 
 def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
     ds = get_dataset(args.dataset)
-    args.protocol = cli.default_protocol(args.dataset, args.protocol)
+    args.protocol = default_protocol(args.dataset, args.protocol)
     desc = check_descriptor(args.desc, allow_fusion=True)
     found, missing = find_checkpoints(args, desc)
     device = pick_device(args.gpu, log=lambda line: print(line, file=sys.stderr))
