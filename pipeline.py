@@ -23,16 +23,16 @@ import torch
 
 import test as test_script
 import train as train_script
-from models.networks import BN_STATS
-from models.training import IMAGES, SKELETONS
-from descriptors import provenance
-from descriptors.extract import extract_split
 from cli import options as cli
 from common.atomic import write_text_atomic
+from descriptors import provenance
+from descriptors.extract import extract_split
+from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
+from models.names import DEFAULT_CHECKPOINT_DIR, checkpoint_path, checkpoint_prefix
+from models.networks import BN_STATS
+from models.run_data import IMAGES, SKELETONS
 from skeletons.convert import convert_folder, plan_conversion
-from skeletons.datasets import CUSTOM, PARTS, get_dataset, sample_id, split_from_folder
-from descriptors.names import (DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER,
-                             checkpoint_path, checkpoint_prefix, descriptor_dir)
+from skeletons.datasets import CUSTOM, PARTS, default_protocol, get_dataset, sample_id, split_from_folder
 
 DEMO_ROOT = Path("data/demo")
 DEMO_MARKER = ".demo.json"  # what generated the demo data (seed, size); regenerated when it differs
@@ -106,7 +106,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
 def resolve_paths(args: argparse.Namespace) -> argparse.Namespace:
     """The README layout's paths for what the command line left open (under data/demo/ for the demo)."""
     ds = get_dataset(args.dataset)
-    args.protocol = cli.default_protocol(args.dataset, args.protocol)
+    args.protocol = default_protocol(args.dataset, args.protocol)
     if ds.custom is not None and args.dspath:
         raise ValueError(f"a custom dataset's sequences are in ROOT/skeletons of --data; drop -dspath {args.dspath}")
     # The demo mirrors the README layout under data/demo/ instead of data/.

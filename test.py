@@ -12,7 +12,7 @@ import sys
 
 from models import evaluation as ev
 from models.testing import evaluate, paper_table, write_outputs
-from models.training import IMAGES, SKELETONS
+from models.run_data import IMAGES, SKELETONS
 from cli import options as cli
 
 

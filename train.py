@@ -74,7 +74,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     from models.checkpoint import CheckpointError
     from models.networks import WeightsUnavailableError
-    from models.training import error_line, fit
+    from common.errors import error_line
+    from models.training import fit
 
     try:
         cli.setup_dataset(args)

@@ -3,7 +3,7 @@ engine making the images per batch), on the demo data, at the demo's network wid
 
 Makes the demo (demo.generate), converts it (txt2npy's convert_folder) and extracts its descriptor
 folders at each size (extract_split) in a temporary folder, then times train.py's epoch
-(models.training.train_one_epoch) fed by each source, for one descriptor and for Fuse5 ('all');
+(models.loop.train_one_epoch) fed by each source, for one descriptor and for Fuse5 ('all');
 also the sources alone (batches/s without a network) and reading sequences from files vs the
 skeleton pack. Prints figures, asserts nothing.
 
@@ -38,7 +38,8 @@ from descriptors.extract import extract_split  # noqa: E402
 from descriptors.skeleton_source import (INDEX_COLUMNS, ImageMaker, SkeletonSequences, read_pack,  # noqa: E402
                                          skeleton_loader)
 from models.networks import build_model  # noqa: E402
-from models.training import RunOptions, make_criterion, to_device, total_loss, train_one_epoch  # noqa: E402
+from models.loop import RunOptions, to_device, train_one_epoch  # noqa: E402
+from models.recipe import make_criterion, total_loss  # noqa: E402
 from skeletons.augment import Augment  # noqa: E402
 from skeletons.convert import convert_folder  # noqa: E402
 from skeletons.datasets import get_dataset, official_missing, official_samples, parse_ntu_name  # noqa: E402

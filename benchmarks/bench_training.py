@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from descriptors.dataset import DescriptorImages, write_synthetic_split  # noqa: E402
 from models.networks import build_model  # noqa: E402
-from models.training import make_criterion, to_device, total_loss  # noqa: E402
+from models.loop import to_device  # noqa: E402
+from models.recipe import make_criterion, total_loss  # noqa: E402
 
 DATASET, CLASSES = "ucla", 10
 

@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 
 from skeletons.custom import register_custom_dataset
-from skeletons.datasets import CUSTOM, default_protocol  # noqa: F401  (cli.default_protocol for the front ends)
+from skeletons.datasets import CUSTOM
 from skeletons.layouts import shipped_layouts
-from descriptors.names import DEFAULT_CHECKPOINT_DIR, DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
+from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
+from models.names import DEFAULT_CHECKPOINT_DIR
 
 DATASET_CHOICES = ("ntu60", "ntu120", "ucla", CUSTOM)
 PROTOCOL_HELP = "protocol: csub or cview (NTU-60), csub or csetup (NTU-120); default: the dataset's first " \

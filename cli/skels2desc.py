@@ -7,7 +7,7 @@ import sys
 
 from common.locks import LockHeldError
 from descriptors.extract import DEFAULT_PNG_LEVEL, ENGINES, default_device, extract_split
-from skeletons.datasets import CUSTOM, get_dataset
+from skeletons.datasets import CUSTOM, default_protocol, get_dataset
 
 from . import options as cli
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None, datasets: tuple[str, ...], doc: str | None = No
     try:
         cli.setup_dataset(args)
         ds = get_dataset(args.dataset)
-        protocol = cli.default_protocol(args.dataset, getattr(args, "protocol", None))
+        protocol = default_protocol(args.dataset, getattr(args, "protocol", None))
         seq_dir = getattr(args, "dspath", None) or ds.seq_dir
         summary = extract_split(args.dataset, protocol, args.part, seq_dir, args.despth, mode=args.mode,
                                 workers=args.workers, img_size=args.img_size, png_level=args.png_level,

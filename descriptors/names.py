@@ -1,4 +1,5 @@
-"""Folder and checkpoint naming (docs/METHOD.md §3-4, the README's layout): the one place for names."""
+"""Descriptor and image-folder naming (docs/METHOD.md §3, the README's layout): the one place for them
+(checkpoint names are in models/names.py)."""
 from __future__ import annotations
 
 import re
@@ -11,7 +12,6 @@ DESCRIPTORS = ("GD", "JDD", "ADD", "LAD", "FDD")
 FUSION_ORDER = ("GD", "FDD", "JDD", "ADD", "LAD")
 FUSION = "all"
 DEFAULT_DESCRIPTOR_ROOT = "data/descriptors"
-DEFAULT_CHECKPOINT_DIR = "checkpoints"
 
 
 def check_descriptor(desc: str, allow_fusion: bool = False) -> str:
@@ -49,34 +49,6 @@ def split_sources_path(root: str | Path, dataset: str, part: str, protocol: str 
     """Hidden record of each sample file's size and mtime when its images were made (reruns
     remake the images of a file that changed)."""
     return Path(root) / f".{split_stem(dataset, part, protocol)}.sources.json"
-
-
-def checkpoint_prefix(dataset: str, protocol: str | None, desc: str) -> str:
-    """'ntu60_csub_GD', 'ucla_all' (the release's checkpoint name stems), 'custom_GD'."""
-    check_descriptor(desc, allow_fusion=True)
-    return f"{dataset}{protocol_suffix(dataset, protocol)}_{desc}"
-
-
-def checkpoint_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
-                    epoch: int | str = "best") -> Path:
-    """<prefix>_<epoch>_epoch.tar, <prefix>_epoch_best.tar or <prefix>_last.tar."""
-    prefix = checkpoint_prefix(dataset, protocol, desc)
-    if epoch == "best":
-        name = f"{prefix}_epoch_best.tar"
-    elif epoch == "last":
-        name = f"{prefix}_last.tar"
-    elif isinstance(epoch, int) or str(epoch).isdigit():
-        name = f"{prefix}_{int(epoch)}_epoch.tar"
-    else:
-        raise ValueError(f"--epoch must be best, last or an epoch number, got {epoch!r}")
-    return Path(ckpt_dir) / name
-
-
-def model_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
-                      epoch: int | str = "best") -> dict[str, Path]:
-    """Checkpoint of every model that ``-desc`` names: 'all' = the five single models and Fuse5."""
-    names = [*DESCRIPTORS, FUSION] if desc == FUSION else [check_descriptor(desc)]
-    return {name: checkpoint_path(ckpt_dir, dataset, protocol, name, epoch) for name in names}
 
 
 def image_name(index: int, label: int) -> str:

@@ -20,7 +20,8 @@ from models.provenance import RELEASE_NOTICE, check_consistent, check_layout, ch
 from models.evaluation import mean_softmax, model_outputs
 from skeletons.datasets import CUSTOM, Dataset, check_protocol, get_dataset
 from skeletons.layouts import Layout
-from descriptors.names import FUSION, FUSION_ORDER, model_checkpoints
+from descriptors.names import FUSION, FUSION_ORDER
+from .names import model_checkpoints
 
 
 @dataclass

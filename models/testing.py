@@ -16,10 +16,12 @@ from models import evaluation as ev
 from models.checkpoint import load_model
 from models.inference import split_checkpoints, train_command as model_train_command
 from models.provenance import RELEASE_NOTICE, check_against_folder, check_consistent, check_layout, check_role
-from models.training import IMAGES, pick_device
+from models.loop import pick_device
+from models.run_data import IMAGES
 from common.atomic import write_text_atomic
 from skeletons.datasets import class_names, default_protocol, get_dataset
-from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, checkpoint_prefix
+from descriptors.names import FUSION, FUSION_ORDER, check_descriptor
+from models.names import checkpoint_prefix
 
 
 def train_command(args: argparse.Namespace, desc: str) -> str:

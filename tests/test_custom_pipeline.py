@@ -22,7 +22,8 @@ from cli.skels2desc import main as skels2desc
 from skeletons.custom import register_custom_dataset, write_custom_dataset
 from skeletons.datasets import get_dataset, label_of
 from skeletons.layouts import LAYOUT_DIR, find_layout, layout_record
-from descriptors.names import DESCRIPTORS, checkpoint_prefix, descriptor_dir
+from descriptors.names import DESCRIPTORS, descriptor_dir
+from models.names import checkpoint_prefix
 
 train_script, test_script = load_script("train"), load_script("test")
 predict_script, pipeline_script = load_script("predict"), load_script("pipeline")

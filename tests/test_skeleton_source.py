@@ -18,7 +18,8 @@ from descriptors.skeleton_source import (ImageMaker, SequenceBatch, SkeletonSequ
 from descriptors.torch_engine import descriptor_images_torch
 from models.evaluation import model_outputs
 from models.networks import build_model
-from models.training import RunOptions, make_criterion, train_one_epoch
+from models.loop import RunOptions, train_one_epoch
+from models.recipe import make_criterion
 from skeletons.augment import Augment
 from skeletons.compact import DIGITS7, FLOAT32, FLOAT64, encode_sample
 from skeletons.datasets import get_dataset

@@ -17,7 +17,8 @@ from descriptors.dataset import DescriptorImages, write_synthetic_split
 from models import evaluation as ev
 from models.checkpoint import load_model, save_checkpoint
 from models.networks import build_model
-from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, checkpoint_path, descriptor_dir, image_name
+from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir, image_name
+from models.names import checkpoint_path
 
 REPO = Path(__file__).resolve().parents[1]
 

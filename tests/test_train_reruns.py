@@ -21,7 +21,9 @@ import train
 from descriptors.dataset import CACHE_DIR, CACHE_REMEDY, DescriptorImages, write_synthetic_split
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.networks import WeightsUnavailableError, build_model
-from models.training import INFO_KEYS, RUN_KEYS, error_line, make_scheduler, plan_run, run_settings
+from common.errors import error_line
+from models.recipe import make_scheduler
+from models.reruns import INFO_KEYS, RUN_KEYS, plan_run, run_settings
 from skeletons.layouts import UCLA, layout_record
 from descriptors.names import descriptor_dir
 

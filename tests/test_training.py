@@ -16,8 +16,9 @@ from PIL import Image
 import train
 from descriptors.dataset import DescriptorImages, write_synthetic_split
 from models.checkpoint import load_checkpoint
-from models.training import lr_factor, make_criterion, make_scheduler, soft_targets, total_loss
-from descriptors.names import FUSION_ORDER, checkpoint_path, descriptor_dir
+from models.recipe import lr_factor, make_criterion, make_scheduler, soft_targets, total_loss
+from descriptors.names import FUSION_ORDER, descriptor_dir
+from models.names import checkpoint_path
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = "0.0625"
@@ -193,7 +194,7 @@ def test_training_on_demo_descriptors(request, tmp_path):
 
 def test_soft_target_loss_floor_is_what_the_demo_prints():
     """The release's targets do not sum to 1: no prediction brings the loss below this floor."""
-    from models.training import soft_target_floor
+    from models.recipe import soft_target_floor
     labels = torch.tensor([3])
     criterion = make_criterion()
     best = torch.log(soft_targets(labels, 60) / soft_targets(labels, 60).sum())   # logits of q = t / sum(t)

@@ -1,0 +1,71 @@
+"""Checkpoint and run-file naming (docs/METHOD.md §4, the README's layout), and the files of one
+run: <prefix>_<N>_epoch.tar, <prefix>_epoch_best.tar, <prefix>_last.tar, <prefix>_log.csv."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from descriptors.names import DESCRIPTORS, FUSION, check_descriptor, protocol_suffix
+
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
+LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"
+
+
+def checkpoint_prefix(dataset: str, protocol: str | None, desc: str) -> str:
+    """'ntu60_csub_GD', 'ucla_all' (the release's checkpoint name stems), 'custom_GD'."""
+    check_descriptor(desc, allow_fusion=True)
+    return f"{dataset}{protocol_suffix(dataset, protocol)}_{desc}"
+
+
+def checkpoint_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
+                    epoch: int | str = "best") -> Path:
+    """<prefix>_<epoch>_epoch.tar, <prefix>_epoch_best.tar or <prefix>_last.tar."""
+    prefix = checkpoint_prefix(dataset, protocol, desc)
+    if epoch == "best":
+        name = f"{prefix}_epoch_best.tar"
+    elif epoch == "last":
+        name = f"{prefix}_last.tar"
+    elif isinstance(epoch, int) or str(epoch).isdigit():
+        name = f"{prefix}_{int(epoch)}_epoch.tar"
+    else:
+        raise ValueError(f"--epoch must be best, last or an epoch number, got {epoch!r}")
+    return Path(ckpt_dir) / name
+
+
+def model_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
+                      epoch: int | str = "best") -> dict[str, Path]:
+    """Checkpoint of every model that ``-desc`` names: 'all' = the five single models and Fuse5."""
+    names = [*DESCRIPTORS, FUSION] if desc == FUSION else [check_descriptor(desc)]
+    return {name: checkpoint_path(ckpt_dir, dataset, protocol, name, epoch) for name in names}
+
+
+def epoch_checkpoints(ckpt_dir: str | Path, prefix: str) -> dict[int, Path]:
+    """{epoch: path} of the <prefix>_<epoch>_epoch.tar files in a folder."""
+    pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)_epoch\.tar$")
+    found = ((pattern.match(p.name), p) for p in Path(ckpt_dir).glob(f"{prefix}_*_epoch.tar"))
+    return {int(m.group(1)): p for m, p in found if m}
+
+
+def prune_checkpoints(ckpt_dir: str | Path, prefix: str, keep_last: int | None) -> None:
+    """Keep the ``keep_last`` newest per-epoch files (best and last files are separate and kept)."""
+    if not keep_last:
+        return
+    files = epoch_checkpoints(ckpt_dir, prefix)
+    for epoch in sorted(files)[:-keep_last]:
+        files[epoch].unlink(missing_ok=True)
+
+
+def run_files(ckpt_dir: str | Path, prefix: str) -> list[Path]:
+    """A run's files that exist: <prefix>_<N>_epoch.tar (by epoch), _epoch_best.tar, _last.tar, _log.csv."""
+    folder = Path(ckpt_dir)
+    files = [path for _, path in sorted(epoch_checkpoints(folder, prefix).items())]
+    files += [folder / f"{prefix}{end}" for end in (BEST_SUFFIX, LAST_SUFFIX, LOG_SUFFIX)]
+    return [p for p in files if p.is_file()]
+
+
+def remove_run_files(ckpt_dir: str | Path, prefix: str) -> int:
+    """--overwrite: delete a run's files (that prefix only); how many there were."""
+    files = run_files(ckpt_dir, prefix)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return len(files)

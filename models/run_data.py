@@ -1,0 +1,114 @@
+"""What a run trains on: the descriptor folders (or the skeletons) of its two parts, what their
+records say (fingerprint, mode, size, layout), that they agree, and the run's augmentation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from descriptors import provenance
+from descriptors.dataset import descriptor_selection, make_command
+from skeletons.augment import Augment
+
+DATA_FIELDS = ("fingerprint", "sources", "samples", "mode", "img_size", "layout")
+AGREED_FIELDS = ("mode", "img_size", "layout")   # one value for all the folders a model reads
+
+
+@dataclass(frozen=True)
+class FolderData:
+    """One descriptor folder a run reads, as its record says (mode and fingerprint None without one)."""
+    part: str
+    desc: str
+    folder: Path
+    facts: dict      # DATA_FIELDS
+    remake: str      # the command that makes the folder again
+
+
+def folder_data(ds) -> list[FolderData]:
+    """The folders of a DescriptorImages split: the images trained on, and what the folder's record
+    says (fingerprint, mode, img_size, layout); without a record (the release's) fingerprint, mode
+    and layout are None and img_size is measured."""
+    records = getattr(ds, "provenance", None) or {}
+    out = []
+    for k, (desc, folder) in enumerate(zip(ds.descs, ds.folders)):
+        record = records.get(desc) or {}
+        facts = {"fingerprint": record.get("fingerprint"), "sources": record.get("sources"), "samples": len(ds),
+                 "mode": record.get("mode"),
+                 "img_size": ds.folder_image_size(k), "layout": record.get("layout")}
+        out.append(FolderData(ds.part, desc, folder, facts, make_command(ds.dataset, ds.protocol, ds.part, ds.root)))
+    return out
+
+
+IMAGES, SKELETONS = "images", "skeletons"   # --source: descriptor folders, or images made while training
+
+
+def skeleton_data(data, desc: str, img_size: int) -> list[FolderData]:
+    """What a run from skeletons reads, as the descriptor folders of the same split would record it
+    (the same fingerprints: the images are bit-equal)."""
+    descs, _ = descriptor_selection(desc)
+    record = data.record(img_size)   # DATA_FIELDS are the same for every descriptor: one pass over the split
+    facts = {k: record[k] for k in DATA_FIELDS}
+    remake = f"the sequence files in {data.seq_dir}"
+    return [FolderData(data.part, d, data.seq_dir, dict(facts), remake) for d in descs]
+
+
+def check_image_size_flag(data, img_size: int | None) -> None:
+    """--img-size chooses the size of images made from skeletons; with image folders it can only agree."""
+    made = data.folder_image_size(0)
+    if img_size is not None and img_size != made:
+        raise ValueError(f"{data.folders[0]}: holds {made}-px images, --img-size {img_size} given; the size is "
+                         f"chosen when the images are made (skels2desc --img-size), or train --source skeletons")
+
+
+def augmentation(args, mode: str, from_skeletons: bool):
+    """The run's skeleton augmentation (--augment), or None. Only on skeletons, and never in paper
+    mode: paper mode reproduces the release, which trains without augmentation."""
+    if not getattr(args, "augment", False):
+        return None
+    if not from_skeletons:
+        raise ValueError("--augment transforms the skeletons, so it needs --source skeletons")
+    if mode == "paper":
+        raise ValueError("--augment is not part of the release's training: use it with --mode clean "
+                         "(paper mode reproduces the release)")
+    return Augment()
+
+
+def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str, int, dict | None, str | None]:
+    """(mode, img_size, layout, notice or None) of the folders one run reads, train folders first.
+
+    ValueError (one line) when two folders differ in mode, img_size or skeleton layout (a model
+    tested on images made otherwise gives wrong answers), or when --mode contradicts the records.
+    Folders without a record take the recorded folders' mode, else --mode, else "paper", and the
+    notice says so; their layout is unknown (None), as is that of the release's folders.
+    """
+    for name in AGREED_FIELDS:
+        known = [f for f in folders if f.facts[name] is not None]
+        other = next((f for f in known if f.facts[name] != known[0].facts[name]), None)
+        if other is not None:
+            first = known[0]
+            fix = (f"--{name.replace('_', '-')} {first.facts[name]} --overwrite" if name != "layout" else
+                   "--overwrite, with the layout of the other folders")
+            values = f"{provenance.shown(first.facts[name])} vs {provenance.shown(other.facts[name])}"
+            raise ValueError(f"{first.folder} and {other.folder} differ in {name} ({values}); make them alike: "
+                             f"{other.remake} {fix}")
+    recorded = next((f for f in folders if f.facts["mode"] is not None), None)
+    if recorded is not None and mode_flag and mode_flag != recorded.facts["mode"]:
+        raise ValueError(f"{recorded.folder}: images are {recorded.facts['mode']} mode, --mode {mode_flag} given; "
+                         f"remake them with: {recorded.remake} --mode {mode_flag} --overwrite, or drop --mode")
+    mode = recorded.facts["mode"] if recorded is not None else mode_flag or "paper"
+    layout = next((f.facts["layout"] for f in folders if f.facts["layout"] is not None), None)
+    bare = [f for f in folders if f.facts["mode"] is None]
+    notice = None
+    if bare:
+        more = f" and {len(bare) - 1} other folder(s)" if len(bare) > 1 else ""
+        why = ("like the recorded folders" if recorded is not None else "as --mode says" if mode_flag
+               else "the default; pass --mode clean if they were made in clean mode")
+        notice = f"notice: {bare[0].folder}{more}: no record of how the images were made; assuming {mode} mode ({why})"
+    return mode, folders[0].facts["img_size"], layout, notice
+
+
+def data_record(folders: list[FolderData]) -> dict:
+    """settings["data"]: {part: {desc: {fingerprint, samples, mode, img_size}}} as the folders say."""
+    data: dict = {}
+    for f in folders:
+        data.setdefault(f.part, {})[f.desc] = dict(f.facts)
+    return data
