@@ -112,7 +112,7 @@ def resolve_paths(args: argparse.Namespace) -> argparse.Namespace:
     # The demo mirrors the README layout under data/demo/ instead of data/.
     data = DEMO_ROOT if args.demo else Path("data")
     in_data = lambda readme_path: data / Path(readme_path).relative_to("data")  # noqa: E731
-    args.txt = Path(args.txt or in_data(ds.raw_dir)) if ds.reader == "ntu" else None
+    args.txt = Path(args.txt or in_data(ds.raw_dir)) if ds.kind.needs_conversion else None
     args.dspath = Path(ds.seq_dir) if ds.custom is not None else Path(args.dspath or in_data(ds.seq_dir))
     args.despth = Path(args.despth or in_data(DEFAULT_DESCRIPTOR_ROOT))
     args.ckpt = Path(args.ckpt or (DEMO_ROOT / "checkpoints" if args.demo else DEFAULT_CHECKPOINT_DIR))
@@ -266,7 +266,7 @@ def run_figure(args: argparse.Namespace) -> Path:
     ds = get_dataset(args.dataset)
     path = split_from_folder(args.dspath, args.dataset, args.protocol, "test")[0]
     out = args.ckpt / f"{sample_id(path)}_descriptors.png"
-    file_figure(path, out, args.mode, args.img_size, reader=ds.reader, layout=ds.layout)
+    file_figure(path, out, args.mode, args.img_size, kind=ds.kind, layout=ds.layout)
     return out
 
 

@@ -50,9 +50,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{name}: {', '.join(result.models)} ({args.dataset})")
-    ntu = get_dataset(args.dataset).reader == "ntu"   # NTU names classes A001..A120
+    numbered = get_dataset(args.dataset).kind.numbered_classes   # NTU names classes A001..A120
     for rank, (cls, label, prob) in enumerate(result.top(class_names(args.dataset), args.k), 1):
-        print(f"  {rank}. {prob:6.1%}  A{label:03d} {cls}" if ntu else f"  {rank}. {prob:6.1%}  {cls}")
+        print(f"  {rank}. {prob:6.1%}  A{label:03d} {cls}" if numbered else f"  {rank}. {prob:6.1%}  {cls}")
     return 0
 
 

@@ -10,7 +10,8 @@ import sys
 
 from descriptors.figures import file_figure, save_images
 from cli import options as cli
-from skeletons.datasets import CUSTOM, sample_id
+from skeletons.custom import CUSTOM_KIND
+from skeletons.datasets import sample_id
 from skeletons.layouts import find_layout
 
 OUT_DIR = "results"   # ignored by git: figures are outputs, not sources
@@ -39,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
         out = args.out or f"{OUT_DIR}/{name}_descriptors.png"
         layout = find_layout(args.layout) if args.layout else None
         images = file_figure(args.file, out, args.mode, args.img_size, args.frames,
-                             reader=CUSTOM if layout else None, layout=layout)
+                             kind=CUSTOM_KIND if layout else None, layout=layout)
         if args.images:
             save_images(images, args.images, name)
     except (OSError, ValueError) as error:

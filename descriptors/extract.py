@@ -29,7 +29,8 @@ from common.errors import naming
 from common.locks import folder_lock
 from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
-from skeletons.reading import FILE_READERS, check_mode, file_reader, load_sequence  # noqa: F401  (re-exported until models/inference.py moves)
+from skeletons.kinds import SampleKind
+from skeletons.reading import check_mode, load_sequence
 
 from . import provenance
 from .core import DEFAULT_IMG_SIZE, degenerate_reason, descriptor_images, png_bytes
@@ -50,7 +51,7 @@ class Job:
     """What every worker needs to turn one sample into its five images."""
     folders: dict[str, Path]
     layout: Layout
-    reader: str                # the dataset's: how a sample file becomes a sequence
+    kind: SampleKind           # the dataset's: how a sample file becomes a sequence
     mode: str = "paper"
     img_size: int = DEFAULT_IMG_SIZE
     png_level: int = DEFAULT_PNG_LEVEL
@@ -82,7 +83,7 @@ class Loaded:
 
 def load_item(job: Job, item: Item) -> Loaded:
     try:
-        X = load_sequence(item.path, job.mode, job.reader, job.layout)
+        X = load_sequence(item.path, job.mode, job.kind, job.layout)
         degenerate = degenerate_reason(X, job.mode)
         if degenerate and job.mode != "paper":
             raise ValueError(f"{degenerate} (clean mode refuses such sequences; paper mode keeps them)")
@@ -347,8 +348,8 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     scan = scan_split_folder(seq_dir, dataset, protocol, part)
     ds = get_dataset(dataset)
     if not scan.paths and not scan.problems:
-        hint = " (run txt2npy.py first?)" if ds.reader == "ntu" else ""
-        raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {dataset} {protocol} {part} split{hint}")
+        raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {dataset} {protocol} {part} split"
+                         f"{ds.kind.conversion_hint()}")
     folders = {desc: descriptor_dir(out_root, dataset, desc, part, protocol) for desc in DESCRIPTORS}
     summary = Summary(f"{dataset} {protocol} {part}", folders, total=len(scan.paths) + len(scan.problems))
     summary.failed += [(str(path), reason) for path, reason in scan.problems]
@@ -366,7 +367,7 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
         out = SplitWriter(folders, sources_path, {**fields, "png_level": png_level})
         out.failed = len(summary.failed)
         _settle_kept(folders, plan, out, sources, summary)
-        job = Job(folders, ds.layout, ds.reader, mode, img_size, png_level)
+        job = Job(folders, ds.layout, ds.kind, mode, img_size, png_level)
         workers = max(1, min(workers or os.cpu_count() or 1, len(plan.compute) or 1))
         _make_images(job, plan.compute, workers, engine, device, out, sources, summary, progress)
     summary.degenerate = sorted(out.degenerate.items())

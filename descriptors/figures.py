@@ -16,6 +16,7 @@ from skeletons.layouts import Layout, layout_for_joints  # noqa: E402
 from descriptors.names import DESCRIPTORS  # noqa: E402
 
 from skeletons.datasets import sample_id  # noqa: E402
+from skeletons.kinds import SampleKind  # noqa: E402
 
 from .core import DEFAULT_IMG_SIZE, descriptor_images  # noqa: E402
 from skeletons.reading import load_sequence  # noqa: E402
@@ -86,10 +87,11 @@ def save_sample_figure(X: np.ndarray, images: dict[str, np.ndarray], name: str, 
 
 
 def file_figure(path: str | Path, out: str | Path, mode: str = "paper", img_size: int = DEFAULT_IMG_SIZE,
-                n_frames: int = 8, reader: str | None = None, layout: Layout | None = None) -> dict[str, np.ndarray]:
-    """Read a sample file (as ``load_sequence`` does: a custom .npy with ``reader`` custom and its
+                n_frames: int = 8, kind: SampleKind | str | None = None, layout: Layout | None = None
+                ) -> dict[str, np.ndarray]:
+    """Read a sample file (as ``load_sequence`` does: a custom .npy with the custom kind and its
     layout), make its five images, save its figure at ``out``; return the images."""
-    X = load_sequence(path, mode, reader, layout)
+    X = load_sequence(path, mode, kind, layout)
     layout = layout or layout_for_joints(X.shape[1])[0]
     images = descriptor_images(X, layout, mode, img_size)
     save_sample_figure(X, images, sample_id(path), out, mode, n_frames, layout)

@@ -83,10 +83,10 @@ class SkeletonSequences(torch.utils.data.Dataset):
         self.protocol = check_protocol(dataset, protocol)
         ds = get_dataset(dataset)
         self.layout: Layout = ds.layout
-        self.reader = ds.reader
+        self.kind = ds.kind
         scan = scan_split_folder(seq_dir, dataset, self.protocol, part)
         if not scan.paths:
-            hint = " (run txt2npy.py first?)" if ds.reader == "ntu" else ""
+            hint = ds.kind.conversion_hint()
             if scan.problems:
                 path, reason = scan.problems[0]
                 hint = f"; {len(scan.problems)} file(s) skipped, first {path.name}: {reason}"
@@ -111,7 +111,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
     def load(self, i: int) -> np.ndarray:
         """Sample ``i``'s (T, B * V, C) sequence: from the pack when there is one, else its file."""
         if self.pack_path is None:
-            return load_sequence(self.paths[i], self.mode, self.reader, self.layout)
+            return load_sequence(self.paths[i], self.mode, self.kind, self.layout)
         if self._pack is None:
             self._pack = read_pack(self.pack_path)
         data, index = self._pack
@@ -178,7 +178,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
         start = 0
         with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as out:
             for i, p in enumerate(self.paths):
-                uncentred, X = load_uncentred(p, self.mode, self.reader, self.layout)
+                uncentred, X = load_uncentred(p, self.mode, self.kind, self.layout)
                 encoding, payload, how = encode_sample(uncentred, X)
                 padding = -len(payload) % ALIGN
                 out.write(payload + bytes(padding))

@@ -14,12 +14,12 @@ import torch
 
 from descriptors.core import DEFAULT_IMG_SIZE, descriptor_images
 from descriptors.dataset import as_three_channels, bgr_chw
-from descriptors.extract import FILE_READERS, file_reader, load_sequence
 from models.checkpoint import load_model
 from models.provenance import RELEASE_NOTICE, check_consistent, check_layout, check_role
 from models.evaluation import mean_softmax, model_outputs
-from skeletons.datasets import CUSTOM, Dataset, check_protocol, get_dataset
+from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.layouts import Layout
+from skeletons.reading import file_kind, load_sequence
 from descriptors.names import FUSION, FUSION_ORDER
 from .names import model_checkpoints
 
@@ -67,14 +67,13 @@ def find_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, d
 
 def check_file_kind(path: str | Path, ds: Dataset) -> None:
     """Refuse a file of another dataset's kind (an NW-UCLA .json given to NTU models), by its name."""
-    if ds.reader == CUSTOM:
-        if not Path(path).name.endswith(".npy"):
-            raise ValueError(f"{path}: a custom dataset's sample is a .npy file ({ds.layout.name} layout)")
+    if ds.kind.names_file(path):
         return
-    kind = file_reader(path)
-    if kind != ds.reader:
-        expected = " or ".join(suffix for suffix, reader in FILE_READERS.items() if reader == ds.reader)
-        raise ValueError(f"{path}: a {kind} skeleton cannot be classified by {ds.name} models (expected {expected})")
+    expected = " or ".join(ds.kind.suffixes)
+    if ds.kind.needs_layout:   # then the file's name cannot say what it is
+        raise ValueError(f"{path}: a {ds.kind.name} dataset's sample is a {expected} file ({ds.layout.name} layout)")
+    raise ValueError(f"{path}: a {file_kind(path).name} skeleton cannot be classified by {ds.name} models "
+                     f"(expected {expected})")
 
 
 def train_command(ds: Dataset, protocol: str, desc: str, paths: str = "") -> str:
@@ -98,7 +97,7 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))
     release = [n for n, c in ckpts.items() if c.kind != "ours"]
     notes = [RELEASE_NOTICE.format(names=", ".join(release))] if release else []
-    X = load_sequence(path, mode, ds.reader, ds.layout)
+    X = load_sequence(path, mode, ds.kind, ds.layout)
     images = descriptor_images(X, ds.layout, mode, img_size)
     batch = tuple(as_three_channels(bgr_chw(images[d]))[None] for d in FUSION_ORDER)
     # A one-batch "loader" through test.py's inference: same input handling, same Fuse5 dispatch.

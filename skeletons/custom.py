@@ -32,6 +32,7 @@ import numpy as np
 from common.atomic import atomic_path
 from .centring import FIRST_FRAME, Uncentred
 from .datasets import CUSTOM, CUSTOM_PROTOCOL, PARTS, CustomSample, Dataset, register_dataset
+from .kinds import SampleKind, sample_id
 from .layouts import Layout, find_layout
 
 SKELETON_DIR = "skeletons"
@@ -218,14 +219,41 @@ def read_custom_dataset(root: str | Path, layout: Layout, check_values: bool = T
                          tuple(sorted(files - set(samples))))
 
 
+def _parse(dataset: Dataset, name: str) -> CustomSample:
+    return dataset.custom.sample(sample_id(name))
+
+
+def _listed(dataset: Dataset, sample: CustomSample) -> bool:
+    return sample.split is not None   # a .npy file that labels.csv does not list is not a sample
+
+
+def _read(path: Path, mode: str, layout: Layout | None) -> Uncentred:
+    if layout is None:
+        raise ValueError(f"{path}: a custom sample is read with its layout (--layout)")
+    return load_custom_uncentred(path, layout)   # its bodies as given, in either mode
+
+
+def _class_names(dataset: Dataset) -> tuple[str, ...]:
+    return dataset.custom.class_names
+
+
+# A custom dataset's row keeps its labels.csv (``Dataset.custom``), which labels and splits its samples.
+CUSTOM_KIND = SampleKind(CUSTOM, CustomSample, _parse, _read, _class_names, (".npy",), contains=_listed,
+                         needs_layout=True)
+
+
+def _split_rule(sample: CustomSample) -> bool:
+    return sample.split == "train"
+
+
 def register_custom_dataset(root: str | Path, layout: str | Path) -> Dataset:
     """Read a dataset folder with the layout ``layout`` (a shipped name or a layout file) and make
     it the table's ``custom`` row. Shapes are checked here, values when each sample is read."""
     found = find_layout(layout)
     data = read_custom_dataset(root, found, check_values=False)
     seq_dir = str(Path(root) / SKELETON_DIR)
-    return register_dataset(Dataset(CUSTOM, found, len(data.class_names), (CUSTOM_PROTOCOL,), raw_dir=seq_dir,
-                                    seq_dir=seq_dir, seq_suffix=".npy", reader=CUSTOM, custom=data,
+    return register_dataset(Dataset(CUSTOM, CUSTOM_KIND, found, len(data.class_names), {CUSTOM_PROTOCOL: _split_rule},
+                                    raw_dir=seq_dir, seq_dir=seq_dir, seq_suffix=".npy", custom=data,
                                     source_flags=("--data", str(root), "--layout", str(layout))))
 
 

@@ -1,20 +1,27 @@
-"""Datasets, sample names, protocols and class names (docs/METHOD.md §1-2): one table per fact.
+"""Datasets, protocols, splits and class names (docs/METHOD.md §1-2): one table per fact.
 
-NTU RGB+D 60/120 and NW-UCLA are fixed rows of ``DATASETS``; a user's own dataset (``-d custom``,
-skeletons/custom.py) is a row added at run time by ``register_dataset``, so every step that takes a
-dataset name (folder and checkpoint names, images, training, evaluation) works on it unchanged.
+A row of ``DATASETS`` is a dataset: its kind (skeletons/kinds.py: how its sample ids parse, which
+samples it holds, how a sample file becomes a sequence, its class names), its layout, classes,
+protocol rules and folders. NTU RGB+D 60/120 and NW-UCLA are fixed rows; a user's own dataset
+(``-d custom``, skeletons/custom.py) is a row added at run time by ``register_dataset``, so every
+step that takes a dataset name (folder and checkpoint names, images, training, evaluation) works
+on it unchanged, as it does on a row of a new kind.
 """
 from __future__ import annotations
 
 import os
-import re
 import shlex
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+from .kinds import Sample, SampleKind, sample_id
 from .layouts import NTU, UCLA, Layout
+# The NTU and NW-UCLA names live with their formats; callers import these from here too.
+from .ntu import NTU_KIND, NTU_NAME, ntu120_class_names, parse_ntu_name  # noqa: F401
+from .ucla import UCLA_ACTIONS, UCLA_KIND, UCLA_NAME, parse_ucla_name  # noqa: F401
 
 RESOURCES = Path(__file__).with_name("resources")
 
@@ -25,88 +32,15 @@ NTU120_CSUB_TRAIN_PERFORMERS = NTU60_CSUB_TRAIN_PERFORMERS + (
 )
 NTU60_CVIEW_TRAIN_CAMERAS = (2, 3)
 UCLA_TRAIN_VIEWS = (1, 2)
-# NW-UCLA action ids are not contiguous; the json "label" is the 1-based position here.
-UCLA_ACTIONS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
-UCLA_CLASS_NAMES = (
-    "pick up with one hand", "pick up with two hands", "drop trash", "walk around", "sit down",
-    "stand up", "donning", "doffing", "throw", "carry",
-)
 
 CUSTOM = "custom"            # the name of a user's own dataset (-d custom --data ROOT --layout FILE_OR_NAME)
 CUSTOM_PROTOCOL = "split"    # its one protocol: the train/test column of its labels.csv
-
-NTU_NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
-UCLA_NAME = re.compile(r"^a(\d{2})_s(\d{2})_e(\d{2})_v(\d{2})$")
-
-
-@dataclass(frozen=True)
-class NtuSample:
-    setup: int
-    camera: int
-    performer: int
-    replication: int
-    action: int
-
-    @property
-    def label(self) -> int:
-        return self.action
-
-
-@dataclass(frozen=True)
-class UclaSample:
-    action: int
-    subject: int
-    episode: int
-    view: int
-
-    @property
-    def label(self) -> int:
-        return UCLA_ACTIONS.index(self.action) + 1
-
-
-def sample_id(path: str | Path) -> str:
-    """'.../S001C001P001R001A001.skeleton.npy' -> 'S001C001P001R001A001' (also for .json)."""
-    # os.path, not Path: splits sort through 10^5 names, and Path() costs more than the rest.
-    return os.path.basename(os.fspath(path)).split(".")[0]
-
-
-def parse_ntu_name(name: str) -> NtuSample:
-    match = NTU_NAME.match(sample_id(name))
-    if not match:
-        raise ValueError(f"{name}: not an NTU RGB+D sample name (expected SsssCcccPpppRrrrAaaa)")
-    sample = NtuSample(*map(int, match.groups()))
-    if not (1 <= sample.setup <= 32 and 1 <= sample.camera <= 3 and 1 <= sample.performer <= 106
-            and sample.replication in (1, 2) and 1 <= sample.action <= 120):
-        raise ValueError(f"{name}: field out of range in NTU RGB+D sample name ({sample})")
-    return sample
-
-
-def parse_ucla_name(name: str) -> UclaSample:
-    match = UCLA_NAME.match(sample_id(name))
-    if not match:
-        raise ValueError(f"{name}: not an NW-UCLA sample name (expected aAA_sSS_eEE_vVV)")
-    sample = UclaSample(*map(int, match.groups()))
-    if sample.action not in UCLA_ACTIONS or not (1 <= sample.view <= 3 and 1 <= sample.subject <= 10):
-        raise ValueError(f"{name}: field out of range in NW-UCLA sample name ({sample})")
-    return sample
 
 
 @dataclass(frozen=True)
 class CustomSample:
     label: int
     split: str | None     # "train" or "test"; None for a file that labels.csv does not list (not used)
-
-
-# Protocol rules: (sample) -> True when the sample belongs to the training split.
-PROTOCOL_RULES = {
-    ("ntu60", "csub"): lambda s: s.performer in NTU60_CSUB_TRAIN_PERFORMERS,
-    ("ntu60", "cview"): lambda s: s.camera in NTU60_CVIEW_TRAIN_CAMERAS,
-    ("ntu120", "csub"): lambda s: s.performer in NTU120_CSUB_TRAIN_PERFORMERS,
-    ("ntu120", "csetup"): lambda s: s.setup % 2 == 0,
-    ("ucla", "cview"): lambda s: s.view in UCLA_TRAIN_VIEWS,
-    (CUSTOM, CUSTOM_PROTOCOL): lambda s: s.split == "train",
-}
-Sample = NtuSample | UclaSample | CustomSample
 
 
 class SampleTable(Protocol):
@@ -118,48 +52,49 @@ class SampleTable(Protocol):
     def sample(self, sample: str) -> CustomSample: ...
 
 
+ProtocolRule = Callable[[Sample], bool]   # (sample) -> True when the sample is in the training split
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
+    kind: SampleKind      # how its sample files are named, read and labelled (skeletons/kinds.py)
     layout: Layout
     num_classes: int
-    protocols: tuple[str, ...]
+    protocol_rules: Mapping[str, ProtocolRule] = field(hash=False)   # a row stays hashable
+    """Protocol name -> its training-split rule; the first protocol is the default one."""
     raw_dir: str          # README layout: where the raw skeletons go
     seq_dir: str          # where the per-sample sequences the descriptors read live
     seq_suffix: str       # file suffix of those sequences
     max_setup: int = 0    # NTU: last setup of the dataset (17 for NTU-60)
-    reader: str = "ntu"   # how a sample file becomes a sequence: ntu, ucla or custom (descriptors/extract.py)
     constant_lr: bool = False   # NW-UCLA trains at a constant rate, the others on NTU's schedule
     custom: SampleTable | None = field(default=None, compare=False, repr=False)
     """A custom dataset's samples, labels, splits and class names (skeletons/custom.py)."""
     source_flags: tuple[str, ...] = ()
     """Command-line flags that say where a custom dataset is: ("--data", ROOT, "--layout", FILE_OR_NAME)."""
 
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        return tuple(self.protocol_rules)
+
     def parse_name(self, name: str) -> Sample:
-        if self.reader == CUSTOM:
-            return self.custom.sample(sample_id(name))
-        return parse_ucla_name(name) if self.reader == "ucla" else parse_ntu_name(name)
+        return self.kind.parse(self, name)
 
     def contains(self, sample: Sample) -> bool:
-        if isinstance(sample, CustomSample):
-            return self.reader == CUSTOM and sample.split is not None
-        if isinstance(sample, UclaSample):
-            return self.reader == "ucla"
-        return self.reader == "ntu" and sample.setup <= self.max_setup and sample.action <= self.num_classes
+        """Whether the dataset holds ``sample`` (a sample of another kind never)."""
+        return isinstance(sample, self.kind.sample_type) and self.kind.contains(self, sample)
 
     def is_train(self, name: str, protocol: str) -> bool:
-        return PROTOCOL_RULES[(self.name, protocol)](self.parse_name(name))
+        return self.protocol_rules[protocol](self.parse_name(name))
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        if self.reader == CUSTOM:
-            return self.custom.class_names
-        return UCLA_CLASS_NAMES if self.reader == "ucla" else ntu120_class_names()[: self.num_classes]
+        return self.kind.class_names(self)
 
     @property
     def extract_script(self) -> str:
         """The skels2desc front end of the dataset's sample files."""
-        return f"skels2desc_{self.reader}.py"
+        return f"skels2desc_{self.kind.name}.py"
 
     def data_flags(self) -> str:
         """' --data ROOT --layout FILE_OR_NAME' for a custom dataset (commands printed in errors), else ''."""
@@ -167,18 +102,23 @@ class Dataset:
 
 
 DATASETS: dict[str, Dataset] = {
-    "ntu60": Dataset("ntu60", NTU, 60, ("csub", "cview"), "data/ntu/txt60skel", "data/ntu/npy60skel",
-                     ".skeleton.npy", max_setup=17),
-    "ntu120": Dataset("ntu120", NTU, 120, ("csub", "csetup"), "data/ntu/txt120skel",
-                      "data/ntu/npy120skel", ".skeleton.npy", max_setup=32),
-    "ucla": Dataset("ucla", UCLA, 10, ("cview",), "data/ucla", "data/ucla", ".json", reader="ucla",
-                    constant_lr=True),
+    "ntu60": Dataset("ntu60", NTU_KIND, NTU, 60, {
+        "csub": lambda s: s.performer in NTU60_CSUB_TRAIN_PERFORMERS,
+        "cview": lambda s: s.camera in NTU60_CVIEW_TRAIN_CAMERAS,
+    }, "data/ntu/txt60skel", "data/ntu/npy60skel", ".skeleton.npy", max_setup=17),
+    "ntu120": Dataset("ntu120", NTU_KIND, NTU, 120, {
+        "csub": lambda s: s.performer in NTU120_CSUB_TRAIN_PERFORMERS,
+        "csetup": lambda s: s.setup % 2 == 0,
+    }, "data/ntu/txt120skel", "data/ntu/npy120skel", ".skeleton.npy", max_setup=32),
+    "ucla": Dataset("ucla", UCLA_KIND, UCLA, 10, {"cview": lambda s: s.view in UCLA_TRAIN_VIEWS},
+                    "data/ucla", "data/ucla", ".json", constant_lr=True),
 }
 BUILTIN_DATASETS = tuple(DATASETS)
 
 
 def register_dataset(dataset: Dataset) -> Dataset:
-    """Add (or replace) a run-time row of the table: the custom dataset named on the command line."""
+    """Add (or replace) a run-time row of the table: the custom dataset named on the command line,
+    or a dataset of a kind of its own (skeletons/kinds.py)."""
     if dataset.name in BUILTIN_DATASETS:
         raise ValueError(f"{dataset.name} is a built-in dataset and cannot be replaced")
     DATASETS[dataset.name] = dataset
@@ -223,7 +163,7 @@ def split_names(names, dataset: str, protocol: str | None, part: str) -> list[st
     ds = get_dataset(dataset)
     protocol = check_protocol(dataset, protocol)
     want_train = part == "train"
-    in_train = PROTOCOL_RULES[(ds.name, protocol)]
+    in_train = ds.protocol_rules[protocol]
     samples = {n: ds.parse_name(n) for n in sorted({sample_id(n) for n in names})}
     return [n for n, s in samples.items() if ds.contains(s) and in_train(s) == want_train]
 
@@ -258,7 +198,7 @@ def scan_split_folder(folder: str | Path, dataset: str, protocol: str | None, pa
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     ds = get_dataset(dataset)
-    in_train = PROTOCOL_RULES[(ds.name, check_protocol(dataset, protocol))]
+    in_train = ds.protocol_rules[check_protocol(dataset, protocol)]
     want_train = part == "train"
     # Plain names from os.scandir, not Path objects: NTU-120 folders hold 114k files.
     by_id: dict[str, list[str]] = {}
@@ -302,12 +242,6 @@ def split_from_folder(folder: str | Path, dataset: str, protocol: str | None, pa
 def label_of(name: str, dataset: str) -> int:
     """1-based class label of a sample id."""
     return get_dataset(dataset).parse_name(name).label
-
-
-@lru_cache(maxsize=None)
-def ntu120_class_names() -> tuple[str, ...]:
-    lines = (RESOURCES / "ntu120_class_names.txt").read_text().splitlines()
-    return tuple(line for line in lines if line)
 
 
 def class_names(dataset: str) -> tuple[str, ...]:

@@ -32,6 +32,9 @@ and for stray characters but not parsed, so a malformed number made only of digi
 from __future__ import annotations
 
 import pickle
+import re
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import NoReturn
 
@@ -39,8 +42,10 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from common.atomic import atomic_path
+from .bodies import clean_uncentred
 from .centring import FIRST_FRAME, Uncentred
-from .layouts import NTU
+from .kinds import SampleKind, sample_id
+from .layouts import NTU, Layout
 
 JOINT_VALUES = 12        # x y z depthX depthY colorX colorY oriW oriX oriY oriZ trackingState
 KEPT_VALUES = 7          # the converter keeps the first seven; orientation and tracking state are dropped
@@ -469,3 +474,65 @@ def paper_uncentred(data: dict | str | Path) -> Uncentred:
         data = load_skeleton_npy(data)
     bodies = [data[key] for key in ("skel_body0", "skel_body1") if key in data]
     return Uncentred(np.concatenate(bodies, axis=1).astype(np.float64), FIRST_FRAME, NTU.root)
+
+
+# ---------------------------------------------------------------- NTU RGB+D as a dataset kind
+
+NTU_NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
+CLASS_NAMES_FILE = Path(__file__).with_name("resources") / "ntu120_class_names.txt"
+
+
+@dataclass(frozen=True)
+class NtuSample:
+    setup: int
+    camera: int
+    performer: int
+    replication: int
+    action: int
+
+    @property
+    def label(self) -> int:
+        return self.action
+
+
+def parse_ntu_name(name: str) -> NtuSample:
+    match = NTU_NAME.match(sample_id(name))
+    if not match:
+        raise ValueError(f"{name}: not an NTU RGB+D sample name (expected SsssCcccPpppRrrrAaaa)")
+    sample = NtuSample(*map(int, match.groups()))
+    if not (1 <= sample.setup <= 32 and 1 <= sample.camera <= 3 and 1 <= sample.performer <= 106
+            and sample.replication in (1, 2) and 1 <= sample.action <= 120):
+        raise ValueError(f"{name}: field out of range in NTU RGB+D sample name ({sample})")
+    return sample
+
+
+@lru_cache(maxsize=None)
+def ntu120_class_names() -> tuple[str, ...]:
+    lines = CLASS_NAMES_FILE.read_text().splitlines()
+    return tuple(line for line in lines if line)
+
+
+def ntu_uncentred(path: Path, mode: str, layout: Layout | None = None) -> Uncentred:
+    """A .skeleton or txt2npy .skeleton.npy file -> its ``mode`` sequence before the final centring."""
+    data = load_skeleton_npy(path) if path.name.endswith(".npy") else read_skeleton(path)
+    if len(data["skel_body0"]) == 0:
+        raise ValueError(f"{path}: no frames")
+    # Clean mode replaces the release's "body slots 0 and 1" (quirk 6) by body selection.
+    return (paper_uncentred if mode == "paper" else clean_uncentred)(data)
+
+
+def _parse(dataset, name: str) -> NtuSample:
+    return parse_ntu_name(name)
+
+
+def _contains(dataset, sample: NtuSample) -> bool:
+    """NTU-60 is NTU-120's setups S001-S017 and actions A001-A060."""
+    return sample.setup <= dataset.max_setup and sample.action <= dataset.num_classes
+
+
+def _class_names(dataset) -> tuple[str, ...]:
+    return ntu120_class_names()[: dataset.num_classes]
+
+
+NTU_KIND = SampleKind("ntu", NtuSample, _parse, ntu_uncentred, _class_names, (SKELETON_SUFFIX, NPY_SUFFIX),
+                      contains=_contains, converter="txt2npy.py", numbered_classes=True)

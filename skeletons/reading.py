@@ -1,6 +1,6 @@
 """One sample file -> its skeleton sequence, as every step reads it (extraction, training from
-skeletons, prediction, figures): the dataset's reader, body selection by mode, final centring
-(skeletons/centring.py) and the checks that name the file in one line."""
+skeletons, prediction, figures): the dataset kind's reader (body selection by mode), final
+centring (skeletons/centring.py) and the checks that name the file in one line."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,12 +9,12 @@ import numpy as np
 
 from common.errors import naming
 
-from .bodies import clean_uncentred
 from .centring import Uncentred
-from .custom import load_custom_uncentred
+from .custom import CUSTOM_KIND
+from .kinds import SampleKind
 from .layouts import Layout, layout_for_joints
-from .ntu import load_skeleton_npy, paper_uncentred, read_skeleton
-from .ucla import ucla_uncentred
+from .ntu import NTU_KIND
+from .ucla import UCLA_KIND
 
 MODES = ("paper", "clean")        # paper: the release's images, quirks included; clean: quirks fixed (docs/METHOD.md)
 MAX_COORDINATE = 1e100            # far beyond any unit; squares and sums of larger values overflow float64
@@ -27,43 +27,33 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def _ntu_dict(path: Path) -> dict:
-    return load_skeleton_npy(path) if path.name.endswith(".npy") else read_skeleton(path)
-
-
-def _ntu_sequence(path: Path, mode: str, layout: Layout | None) -> Uncentred:
-    data = _ntu_dict(path)
-    if len(data["skel_body0"]) == 0:
-        raise ValueError(f"{path}: no frames")
-    # Clean mode replaces the release's "body slots 0 and 1" (quirk 6) by body selection.
-    return (paper_uncentred if mode == "paper" else clean_uncentred)(data)
-
-
-def _ucla_sequence(path: Path, mode: str, layout: Layout | None) -> Uncentred:
-    return ucla_uncentred(path)  # one body per file: nothing to select in either mode
-
-
-def _custom_sequence(path: Path, mode: str, layout: Layout | None) -> Uncentred:
-    if layout is None:
-        raise ValueError(f"{path}: a custom sample is read with its layout (--layout)")
-    return load_custom_uncentred(path, layout)   # its bodies as given, in either mode
-
-
-# A dataset's ``reader`` (skeletons/datasets.py) -> how its sample files become sequences, given
-# before their final centring (skeletons/centring.py), which load_uncentred applies.
-SEQUENCE_READERS = {"ntu": _ntu_sequence, "ucla": _ucla_sequence, "custom": _custom_sequence}
+# The kinds ``load_sequence`` knows by name ("ntu", "ucla", "custom"); a row of another kind
+# (skeletons/datasets.py) passes its kind itself.
+KINDS = {kind.name: kind for kind in (NTU_KIND, UCLA_KIND, CUSTOM_KIND)}
 # What a file's name says it holds, for a file no dataset vouches for (visualize.py without --layout).
-FILE_READERS = {".skeleton": "ntu", ".skeleton.npy": "ntu", ".json": "ucla"}
+FILE_KINDS = {suffix: kind for kind in KINDS.values() if not kind.needs_layout for suffix in kind.suffixes}
 
 
-def file_reader(path: str | Path) -> str:
-    """The reader a sample file's name calls for: ntu (.skeleton, .skeleton.npy) or ucla (.json)."""
+def file_kind(path: str | Path) -> SampleKind:
+    """The kind a sample file's name calls for: NTU (.skeleton, .skeleton.npy) or NW-UCLA (.json)."""
     name = Path(path).name
-    reader = next((r for suffix, r in FILE_READERS.items() if name.endswith(suffix)), None)
-    if reader is None:
-        raise ValueError(f"{path}: unknown sample file type (expected {', '.join(FILE_READERS)}; a custom "
+    kind = next((k for suffix, k in FILE_KINDS.items() if name.endswith(suffix)), None)
+    if kind is None:
+        raise ValueError(f"{path}: unknown sample file type (expected {', '.join(FILE_KINDS)}; a custom "
                          f".npy sample is read with --layout)")
-    return reader
+    return kind
+
+
+def sample_kind(kind: SampleKind | str | None, path: str | Path) -> SampleKind:
+    """The one place a kind is resolved: a kind as given, one of ``KINDS`` by name, or (None) the
+    kind the file's name calls for."""
+    if kind is None:
+        return file_kind(path)
+    if isinstance(kind, str):
+        if kind not in KINDS:
+            raise ValueError(f"{path}: unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
+        return KINDS[kind]
+    return kind
 
 
 def check_sequence(X: np.ndarray, path: str | Path, layout: Layout | None = None) -> np.ndarray:
@@ -88,23 +78,24 @@ def check_sequence(X: np.ndarray, path: str | Path, layout: Layout | None = None
     return X
 
 
-def load_sequence(path: str | Path, mode: str = "paper", reader: str | None = None,
+def load_sequence(path: str | Path, mode: str = "paper", kind: SampleKind | str | None = None,
                   layout: Layout | None = None) -> np.ndarray:
-    """A sample file -> the (T, V, C) sequence of ``mode``. ``reader`` is the dataset's (ntu, ucla,
-    custom); without it the file's name decides (.skeleton, .skeleton.npy: NTU; .json: NW-UCLA).
-    ``layout`` is the dataset's: a custom sample is read with it, and every sequence must fit it."""
-    return load_uncentred(path, mode, reader, layout)[1]
+    """A sample file -> the (T, V, C) sequence of ``mode``. ``kind`` is the dataset's (a kind, or
+    the name of one of ``KINDS``); without it the file's name decides (.skeleton, .skeleton.npy:
+    NTU; .json: NW-UCLA). ``layout`` is the dataset's: a custom sample is read with it, and every
+    sequence must fit it."""
+    return load_uncentred(path, mode, kind, layout)[1]
 
 
-def load_uncentred(path: str | Path, mode: str = "paper", reader: str | None = None,
+def load_uncentred(path: str | Path, mode: str = "paper", kind: SampleKind | str | None = None,
                    layout: Layout | None = None) -> tuple[Uncentred, np.ndarray]:
     """(the sample before its final centring, ``load_sequence``'s sequence: that one centred and
     checked). The skeleton pack stores the first, compactly, and redoes the centring."""
     path = Path(path)
     check_mode(mode)
-    reader = reader or file_reader(path)
+    kind = sample_kind(kind, path)
     try:
-        uncentred = SEQUENCE_READERS[reader](path, mode, layout)
+        uncentred = kind.read(path, mode, layout)
         X = np.asarray(uncentred.centred(), dtype=np.float64)
     except (ValueError, KeyError, IndexError) as error:   # name the file in every message
         raise ValueError(naming(error, path)) from None

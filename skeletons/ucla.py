@@ -1,15 +1,47 @@
-"""NW-UCLA reader: CTR-GCN ``all_sqe/aAA_sSS_eEE_vVV.json`` files (docs/METHOD.md §1)."""
+"""NW-UCLA: CTR-GCN ``all_sqe/aAA_sSS_eEE_vVV.json`` files (docs/METHOD.md §1), their names and reader."""
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .centring import FIRST_FRAME, Uncentred
-from .datasets import parse_ucla_name, sample_id
-from .layouts import UCLA
+from .kinds import SampleKind, sample_id
+from .layouts import UCLA, Layout
 from .ntu import SkeletonFormatError
+
+UCLA_NAME = re.compile(r"^a(\d{2})_s(\d{2})_e(\d{2})_v(\d{2})$")
+# NW-UCLA action ids are not contiguous; the json "label" is the 1-based position here.
+UCLA_ACTIONS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
+UCLA_CLASS_NAMES = (
+    "pick up with one hand", "pick up with two hands", "drop trash", "walk around", "sit down",
+    "stand up", "donning", "doffing", "throw", "carry",
+)
+
+
+@dataclass(frozen=True)
+class UclaSample:
+    action: int
+    subject: int
+    episode: int
+    view: int
+
+    @property
+    def label(self) -> int:
+        return UCLA_ACTIONS.index(self.action) + 1
+
+
+def parse_ucla_name(name: str) -> UclaSample:
+    match = UCLA_NAME.match(sample_id(name))
+    if not match:
+        raise ValueError(f"{name}: not an NW-UCLA sample name (expected aAA_sSS_eEE_vVV)")
+    sample = UclaSample(*map(int, match.groups()))
+    if sample.action not in UCLA_ACTIONS or not (1 <= sample.view <= 3 and 1 <= sample.subject <= 10):
+        raise ValueError(f"{name}: field out of range in NW-UCLA sample name ({sample})")
+    return sample
 
 
 def read_ucla(path: str | Path) -> tuple[str, np.ndarray, int]:
@@ -62,3 +94,18 @@ def ucla_sequence(path: str | Path) -> np.ndarray:
 def ucla_uncentred(path: str | Path) -> Uncentred:
     """``ucla_sequence`` before its centring, and the centring."""
     return Uncentred(read_ucla(path)[1], FIRST_FRAME, UCLA.root)
+
+
+def _parse(dataset, name: str) -> UclaSample:
+    return parse_ucla_name(name)
+
+
+def _read(path: Path, mode: str, layout: Layout | None) -> Uncentred:
+    return ucla_uncentred(path)   # one body per file: nothing to select in either mode
+
+
+def _class_names(dataset) -> tuple[str, ...]:
+    return UCLA_CLASS_NAMES
+
+
+UCLA_KIND = SampleKind("ucla", UclaSample, _parse, _read, _class_names, (".json",))

@@ -303,7 +303,7 @@ def float64_bytes(index: np.ndarray, dims: int = 3) -> int:
 def assert_packed_is_the_files(packed: SkeletonSequences) -> np.ndarray:
     """Every packed sequence is load_sequence's, byte for byte; returns the pack's index."""
     for i, path in enumerate(packed.paths):
-        expected, got = load_sequence(path, packed.mode, packed.reader, packed.layout), packed[i].sequence
+        expected, got = load_sequence(path, packed.mode, packed.kind, packed.layout), packed[i].sequence
         assert got.dtype == expected.dtype == np.float64 and got.shape == expected.shape, path.name
         assert got.tobytes() == expected.tobytes(), path.name
     return read_pack(packed.pack_path)[1]
