@@ -21,31 +21,30 @@ from pathlib import Path
 
 import torch
 
-import test as test_script
-import train as train_script
+from cli import test as test_cli, train as train_cli
 from cli import options as cli
 from common.atomic import write_text_atomic
 from descriptors import provenance
 from descriptors.extract import extract_split
 from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
-from models.names import DEFAULT_CHECKPOINT_DIR, checkpoint_path, checkpoint_prefix
-from models.networks import BN_STATS
-from models.run_data import IMAGES, SKELETONS
+from models.names import DEFAULT_CHECKPOINT_DIR, LAST, checkpoint_path, checkpoint_prefix
+from models.config import BN_STATS, IMAGES, SKELETONS, TestConfig, TrainConfig, preset_settings
 from skeletons.convert import convert_folder, plan_conversion
 from skeletons.datasets import CUSTOM, PARTS, default_protocol, get_dataset, sample_id, split_from_folder
 
 DEMO_ROOT = Path("data/demo")
 DEMO_MARKER = ".demo.json"  # what generated the demo data (seed, size); regenerated when it differs
-# Small enough for 2 CPU cores in about a minute, large enough for the fused models to be right.
-DEMO_DEFAULTS = {"dataset": "ntu60", "epochs": 15, "width": 0.0625, "batch_size": 16, "lr": 1e-3,
-                 "img_size": 32, "bn_stats": "per-descriptor", "epoch": "last", "gpu": -1}
-# Everything else runs as the README and the release do.
-RELEASE_DEFAULTS = {"gpu": 0, "epochs": 50, "width": 1.0, "batch_size": 32, "img_size": 112, "lr": 1e-4,
-                    "bn_stats": "shared", "epoch": "best"}
-DEMO_DATASETS = ("ntu60", "ucla", CUSTOM)
+# The options pipeline.py leaves open: the demo preset's values with --demo, else the release's.
+PRESET_OPTIONS = ("gpu", "epochs", "width", "batch_size", "img_size", "lr", "bn_stats", "epoch")
+DEMO_DATASETS = ("ntu60", "ucla", CUSTOM)   # the first is the demo's without -d
 DEMO_LAYOUT = "coco17"                 # the demo's custom dataset: its NTU actions as COCO-17 2D keypoints
 DEMO_CUSTOM = DEMO_ROOT / DEMO_LAYOUT
 MODELS = (*DESCRIPTORS, FUSION)
+
+
+def preset_help(key: str) -> str:
+    """'(default: <release value>; demo: <demo value>)' for an option the presets fill in."""
+    return f"(default: {preset_settings('release')[key]}; demo: {preset_settings('demo')[key]})"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -56,7 +55,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     # Options whose default depends on --demo are None here; resolve() fills them in.
     cli.add_dataset(p)
     cli.add(p, "protocol")
-    cli.add(p, "gpu", default=None, help="CUDA device index; -1 = CPU (default: 0; demo: -1)")
+    cli.add(p, "gpu", default=None, help=f"CUDA device index; -1 = CPU {preset_help('gpu')}")
     cli.add(p, "txt", help="folder of raw .skeleton files (default: the README layout; demo: data/demo/ntu/txt60skel)")
     cli.add(p, "dspath")
     cli.add(p, "despth", default=None, help=f"root folder of the descriptor image folders (default: "
@@ -64,16 +63,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add(p, "ckpt", default=None, help=f"checkpoint folder (default: {DEFAULT_CHECKPOINT_DIR}; "
                                           f"demo: data/demo/checkpoints)")
     cli.add(p, "mode")
-    cli.add(p, "img_size", default=None, help="side of the descriptor images in pixels (default: 112 as released; "
-                                               "demo: 32)")
-    p.add_argument("--epochs", type=int, help="training epochs per model (default 50; demo 15)")
-    p.add_argument("--width", type=float, help="network channel multiplier (default 1.0; demo 1/16)")
-    p.add_argument("--lr", type=float, help="base learning rate (default 1e-4 as released; demo 1e-3)")
-    p.add_argument("--bn-stats", choices=BN_STATS, help="Fuse5 BatchNorm statistics (default shared as released; "
-                   "demo per-descriptor, see train.py --help)")
-    p.add_argument("--batch-size", type=int, help="training batch size (default 32; demo 16)")
-    cli.add(p, "epoch", default=None, help="checkpoint evaluated: best, last or an epoch number (default: best, "
-                                           "picked on the test split as released; demo: last, no selection on test data)")
+    cli.add(p, "img_size", default=None, help=f"side of the descriptor images in pixels {preset_help('img_size')}")
+    p.add_argument("--epochs", type=int, help=f"training epochs per model {preset_help('epochs')}")
+    p.add_argument("--width", type=float, help=f"network channel multiplier {preset_help('width')}")
+    p.add_argument("--lr", type=float, help=f"base learning rate {preset_help('lr')}")
+    p.add_argument("--bn-stats", choices=BN_STATS, help=f"Fuse5 BatchNorm statistics, see train.py --help {preset_help('bn_stats')}")
+    p.add_argument("--batch-size", type=int, help=f"training batch size {preset_help('batch_size')}")
+    cli.add(p, "epoch", default=None, help=f"checkpoint evaluated: best (picked on the test split, as released), "
+                                           f"last (no selection on test data) or an epoch number {preset_help('epoch')}")
     cli.add(p, "processes")
     p.add_argument("--amp", action="store_true", help="mixed precision training on CUDA")
     cli.add(p, "overwrite")
@@ -86,11 +83,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill what the command line left open: the demo's small settings or the release's, and the
     demo's custom dataset (--demo --layout coco17, or --demo -d custom)."""
-    if args.demo and not args.dataset and (args.layout or args.data):
-        args.dataset = CUSTOM
-    for key, value in ({**RELEASE_DEFAULTS, **DEMO_DEFAULTS} if args.demo else RELEASE_DEFAULTS).items():
+    if args.demo and not args.dataset:
+        args.dataset = CUSTOM if args.layout or args.data else DEMO_DATASETS[0]
+    settings = preset_settings("demo" if args.demo else "release")
+    for key in PRESET_OPTIONS:
         if getattr(args, key) is None:
-            setattr(args, key, value)
+            setattr(args, key, settings[key])
     if not args.dataset:
         raise ValueError("-d is required (or --demo)")
     if args.demo and args.dataset not in DEMO_DATASETS:
@@ -117,12 +115,6 @@ def resolve_paths(args: argparse.Namespace) -> argparse.Namespace:
     args.despth = Path(args.despth or in_data(DEFAULT_DESCRIPTOR_ROOT))
     args.ckpt = Path(args.ckpt or (DEMO_ROOT / "checkpoints" if args.demo else DEFAULT_CHECKPOINT_DIR))
     return args
-
-
-def dataset_argv(args: argparse.Namespace) -> list[str]:
-    """-d, -p and (custom) --data and --layout, as train.py and test.py take them."""
-    where = ["--data", str(args.data), "--layout", str(args.layout)] if args.dataset == CUSTOM else []
-    return ["-d", args.dataset, "-p", args.protocol, *where]
 
 
 # --------------------------------------------------------------------------- completeness checks
@@ -152,7 +144,7 @@ def data_changed(args: argparse.Namespace, desc: str) -> bool:
     sample added, removed or replaced since): the model must be trained again."""
     from models.checkpoint import read_settings
 
-    last = checkpoint_path(args.ckpt, args.dataset, args.protocol, desc, "last")
+    last = checkpoint_path(args.ckpt, args.dataset, args.protocol, desc, LAST)
     recorded = (read_settings(last) or {}).get("data") if last.is_file() else None
     if not recorded:
         return False
@@ -166,11 +158,6 @@ def data_changed(args: argparse.Namespace, desc: str) -> bool:
 
 
 # --------------------------------------------------------------------------- steps
-
-def loader_workers(args: argparse.Namespace) -> list[str]:
-    """The demo's tiny cached images load fastest in the training process itself."""
-    return ["--workers", "0"] if args.demo else []
-
 
 def step(name: str, detail: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {detail}", flush=True)
@@ -222,40 +209,37 @@ def run_descriptors(args: argparse.Namespace) -> None:
 
 
 def run_training(args: argparse.Namespace) -> None:
-    """Train the six models; train.py itself skips a finished model, resumes an unfinished one and
+    """Train the six models; training itself skips a finished model, resumes an unfinished one and
     refuses other settings. A model whose images changed is trained again from scratch."""
     for desc in MODELS:
         prefix = checkpoint_prefix(args.dataset, args.protocol, desc)
-        argv = [*dataset_argv(args), "-desc", desc, "-gpu", str(args.gpu), *source_argv(args),
-                "-ckpt", str(args.ckpt), "--epochs", str(args.epochs),
-                "--width", str(args.width), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-                "--bn-stats", args.bn_stats, "--seed", str(args.seed),
-                "--mode", args.mode, "--cache", "--no-progress", *loader_workers(args)]
-        if args.amp:
-            argv.append("--amp")
-        if args.overwrite:
-            argv.append("--overwrite")
-        elif data_changed(args, desc):
+        config = TrainConfig(**run_place(args), desc=desc, epochs=args.epochs, width=args.width,
+                             batch_size=args.batch_size, lr=args.lr, bn_stats=args.bn_stats, seed=args.seed,
+                             mode=args.mode, cache=True, no_progress=True, amp=args.amp, overwrite=args.overwrite,
+                             **({"img_size": args.img_size} if args.source == SKELETONS else {}))
+        if not args.overwrite and data_changed(args, desc):
             step(f"train {desc}", f"{prefix}: its images changed since it was trained; training it again")
-            argv.append("--overwrite")
-        if train_script.main(train_script.get_args_parser().parse_args(argv)) != 0:
+            config.overwrite = True
+        if train_cli.run(config) != 0:
             raise RuntimeError(f"training {prefix} failed (see above)")
 
 
-def source_argv(args: argparse.Namespace, size: bool = True) -> list[str]:
-    """Where train.py and test.py read the data: the descriptor folders, or the sequence files
-    (--source skeletons; train.py also takes the image size there, with no folders to read it from;
-    test.py takes it from the checkpoints)."""
-    if args.source != SKELETONS:
-        return ["-despth", str(args.despth)]
-    return ["--source", SKELETONS, "-dspath", str(args.dspath)] + (["--img-size", str(args.img_size)] if size else [])
+def run_place(args: argparse.Namespace) -> dict:
+    """Where training and testing find the data and the models, as RunConfig fields: the descriptor
+    folders, or the sequence files (--source skeletons); the demo's tiny cached images load fastest
+    in the process itself (no loader workers)."""
+    place = {"dataset": args.dataset, "protocol": args.protocol, "gpu": args.gpu, "ckpt": str(args.ckpt),
+             "source": args.source, **({"workers": 0} if args.demo else {})}
+    if args.dataset == CUSTOM:
+        place.update(data=str(args.data), layout=str(args.layout))
+    if args.source == SKELETONS:
+        return {**place, "dspath": str(args.dspath)}
+    return {**place, "despth": str(args.despth)}
 
 
 def run_test(args: argparse.Namespace) -> None:
     step("test", f"{args.dataset} {args.protocol}: five ResNet_c, Fuse5 and their fusions")
-    argv = [*dataset_argv(args), "-desc", FUSION, "-gpu", str(args.gpu), *source_argv(args, size=False),
-            "-ckpt", str(args.ckpt), "--epoch", args.epoch, *loader_workers(args)]
-    if test_script.main(test_script.get_args_parser().parse_args(argv)) != 0:
+    if test_cli.run(TestConfig(**run_place(args), desc=FUSION, epoch=args.epoch)) != 0:
         raise RuntimeError("evaluation failed (see above)")
 
 

@@ -11,24 +11,19 @@ import argparse
 import os
 from pathlib import Path
 
+from descriptors.core import DEFAULT_IMG_SIZE
+from descriptors.names import DESCRIPTORS, FUSION
+from models.config import RunConfig, TestConfig, defaults
 from skeletons.custom import register_custom_dataset
-from skeletons.datasets import CUSTOM
+from skeletons.datasets import BUILTIN_DATASETS, CUSTOM
 from skeletons.layouts import shipped_layouts
-from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION
-from models.names import DEFAULT_CHECKPOINT_DIR
+from skeletons.reading import MODES
 
-DATASET_CHOICES = ("ntu60", "ntu120", "ucla", CUSTOM)
+DATASET_CHOICES = (*BUILTIN_DATASETS, CUSTOM)
 PROTOCOL_HELP = "protocol: csub or cview (NTU-60), csub or csetup (NTU-120); default: the dataset's first " \
                 "(csub; NW-UCLA has only cview, a custom dataset only split, its labels.csv's)"
 
-def default_workers(most: int = 4) -> int:
-    """Data-loading processes: ``most``, but no more than the CPUs this process may use (more only
-    contend, and PyTorch warns about them)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(0, min(most, cpus))
+RUN = defaults(RunConfig)   # the defaults the scripts share with training and testing
 
 
 # name -> (flags, argparse keyword arguments). Scripts may override required/default/choices only
@@ -46,16 +41,16 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "desc": (("-desc", "--desc"), {"choices": (*DESCRIPTORS, FUSION), "default": FUSION,
                                    "help": "one descriptor's ResNet_c, or all (Fuse5; in test/predict: the five "
                                            "single models and Fuse5)"}),
-    "gpu": (("-gpu", "--gpu"), {"type": int, "default": 0,
+    "gpu": (("-gpu", "--gpu"), {"type": int, "default": RUN["gpu"],
                                 "help": "CUDA device index; -1 = CPU (also used when there is no CUDA); under "
                                         "torchrun each process takes its LOCAL_RANK"}),
     "dspath": (("-dspath", "--dspath"), {"default": None,
                                          "help": "folder of the sequence files: txt2npy's .skeleton.npy (NTU) or "
                                                  "the all_sqe .json files (NW-UCLA); default: the README layout "
                                                  "(data/ntu/npy60skel, data/ntu/npy120skel, data/ucla)"}),
-    "despth": (("-despth", "--despth"), {"default": DEFAULT_DESCRIPTOR_ROOT,
+    "despth": (("-despth", "--despth"), {"default": RUN["despth"],
                                          "help": "root folder of the descriptor image folders"}),
-    "ckpt": (("-ckpt", "--ckpt"), {"default": DEFAULT_CHECKPOINT_DIR, "help": "checkpoint folder"}),
+    "ckpt": (("-ckpt", "--ckpt"), {"default": RUN["ckpt"], "help": "checkpoint folder"}),
     "part": (("-a", "--part"), {"choices": ("train", "test"), "help": "split"}),
     "txt": (("-txt", "--txt"), {"default": None, "help": "folder of raw .skeleton files; default: the README "
                                                          "layout (data/ntu/txt60skel, data/ntu/txt120skel)"}),
@@ -67,14 +62,14 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "processes": (("-workers", "--workers"), {"type": int, "default": None,
                                               "help": "processes for converting files and making images "
                                                       "(default: all cores)"}),
-    "loader_workers": (("-workers", "--workers"), {"type": int, "default": default_workers(),
+    "loader_workers": (("-workers", "--workers"), {"type": int, "default": RUN["workers"],
                                                    "help": "data-loading processes (default: min(4, cores); "
                                                            "0 loads in the main process)"}),
-    "mode": (("--mode",), {"default": "paper", "choices": ("paper", "clean"),
+    "mode": (("--mode",), {"default": MODES[0], "choices": MODES,
                            "help": "descriptor mode: paper = the release's images, quirks included; clean = "
                                    "quirks fixed, bodies selected (docs/METHOD.md)"}),
-    "img_size": (("--img-size",), {"type": int, "default": 112, "help": "side of the descriptor images in pixels"}),
-    "epoch": (("--epoch",), {"default": "best", "help": "checkpoint: best, last, or an epoch number"}),
+    "img_size": (("--img-size",), {"type": int, "default": DEFAULT_IMG_SIZE, "help": "side of the descriptor images in pixels"}),
+    "epoch": (("--epoch",), {"default": defaults(TestConfig)["epoch"], "help": "checkpoint: best, last, or an epoch number"}),
     "overwrite": (("--overwrite",), {"action": "store_true",
                                      "help": "redo finished work instead of keeping it: txt2npy converts every file "
                                              "again, skels2desc remakes every image of the split, train.py deletes "

@@ -22,7 +22,8 @@ from torch import nn
 from common.atomic import atomic_path
 from common.errors import cause_text
 from descriptors.names import FUSION
-from .networks import DEFAULT_ARCH, PAPER_CHANNELS, build_model
+from .config import DEFAULT_ARCH, FULL_WIDTH, SHARED_BN_STATS
+from .networks import PAPER_CHANNELS, build_model
 
 FORMAT = "imdar-checkpoint"
 VERSION = 1
@@ -182,8 +183,8 @@ def load_model(path: str | Path, *, desc: str, num_classes: int, map_location="c
     file_classes = ckpt.settings.get("num_classes", ckpt.num_classes if "convf.weight" in ckpt.state_dict else None)
     if file_classes is not None and int(file_classes) != num_classes:
         raise CheckpointError(f"{ckpt.path}: model has {file_classes} classes, the dataset has {num_classes}")
-    options = {"arch": ckpt.settings.get("arch", DEFAULT_ARCH), "width": ckpt.settings.get("width", 1.0),
-               "bn_stats": ckpt.settings.get("bn_stats", "shared")}
+    options = {"arch": ckpt.settings.get("arch", DEFAULT_ARCH), "width": ckpt.settings.get("width", FULL_WIDTH),
+               "bn_stats": ckpt.settings.get("bn_stats", SHARED_BN_STATS)}
     options.update(overrides)
     model = build_model(desc, num_classes, **options)
     try:

@@ -20,6 +20,7 @@ import numpy as np
 from common.atomic import write_bytes_atomic, write_text_atomic
 from skeletons.datasets import BUILTIN_DATASETS, DATASETS
 from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER
+from models.config import DEFAULT_ARCH
 
 if TYPE_CHECKING:  # torch is imported lazily: the pure metrics need only numpy
     import torch
@@ -164,9 +165,9 @@ FUSE5_HEADS = (("main", "Fuse5 main head (all 5 features)"),
                ("g345", "Fuse5 JDD+ADD+LAD head"))
 
 
-def single_label(desc: str, arch: str = "resnet_c") -> str:
+def single_label(desc: str, arch: str = DEFAULT_ARCH) -> str:
     """Row label of a single-descriptor model: 'ResNet_c GD' (or the torchvision arch's name)."""
-    return f"{'ResNet_c' if arch == 'resnet_c' else arch} {desc}"
+    return f"{'ResNet_c' if arch == DEFAULT_ARCH else arch} {desc}"
 
 
 def fusion_rows(single_logits: Mapping[str, np.ndarray], fuse5: Mapping | None,

@@ -21,7 +21,7 @@ from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.layouts import Layout
 from skeletons.reading import file_kind, load_sequence
 from descriptors.names import FUSION, FUSION_ORDER
-from .names import model_checkpoints
+from .names import BEST, model_checkpoints
 
 
 @dataclass
@@ -46,7 +46,7 @@ def inference_device(gpu: int) -> str:
 
 
 def split_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
-                      epoch: int | str = "best") -> tuple[dict[str, Path], dict[str, Path]]:
+                      epoch: int | str = BEST) -> tuple[dict[str, Path], dict[str, Path]]:
     """(name -> existing checkpoint, name -> expected path of the missing ones) of the models that
     ``desc`` names (``all``: the five single models and Fuse5), both in the models' order."""
     paths = model_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
@@ -56,7 +56,7 @@ def split_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, 
 
 
 def find_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
-                     epoch: str = "best") -> dict[str, Path]:
+                     epoch: str = BEST) -> dict[str, Path]:
     """Existing checkpoints of the models asked for (``all``: the five single models and Fuse5)."""
     found, missing = split_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
     if not found:   # then every path is missing, in order: the first is the first model's
@@ -82,7 +82,7 @@ def train_command(ds: Dataset, protocol: str, desc: str, paths: str = "") -> str
 
 
 def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol: str | None = None,
-                 desc: str = FUSION, epoch: str = "best", device: str = "cpu") -> Prediction:
+                 desc: str = FUSION, epoch: str = BEST, device: str = "cpu") -> Prediction:
     ds = get_dataset(dataset)
     protocol = check_protocol(dataset, protocol or ds.protocols[0])
     check_file_kind(path, ds)

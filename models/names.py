@@ -9,6 +9,7 @@ from descriptors.names import DESCRIPTORS, FUSION, check_descriptor, protocol_su
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"
+BEST, LAST = "best", "last"   # --epoch: the best epoch's checkpoint, the last one's
 
 
 def checkpoint_prefix(dataset: str, protocol: str | None, desc: str) -> str:
@@ -18,13 +19,13 @@ def checkpoint_prefix(dataset: str, protocol: str | None, desc: str) -> str:
 
 
 def checkpoint_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
-                    epoch: int | str = "best") -> Path:
+                    epoch: int | str = BEST) -> Path:
     """<prefix>_<epoch>_epoch.tar, <prefix>_epoch_best.tar or <prefix>_last.tar."""
     prefix = checkpoint_prefix(dataset, protocol, desc)
-    if epoch == "best":
-        name = f"{prefix}_epoch_best.tar"
-    elif epoch == "last":
-        name = f"{prefix}_last.tar"
+    if epoch == BEST:
+        name = f"{prefix}{BEST_SUFFIX}"
+    elif epoch == LAST:
+        name = f"{prefix}{LAST_SUFFIX}"
     elif isinstance(epoch, int) or str(epoch).isdigit():
         name = f"{prefix}_{int(epoch)}_epoch.tar"
     else:
@@ -33,7 +34,7 @@ def checkpoint_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, de
 
 
 def model_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
-                      epoch: int | str = "best") -> dict[str, Path]:
+                      epoch: int | str = BEST) -> dict[str, Path]:
     """Checkpoint of every model that ``-desc`` names: 'all' = the five single models and Fuse5."""
     names = [*DESCRIPTORS, FUSION] if desc == FUSION else [check_descriptor(desc)]
     return {name: checkpoint_path(ckpt_dir, dataset, protocol, name, epoch) for name in names}

@@ -14,12 +14,10 @@ from torch import nn
 
 from common.errors import cause_text
 from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, check_descriptor
+from .config import BN_STATS, DEFAULT_ARCH, FULL_WIDTH, SHARED_BN_STATS
 
 PAPER_CHANNELS = (256, 512, 1024)  # conv1, layer1, layer2 widths at width=1.0
-DEFAULT_ARCH = "resnet_c"
 NUM_FUSED = len(FUSION_ORDER)
-# Fuse5 BatchNorm running statistics: one pair shared by the five descriptors (the release), or one per descriptor.
-BN_STATS = ("shared", "per-descriptor")
 
 
 class ChunkedBatchNorm2d(nn.BatchNorm2d):
@@ -91,7 +89,7 @@ def scaled_channels(width: float) -> tuple[int, int, int]:
 class Trunk(nn.Module):
     """conv1 -> pool 4 -> layer1 -> pool 4 -> layer2 -> pool to 1x1: 112 -> 28 -> 7 -> 4 -> 1."""
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float = FULL_WIDTH) -> None:
         super().__init__()
         c0, c1, c2 = scaled_channels(width)
         self.feature_channels = c2
@@ -111,7 +109,7 @@ class Trunk(nn.Module):
 class ResNet_c(Trunk):  # noqa: N801 - the release's class name
     """Single-descriptor network: trunk + 1x1 conv classifier."""
 
-    def __init__(self, num_classes: int, width: float = 1.0) -> None:
+    def __init__(self, num_classes: int, width: float = FULL_WIDTH) -> None:
         super().__init__(width)
         self.convf = nn.Conv2d(self.feature_channels, num_classes, 1, bias=False)
 
@@ -122,7 +120,7 @@ class ResNet_c(Trunk):  # noqa: N801 - the release's class name
 class Fuse5(Trunk):
     """Five descriptors through one shared trunk; main, per-descriptor and group heads."""
 
-    def __init__(self, num_classes: int, width: float = 1.0, bn_stats: str = "shared") -> None:
+    def __init__(self, num_classes: int, width: float = FULL_WIDTH, bn_stats: str = SHARED_BN_STATS) -> None:
         super().__init__(width)
         if bn_stats not in BN_STATS:
             raise ValueError(f"bn_stats must be one of {BN_STATS}, got {bn_stats!r}")
@@ -145,7 +143,7 @@ class Fuse5(Trunk):
 
     def forward_separately(self, images) -> dict:
         """The release's way, five trunk calls: the reference for tests and the benchmark baseline."""
-        if self.bn_stats != "shared":
+        if self.bn_stats != SHARED_BN_STATS:
             raise ValueError("forward_separately is the release's shared-statistics Fuse5; "
                              "per-descriptor statistics need the batched forward")
         set_bn_chunks(self, 1)
@@ -205,8 +203,8 @@ def torchvision_model(arch: str, num_classes: int, pretrained: bool = False) -> 
     return replace_classifier(pretrained_torchvision_model(arch), num_classes)
 
 
-def build_model(desc: str, num_classes: int, arch: str = DEFAULT_ARCH, width: float = 1.0,
-                pretrained: bool = False, bn_stats: str = "shared") -> nn.Module:
+def build_model(desc: str, num_classes: int, arch: str = DEFAULT_ARCH, width: float = FULL_WIDTH,
+                pretrained: bool = False, bn_stats: str = SHARED_BN_STATS) -> nn.Module:
     """GD/JDD/ADD/LAD/FDD -> a single-image model; 'all' -> Fuse5 over the five images in FUSION_ORDER."""
     check_descriptor(desc, allow_fusion=True)
     if desc == FUSION:

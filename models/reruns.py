@@ -11,7 +11,8 @@ import torch
 from descriptors import provenance
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_settings, restore_rng_states
 from .names import LAST_SUFFIX, run_files
-from .run_data import DATA_FIELDS, IMAGES
+from .config import IMAGES
+from .run_data import DATA_FIELDS
 
 # The settings that decide what the optimiser does or which data it sees: a run continues only
 # while all of them are equal, and a checkpoint records exactly these. Not among them: epochs (the
@@ -35,7 +36,7 @@ def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict
     """What a checkpoint records: RUN_KEYS, as this run really trains (mode, layout and data from
     the folders; layout None for folders that record none)."""
     return {"dataset": args.dataset, "protocol": args.protocol, "descriptor": args.desc, "num_classes": num_classes,
-            "arch": args.arch, "width": args.width, "bn_stats": getattr(args, "bn_stats", "shared"),
+            "arch": args.arch, "width": args.width, "bn_stats": args.bn_stats,
             "pretrained": bool(args.pretrained), "mode": mode, "img_size": int(img_size), "layout": layout,
             "lr": args.lr,
             "batch_size": args.batch_size, "world_size": world_size, "seed": args.seed,

@@ -8,6 +8,7 @@ from pathlib import Path
 from descriptors import provenance
 from descriptors.dataset import descriptor_selection, make_command
 from skeletons.augment import Augment
+from .config import IMAGES, SKELETONS
 
 DATA_FIELDS = ("fingerprint", "sources", "samples", "mode", "img_size", "layout")
 AGREED_FIELDS = ("mode", "img_size", "layout")   # one value for all the folders a model reads
@@ -38,9 +39,6 @@ def folder_data(ds) -> list[FolderData]:
     return out
 
 
-IMAGES, SKELETONS = "images", "skeletons"   # --source: descriptor folders, or images made while training
-
-
 def skeleton_data(data, desc: str, img_size: int) -> list[FolderData]:
     """What a run from skeletons reads, as the descriptor folders of the same split would record it
     (the same fingerprints: the images are bit-equal)."""
@@ -59,10 +57,10 @@ def check_image_size_flag(data, img_size: int | None) -> None:
                          f"chosen when the images are made (skels2desc --img-size), or train --source skeletons")
 
 
-def augmentation(args, mode: str, from_skeletons: bool):
+def augmentation(augment: bool, mode: str, from_skeletons: bool) -> Augment | None:
     """The run's skeleton augmentation (--augment), or None. Only on skeletons, and never in paper
     mode: paper mode reproduces the release, which trains without augmentation."""
-    if not getattr(args, "augment", False):
+    if not augment:
         return None
     if not from_skeletons:
         raise ValueError("--augment transforms the skeletons, so it needs --source skeletons")

@@ -3,7 +3,6 @@ images were, run them on the test split, score them honestly (models/evaluation.
 the results JSON, the confusion matrix PNG and the paper table."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -14,77 +13,77 @@ from descriptors.dataset import DescriptorImages, SampleInfo, make_command
 from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
 from models import evaluation as ev
 from models.checkpoint import load_model
+from models.config import DEFAULT_ARCH, IMAGES, TestConfig
 from models.inference import split_checkpoints, train_command as model_train_command
 from models.provenance import RELEASE_NOTICE, check_against_folder, check_consistent, check_layout, check_role
 from models.loop import pick_device
-from models.run_data import IMAGES
 from common.atomic import write_text_atomic
 from skeletons.datasets import class_names, default_protocol, get_dataset
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor
-from models.names import checkpoint_prefix
+from models.names import BEST, checkpoint_prefix
 
 
-def train_command(args: argparse.Namespace, desc: str) -> str:
-    return model_train_command(get_dataset(args.dataset), args.protocol, desc,
-                               f" -despth {args.despth} -ckpt {args.ckpt}")
+def train_command(config: TestConfig, desc: str) -> str:
+    return model_train_command(get_dataset(config.dataset), config.protocol, desc,
+                               f" -despth {config.despth} -ckpt {config.ckpt}")
 
 
-def find_checkpoints(args: argparse.Namespace, desc: str) -> tuple[dict[str, Path], dict[str, dict]]:
+def find_checkpoints(config: TestConfig, desc: str) -> tuple[dict[str, Path], dict[str, dict]]:
     """(name -> existing checkpoint, name -> {path, command} of the missing ones)."""
-    found, missing_paths = split_checkpoints(args.ckpt, args.dataset, args.protocol, desc, args.epoch)
-    missing = {n: {"path": str(p.absolute()), "command": train_command(args, n)} for n, p in missing_paths.items()}
+    found, missing_paths = split_checkpoints(config.ckpt, config.dataset, config.protocol, desc, config.epoch)
+    missing = {n: {"path": str(p.absolute()), "command": train_command(config, n)} for n, p in missing_paths.items()}
     if not found:
         lines = "\n  ".join(f"{m['path']}  (make it with: {m['command']})" for m in missing.values())
         raise FileNotFoundError(f"no checkpoint to evaluate; missing:\n  {lines}")
     return found, missing
 
 
-def check_test_images(args: argparse.Namespace, ckpts: dict, data: DescriptorImages) -> None:
+def check_test_images(config: TestConfig, ckpts: dict, data: DescriptorImages) -> None:
     """Each model must read images made as its training images were (mode, size)."""
-    remake = make_command(args.dataset, args.protocol, "test", Path(args.despth))
+    remake = make_command(config.dataset, config.protocol, "test", Path(config.despth))
     for name, ckpt in ckpts.items():
         for desc in (FUSION_ORDER if name == FUSION else (name,)):
             k = data.descs.index(desc)
             check_against_folder(ckpt, data.folders[k], data.provenance[desc], data.folder_image_size(k), remake,
-                                 train_command(args, name))
+                                 train_command(config, name))
     release = [name for name, ckpt in ckpts.items() if ckpt.kind != "ours"]
     if release:
         print(RELEASE_NOTICE.format(names=", ".join(release)), file=sys.stderr)
 
 
-def test_data(args: argparse.Namespace, ckpts: dict, descs: list[str], device: torch.device):
+def test_data(config: TestConfig, ckpts: dict, descs: list[str], device: torch.device):
     """(dataset, loader) of the test split: the descriptor folders, or images made on ``device``
     from the sequence files in the mode and size the models were trained with (--source skeletons)."""
-    kw = {"batch_size": args.batch_size, "shuffle": False, "num_workers": args.workers,
+    kw = {"batch_size": config.batch_size, "shuffle": False, "num_workers": config.workers,
           "pin_memory": device.type == "cuda"}
-    if args.source == IMAGES:
-        data = DescriptorImages(args.despth, args.dataset, args.protocol, "test", descs, uint8=True)
-        check_test_images(args, ckpts, data)
+    if config.source == IMAGES:
+        data = DescriptorImages(config.despth, config.dataset, config.protocol, "test", descs, uint8=True)
+        check_test_images(config, ckpts, data)
         return data, torch.utils.data.DataLoader(data, **kw)
     pixels = check_consistent(ckpts)
     mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))
-    data = SkeletonSequences(args.dspath or get_dataset(args.dataset).seq_dir, args.dataset, args.protocol, "test",
+    data = SkeletonSequences(config.dspath or get_dataset(config.dataset).seq_dir, config.dataset, config.protocol, "test",
                              mode)
     for name, ckpt in ckpts.items():
-        check_layout(ckpt, data.layout, str(data.seq_dir), train_command(args, name))
+        check_layout(ckpt, data.layout, str(data.seq_dir), train_command(config, name))
     return data, skeleton_loader(data, ImageMaker(descs, data.layout, mode, img_size, device), **kw)
 
 
-def load_models(args: argparse.Namespace, found: dict[str, Path], num_classes: int,
+def load_models(config: TestConfig, found: dict[str, Path], num_classes: int,
                 device: torch.device) -> tuple[dict, dict]:
     """(name -> model on ``device``, name -> its checkpoint), each checked to be the model asked for."""
     models, ckpts = {}, {}
     for name, path in found.items():
         model, ckpts[name] = load_model(path, desc=name, num_classes=num_classes, map_location="cpu")
-        check_role(ckpts[name], name, args.dataset, args.protocol, train_command(args, name))
+        check_role(ckpts[name], name, config.dataset, config.protocol, train_command(config, name))
         models[name] = model.to(device)
     return models, ckpts
 
 
-def best_picked_on_test(args: argparse.Namespace, ckpts: dict) -> list[str]:
+def best_picked_on_test(config: TestConfig, ckpts: dict) -> list[str]:
     """The models whose best epoch was picked on this very test split (as the release, and train.py
     by default, do), told on stderr."""
-    picked_on_test = sorted(n for n, c in ckpts.items() if args.epoch == "best" and not c.settings.get("val_fraction"))
+    picked_on_test = sorted(n for n, c in ckpts.items() if config.epoch == BEST and not c.settings.get("val_fraction"))
     if picked_on_test:
         print(f"note: the best epoch of {', '.join(picked_on_test)} was picked on the test split (as released), "
               f"so these figures are optimistic; train.py --val-fraction picks it on held-out training data",
@@ -92,66 +91,66 @@ def best_picked_on_test(args: argparse.Namespace, ckpts: dict) -> list[str]:
     return picked_on_test
 
 
-def evaluate(args: argparse.Namespace) -> tuple[dict, list[ev.Row]]:
-    ds = get_dataset(args.dataset)
-    args.protocol = default_protocol(args.dataset, args.protocol)
-    desc = check_descriptor(args.desc, allow_fusion=True)
-    found, missing = find_checkpoints(args, desc)
-    device = pick_device(args.gpu, log=lambda line: print(line, file=sys.stderr))
+def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
+    ds = get_dataset(config.dataset)
+    config.protocol = default_protocol(config.dataset, config.protocol)
+    desc = check_descriptor(config.desc, allow_fusion=True)
+    found, missing = find_checkpoints(config, desc)
+    device = pick_device(config.gpu, log=lambda line: print(line, file=sys.stderr))
     for name, m in missing.items():
         print(f"missing {m['path']}: skipped; make it with: {m['command']}", file=sys.stderr)
-    models, ckpts = load_models(args, found, ds.num_classes, device)
+    models, ckpts = load_models(config, found, ds.num_classes, device)
     # Read each needed descriptor once per sample; every model sees the same batches in one order.
     descs = [d for d in FUSION_ORDER if FUSION in models or d in models]
-    data, loader = test_data(args, ckpts, descs, device)
-    print(f"evaluating {', '.join(models)} on {len(data)} test samples of {args.dataset} {args.protocol} "
+    data, loader = test_data(config, ckpts, descs, device)
+    print(f"evaluating {', '.join(models)} on {len(data)} test samples of {config.dataset} {config.protocol} "
           f"({device})", file=sys.stderr)
     outputs = ev.model_outputs(models, loader, descs, device)
-    picked_on_test = best_picked_on_test(args, ckpts)
+    picked_on_test = best_picked_on_test(config, ckpts)
     labels = data.labels0.numpy()
-    samples = data.samples if args.source == IMAGES else [SampleInfo(i, int(label) + 1, sample) for i, (sample, label)
+    samples = data.samples if config.source == IMAGES else [SampleInfo(i, int(label) + 1, sample) for i, (sample, label)
                                                           in enumerate(zip(data.samples, data.labels0))]
-    archs = {n: c.settings.get("arch", "resnet_c") for n, c in ckpts.items()}
-    priority = args.priority.split(",") if args.priority else None
+    archs = {n: c.settings.get("arch", DEFAULT_ARCH) for n, c in ckpts.items()}
+    priority = config.priority.split(",") if config.priority else None
     rows, order = ev.fusion_rows({n: o for n, o in outputs.items() if n != FUSION}, outputs.get(FUSION), labels,
                                  priority, {n: c.best_acc for n, c in ckpts.items()}, archs)
     info = {
-        "dataset": args.dataset, "protocol": args.protocol, "desc": desc, "epoch": args.epoch,
-        "class_names": list(class_names(args.dataset)),
-        "descriptor_root": str(args.despth), "device": str(device), "vote_priority": order,
-        "settings": {k: v for k, v in vars(args).items() if k != "paper_table"},
+        "dataset": config.dataset, "protocol": config.protocol, "desc": desc, "epoch": config.epoch,
+        "class_names": list(class_names(config.dataset)),
+        "descriptor_root": str(config.despth), "device": str(device), "vote_priority": order,
+        "settings": {k: v for k, v in vars(config).items() if k != "paper_table"},
         "checkpoints": {n: {"path": str(c.path), "kind": c.kind, "epoch": c.epoch, "best_acc": c.best_acc,
                             "settings": c.settings} for n, c in ckpts.items()},
         "missing": missing,
         "best_epoch_picked_on_test": picked_on_test,
         "sample_index": [s.index for s in samples],
     }
-    sample_ids = [s.sample or f"{args.dataset}_test_{s.index}" for s in samples]
+    sample_ids = [s.sample or f"{config.dataset}_test_{s.index}" for s in samples]
     return ev.results_document(rows, labels, sample_ids, ds.num_classes, **info), rows
 
 
-def write_outputs(args: argparse.Namespace, doc: dict, rows: list) -> tuple[Path, Path]:
-    out = Path(args.out or args.ckpt)
-    stem = f"{checkpoint_prefix(args.dataset, args.protocol, doc['desc'])}_{args.epoch}"
+def write_outputs(config: TestConfig, doc: dict, rows: list) -> tuple[Path, Path]:
+    out = Path(config.out or config.ckpt)
+    stem = f"{checkpoint_prefix(config.dataset, config.protocol, doc['desc'])}_{config.epoch}"
     best = next(r for r in rows if r.key == doc["best_honest_row"])
     png = out / f"{stem}{ev.CONFUSION_SUFFIX}"
     doc["confusion_png"] = {"path": str(png), "row": best.key}
     labels0 = [label - 1 for label in doc["samples"]["label"]]   # the JSON's labels are 1-based
     ev.write_confusion_png(png, best.pred, labels0, doc["class_names"],
-                           f"{args.dataset} {args.protocol}: {best.label}")
+                           f"{config.dataset} {config.protocol}: {best.label}")
     json_path = out / f"{stem}{ev.RESULTS_SUFFIX}"
     ev.write_json(json_path, doc)
     return json_path, png
 
 
-def paper_table(args: argparse.Namespace) -> str:
+def paper_table(config: TestConfig) -> str:
     """Write the paper table of every results JSON in -ckpt and --out; returns the text to print."""
-    folders = [Path(args.ckpt)] + ([Path(args.out)] if args.out else [])
+    folders = [Path(config.ckpt)] + ([Path(config.out)] if config.out else [])
     files = ev.find_results(folders)
     if not files:
         raise FileNotFoundError(f"no *{ev.RESULTS_SUFFIX} in {', '.join(map(str, folders))}; run test.py first")
     table = ev.paper_table([ev.load_results(f) for f in files])
-    target = Path(args.out or args.ckpt) / ev.PAPER_TABLE_NAME
+    target = Path(config.out or config.ckpt) / ev.PAPER_TABLE_NAME
     write_text_atomic(target, table, make_parents=True)
     return (table + f"\n(top-1 % of the checkpoints evaluated here, from {len(files)} results files; these are this "
                     f"project's figures only, not the paper's published numbers; written to {target})")

@@ -5,28 +5,31 @@ recipe (recipe.py), the loop and precision (loop.py), torchrun (distributed.py),
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from common.errors import cause_text
 from descriptors.core import DEFAULT_IMG_SIZE
 from descriptors.dataset import DescriptorImages
 from descriptors.names import FUSION
 from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
+from skeletons.augment import Augment
 from skeletons.datasets import default_protocol, get_dataset
 from .checkpoint import CheckpointError, CheckpointWriteError, save_checkpoint
-from .distributed import barrier, cleanup_distributed, init_distributed, shard
+from .config import IMAGES, SKELETONS, TrainConfig
+from .distributed import DistInfo, barrier, cleanup_distributed, init_distributed, shard
 from .logs import format_epoch_line, write_csv_log
 from .loop import RunOptions, amp_setup, evaluate, pick_device, train_one_epoch
-from .names import LOG_SUFFIX, checkpoint_path, checkpoint_prefix, prune_checkpoints, remove_run_files, run_files
+from .names import BEST, LAST, LOG_SUFFIX, checkpoint_path, checkpoint_prefix, prune_checkpoints, remove_run_files, run_files
 from .networks import build_model
 from .recipe import holdout_split, make_criterion, make_scheduler, soft_target_floor
 from .reruns import RunPlan, finished_line, plan_run, refusal, resume_state, run_settings
-from .run_data import (IMAGES, SKELETONS, agreed_pixels, augmentation, check_image_size_flag, data_record,
+from .run_data import (agreed_pixels, augmentation, check_image_size_flag, data_record,
                        folder_data, skeleton_data)
 
 
@@ -48,156 +51,250 @@ def cpu_cost_notice(model: nn.Module, keep_last: int | None) -> str | None:
             f"with 32-px images (skels2desc --img-size 32), as pipeline.py --demo does")
 
 
-def fit(args) -> dict:
-    """train.py's whole run: data, plan (fresh / resume / skip / refuse), model, epochs, checkpoints, logs."""
-    info = init_distributed(use_cuda=args.gpu >= 0 and torch.cuda.is_available())
-    log = print if info.is_main else (lambda *a, **k: None)
-    try:
-        device = pick_device(args.gpu, info.local_rank if info.enabled else None, log)
-        args.protocol = default_protocol(args.dataset, args.protocol)
-        num_classes = get_dataset(args.dataset).num_classes
+@dataclass
+class Run:
+    """One training as fit() prepares it: what it reads, what it records, where its files go."""
+    config: TrainConfig
+    from_skeletons: bool
+    train_set: Dataset
+    test_set: Dataset
+    mode: str
+    img_size: int
+    augment: Augment | None
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+    settings: dict
+    prefix: str
+    last_path: Path
+    log_path: Path
 
-        from_skeletons = getattr(args, "source", IMAGES) == SKELETONS
 
-        def load(part: str):
-            if from_skeletons:
-                return SkeletonSequences(args.dspath or get_dataset(args.dataset).seq_dir, args.dataset,
-                                         args.protocol, part, args.mode or "paper", pack=args.cache)
-            return DescriptorImages(args.despth, args.dataset, args.protocol, part, args.desc,
-                                    cache=args.cache, uint8=True)
-
-        if not info.is_main:
-            barrier()  # rank 0 builds any --cache files first
-        train_set, test_set = load("train"), load("test")
-        if info.is_main:
-            barrier()
+def load_parts(config: TrainConfig, from_skeletons: bool, info: DistInfo) -> tuple[Dataset, Dataset]:
+    """The train and test parts: descriptor folders, or sequence files to make images from."""
+    def load(part: str):
         if from_skeletons:
-            size = args.img_size or DEFAULT_IMG_SIZE
-            folders = skeleton_data(train_set, args.desc, size) + skeleton_data(test_set, args.desc, size)
-        else:
-            check_image_size_flag(train_set, getattr(args, "img_size", None))
-            folders = folder_data(train_set) + folder_data(test_set)
-        mode, img_size, layout, notice = agreed_pixels(folders, args.mode)
-        if notice:
-            log(notice)
-        augment = augmentation(args, mode, from_skeletons)
-        amp_dtype, scaler = amp_setup(device, args.amp, log)
-        settings = run_settings(args, num_classes=num_classes, mode=mode, img_size=img_size, layout=layout,
-                                data=data_record(folders), amp_dtype=amp_dtype, world_size=info.world_size,
-                                augment=augment.record() if augment is not None else None,
-                                source=SKELETONS if from_skeletons else IMAGES)
+            return SkeletonSequences(config.dspath or get_dataset(config.dataset).seq_dir, config.dataset,
+                                     config.protocol, part, config.mode or "paper", pack=config.cache)
+        return DescriptorImages(config.despth, config.dataset, config.protocol, part, config.desc,
+                                cache=config.cache, uint8=True)
 
-        prefix = checkpoint_prefix(args.dataset, args.protocol, args.desc)
-        last_path = checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, "last")
-        log_path = Path(args.ckpt) / f"{prefix}{LOG_SUFFIX}"
-        plan = plan_run(last_path, settings, args.epochs)
-        if args.overwrite:
-            if info.is_main and (removed := remove_run_files(args.ckpt, prefix)):
-                log(f"--overwrite: removed the {removed} file(s) of the earlier {prefix} run")
-            barrier()
-            plan = RunPlan("fresh", 0, [], last_path)
-        elif plan.status == "mismatch":
-            raise CheckpointError(refusal(plan))
-        elif plan.status == "finished":
-            log(finished_line(plan, args.epochs))
+    if not info.is_main:
+        barrier()  # rank 0 builds any --cache files first
+    parts = load("train"), load("test")
+    if info.is_main:
+        barrier()
+    return parts
+
+
+def prepare(config: TrainConfig, device: torch.device, info: DistInfo, log) -> Run:
+    """The data a run reads, that its folders agree, and the settings its checkpoints record."""
+    from_skeletons = config.source == SKELETONS
+    train_set, test_set = load_parts(config, from_skeletons, info)
+    if from_skeletons:
+        size = config.img_size or DEFAULT_IMG_SIZE
+        folders = skeleton_data(train_set, config.desc, size) + skeleton_data(test_set, config.desc, size)
+    else:
+        check_image_size_flag(train_set, config.img_size)
+        folders = folder_data(train_set) + folder_data(test_set)
+    mode, img_size, layout, notice = agreed_pixels(folders, config.mode)
+    if notice:
+        log(notice)
+    augment = augmentation(config.augment, mode, from_skeletons)
+    amp_dtype, scaler = amp_setup(device, config.amp, log)
+    settings = run_settings(config, num_classes=get_dataset(config.dataset).num_classes, mode=mode,
+                            img_size=img_size, layout=layout, data=data_record(folders), amp_dtype=amp_dtype,
+                            world_size=info.world_size, augment=augment.record() if augment is not None else None,
+                            source=SKELETONS if from_skeletons else IMAGES)
+    prefix = checkpoint_prefix(config.dataset, config.protocol, config.desc)
+    return Run(config, from_skeletons, train_set, test_set, mode, img_size, augment, amp_dtype, scaler, settings,
+               prefix, checkpoint_path(config.ckpt, config.dataset, config.protocol, config.desc, LAST),
+               Path(config.ckpt) / f"{prefix}{LOG_SUFFIX}")
+
+
+def decide(run: Run, info: DistInfo, log) -> RunPlan:
+    """The rerun plan (docs/WORKFLOW.md): --overwrite starts over; other settings are refused."""
+    config = run.config
+    plan = plan_run(run.last_path, run.settings, config.epochs)
+    if config.overwrite:
+        if info.is_main and (removed := remove_run_files(config.ckpt, run.prefix)):
+            log(f"--overwrite: removed the {removed} file(s) of the earlier {run.prefix} run")
+        barrier()
+        return RunPlan("fresh", 0, [], run.last_path)
+    if plan.status == "mismatch":
+        raise CheckpointError(refusal(plan))
+    if plan.status == "finished":
+        log(finished_line(plan, config.epochs))
+    return plan
+
+
+@dataclass
+class Loaders:
+    fit_set: Dataset
+    val_set: Dataset | None
+    sampler: DistributedSampler
+    train: DataLoader
+    test: DataLoader
+    val: DataLoader | None
+
+
+def make_loaders(run: Run, device: torch.device, info: DistInfo) -> Loaders:
+    """The training loader (shuffled per (seed, epoch), so a resumed run sees the same batches), and
+    this rank's share of the test and held-out parts."""
+    config = run.config
+    fit_set, val_set = run.train_set, None
+    if config.val_fraction:
+        fit_idx, val_idx = holdout_split(len(run.train_set), config.val_fraction, config.seed)
+        fit_set, val_set = Subset(run.train_set, fit_idx), Subset(run.train_set, val_idx)
+    sampler = DistributedSampler(fit_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=config.seed)
+    loader_kw = {"batch_size": config.batch_size, "num_workers": config.workers,
+                 "pin_memory": device.type == "cuda", "persistent_workers": config.workers > 0}
+
+    def loader(data, augment=None, **kw) -> DataLoader:
+        if not run.from_skeletons:
+            return DataLoader(data, **kw, **loader_kw)
+        # images made batch by batch on the training device, bit-equal to the PNGs; one maker per
+        # split: it keeps images by sample index
+        maker = ImageMaker(config.desc, run.train_set.layout, run.mode, run.img_size, device, augment,
+                           seed=config.seed)
+        return skeleton_loader(data, maker, **kw, **loader_kw)
+
+    def eval_loader(data) -> DataLoader:
+        return loader(Subset(data, shard(list(range(len(data))), info)), shuffle=False)
+
+    return Loaders(fit_set, val_set, sampler, loader(fit_set, run.augment, sampler=sampler), eval_loader(run.test_set),
+                   eval_loader(val_set) if val_set is not None else None)
+
+
+@dataclass
+class Model:
+    """The network (bare, for evaluation and saving), what trains it (DDP-wrapped under torchrun) and
+    its optimiser, schedule, loss and loop options."""
+    model: nn.Module
+    train_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: nn.Module
+    opts: RunOptions
+
+
+def make_model(run: Run, device: torch.device, info: DistInfo) -> Model:
+    """The seeded network on the device, Adam at the base rate, the release's schedule and loss."""
+    config = run.config
+    torch.manual_seed(config.seed)
+    model = build_model(config.desc, run.settings["num_classes"], config.arch, config.width, config.pretrained,
+                        config.bn_stats).to(device)
+    channels_last = device.type == "cuda" and config.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    opts = RunOptions(run.amp_dtype, channels_last, progress=info.is_main and not config.no_progress,
+                      max_steps=config.max_steps)
+    return Model(model, model, optimizer, make_scheduler(optimizer, config.dataset),
+                 make_criterion(config.label_smoothing), opts)
+
+
+def start_state(run: Run, plan: RunPlan, net: Model, log) -> tuple[int, float, list]:
+    """(first epoch, best accuracy, history): a resumed run's, else a fresh start's."""
+    if plan.status == "resume":
+        start = resume_state(plan.checkpoint, net.model, net.optimizer, net.scheduler, run.scaler)
+        log(f"resuming {run.last_path} after epoch {plan.last_epoch}")
+        return start
+    if any(p.suffix == ".tar" for p in run_files(run.config.ckpt, run.prefix)):  # killed before its first _last.tar
+        log(f"notice: no {run.last_path.name}; starting {run.prefix} again from epoch 1 (its files have these settings)")
+    return 1, -1.0, []
+
+
+def announce(run: Run, loaders: Loaders, net: Model, device: torch.device, info: DistInfo, log) -> None:
+    """What is trained, on what, where; what a CPU run costs; the loss floor of the soft targets."""
+    config, num_classes = run.config, run.settings["num_classes"]
+    if device.type == "cpu" and (notice := cpu_cost_notice(net.model, config.keep_last)):
+        log(notice)
+    held_out = f" / {len(loaders.val_set)} held out" if loaders.val_set is not None else ""
+    log(f"training {run.prefix}: {len(loaders.fit_set)} train / {len(run.test_set)} test images{held_out}, "
+        f"{num_classes} classes, {sum(p.numel() for p in net.model.parameters()) / 1e6:.2f} M parameters, "
+        f"{info.world_size} process(es) on {device}")
+    if config.label_smoothing is None:
+        heads = 8 if config.desc == FUSION else 1
+        log(f"note: the loss is a cross-entropy against the release's soft targets (0.8 / 0.1, which do not "
+            f"sum to 1): its floor is {heads * soft_target_floor(num_classes):.1f}, not 0"
+            + (" (Fuse5 sums 8 such losses)" if heads > 1 else ""))
+
+
+def run_epoch(epoch: int, run: Run, loaders: Loaders, net: Model, device: torch.device) -> tuple[dict, float]:
+    """Train one epoch, step the schedule, evaluate: (the log row without best_acc, the score that
+    picks the best epoch: held-out accuracy, else test accuracy as released)."""
+    loaders.sampler.set_epoch(epoch)
+    lr = net.optimizer.param_groups[0]["lr"]
+    train = train_one_epoch(net.train_model, net.criterion, net.optimizer, loaders.train, device, epoch, net.opts,
+                            run.scaler)
+    net.scheduler.step()
+    # evaluate the bare module: DDP's per-forward buffer broadcast would need equal batch counts
+    val = evaluate(net.model, net.criterion, loaders.val, device, net.opts, "val") if loaders.val else None
+    test = evaluate(net.model, net.criterion, loaders.test, device, net.opts)
+    row = {"epoch": epoch, "lr": lr, "train_loss": train["loss"], "train_acc": train["acc"],
+           "val_acc": val["acc"] if val else "", "test_loss": test["loss"], "test_acc": test["acc"],
+           "best_acc": None, "seconds": round(train["seconds"], 2),
+           "images_per_s": train["images"] / max(train["seconds"], 1e-9)}
+    return row, (val or test)["acc"]
+
+
+def save_epoch(run: Run, net: Model, row: dict, history: list, improved: bool) -> None:
+    """The epoch's checkpoint, the best one when it improved, _last.tar (everything a resume needs)
+    and the log; a failed write leaves what was saved before usable."""
+    config, epoch = run.config, row["epoch"]
+    common = {"model": net.model, "best_acc": row["best_acc"], "settings": run.settings, "epoch": epoch}
+    try:
+        save_checkpoint(checkpoint_path(config.ckpt, config.dataset, config.protocol, config.desc, epoch),
+                        extra={"metrics": row}, **common)
+        if improved:
+            save_checkpoint(checkpoint_path(config.ckpt, config.dataset, config.protocol, config.desc, BEST),
+                            extra={"metrics": row}, **common)
+        save_checkpoint(run.last_path, optimizer=net.optimizer, scheduler=net.scheduler, with_rng=True,
+                        extra={"history": history, **({"scaler": run.scaler.state_dict()} if run.scaler else {})},
+                        **common)
+        write_csv_log(run.log_path, history)
+    except (CheckpointWriteError, OSError) as e:  # a full disk
+        why = e if isinstance(e, CheckpointWriteError) else f"{run.log_path}: not written ({cause_text(e)})"
+        raise CheckpointWriteError(f"{why}; once fixed, rerun the same command: it continues from "
+                                   f"the last epoch saved") from None
+    prune_checkpoints(config.ckpt, run.prefix, config.keep_last)
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The log of ranks other than 0."""
+
+
+def fit(config: TrainConfig) -> dict:
+    """train.py's whole run: data, plan (fresh / resume / skip / refuse), model, epochs, checkpoints, logs."""
+    info = init_distributed(use_cuda=config.gpu >= 0 and torch.cuda.is_available())
+    log = print if info.is_main else _quiet
+    try:
+        device = pick_device(config.gpu, info.local_rank if info.enabled else None, log)
+        config.protocol = default_protocol(config.dataset, config.protocol)
+        run = prepare(config, device, info, log)
+        plan = decide(run, info, log)
+        if plan.status == "finished":
             return {"best_acc": plan.checkpoint.best_acc, "history": list(plan.checkpoint.raw.get("history", [])),
-                    "prefix": prefix, "status": plan.status}
-
-        fit_set, val_set = train_set, None
-        if args.val_fraction:
-            fit_idx, val_idx = holdout_split(len(train_set), args.val_fraction, args.seed)
-            fit_set, val_set = Subset(train_set, fit_idx), Subset(train_set, val_idx)
-
-        # The shuffle order depends only on (seed, epoch): a resumed run sees the same batches.
-        sampler = DistributedSampler(fit_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=args.seed)
-        loader_kw = {"batch_size": args.batch_size, "num_workers": args.workers,
-                     "pin_memory": device.type == "cuda", "persistent_workers": args.workers > 0}
-        if from_skeletons:   # images made batch by batch on the training device, bit-equal to the PNGs
-            def maker(augment=None) -> ImageMaker:   # one per split: it keeps images by sample index
-                return ImageMaker(args.desc, train_set.layout, mode, img_size, device, augment, seed=args.seed)
-
-            train_loader = skeleton_loader(fit_set, maker(augment), sampler=sampler, **loader_kw)
-
-            def eval_loader(data):
-                return skeleton_loader(Subset(data, shard(list(range(len(data))), info)), maker(),
-                                       shuffle=False, **loader_kw)
-        else:
-            train_loader = DataLoader(fit_set, sampler=sampler, **loader_kw)
-
-            def eval_loader(data):
-                return DataLoader(Subset(data, shard(list(range(len(data))), info)), shuffle=False, **loader_kw)
-
-        test_loader = eval_loader(test_set)
-        val_loader = eval_loader(val_set) if val_set is not None else None
-
-        torch.manual_seed(args.seed)
-        model = build_model(args.desc, num_classes, args.arch, args.width, args.pretrained,
-                            getattr(args, "bn_stats", "shared")).to(device)
-        channels_last = device.type == "cuda" and args.channels_last
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-        scheduler = make_scheduler(optimizer, args.dataset)
-        criterion = make_criterion(args.label_smoothing)
-        opts = RunOptions(amp_dtype, channels_last, progress=info.is_main and not args.no_progress,
-                          max_steps=args.max_steps)
-
-        start, best, history = 1, -1.0, []
-        if plan.status == "resume":
-            start, best, history = resume_state(plan.checkpoint, model, optimizer, scheduler, scaler)
-            log(f"resuming {last_path} after epoch {plan.last_epoch}")
-        elif any(p.suffix == ".tar" for p in run_files(args.ckpt, prefix)):  # killed before its first _last.tar
-            log(f"notice: no {last_path.name}; starting {prefix} again from epoch 1 (its files have these settings)")
-        if device.type == "cpu" and (notice := cpu_cost_notice(model, args.keep_last)):
-            log(notice)
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-            if info.enabled else model
-        log(f"training {prefix}: {len(fit_set)} train / {len(test_set)} test images"
-            f"{f' / {len(val_set)} held out' if val_set is not None else ''}, {num_classes} classes, "
-            f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {info.world_size} process(es) on {device}")
-        if args.label_smoothing is None:
-            heads = 8 if args.desc == FUSION else 1
-            log(f"note: the loss is a cross-entropy against the release's soft targets (0.8 / 0.1, which do not "
-                f"sum to 1): its floor is {heads * soft_target_floor(num_classes):.1f}, not 0"
-                + (" (Fuse5 sums 8 such losses)" if heads > 1 else ""))
-
-        for epoch in range(start, args.epochs + 1):
-            sampler.set_epoch(epoch)
-            lr = optimizer.param_groups[0]["lr"]
-            train = train_one_epoch(train_model, criterion, optimizer, train_loader, device, epoch, opts, scaler)
-            scheduler.step()
-            # evaluate the bare module: DDP's per-forward buffer broadcast would need equal batch counts
-            val = evaluate(model, criterion, val_loader, device, opts, "val") if val_loader else None
-            test = evaluate(model, criterion, test_loader, device, opts)
-            score = (val or test)["acc"]  # best epoch: held-out part of train, else test as released
+                    "prefix": run.prefix, "status": plan.status}
+        loaders = make_loaders(run, device, info)
+        net = make_model(run, device, info)
+        start, best, history = start_state(run, plan, net, log)
+        if info.enabled:
+            net.train_model = DistributedDataParallel(net.model, device_ids=[device.index] if device.type == "cuda"
+                                                      else None)
+        announce(run, loaders, net, device, info, log)
+        for epoch in range(start, config.epochs + 1):
+            row, score = run_epoch(epoch, run, loaders, net, device)
             improved = score > best
-            best = max(best, score)
-            row = {"epoch": epoch, "lr": lr, "train_loss": train["loss"], "train_acc": train["acc"],
-                   "val_acc": val["acc"] if val else "", "test_loss": test["loss"], "test_acc": test["acc"],
-                   "best_acc": best, "seconds": round(train["seconds"], 2),
-                   "images_per_s": train["images"] / max(train["seconds"], 1e-9)}
+            best = row["best_acc"] = max(best, score)
             history.append(row)
             if info.is_main:
-                common = {"model": model, "best_acc": best, "settings": settings, "epoch": epoch}
-                try:
-                    save_checkpoint(checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, epoch),
-                                    extra={"metrics": row}, **common)
-                    if improved:
-                        save_checkpoint(checkpoint_path(args.ckpt, args.dataset, args.protocol, args.desc, "best"),
-                                        extra={"metrics": row}, **common)
-                    save_checkpoint(last_path, optimizer=optimizer, scheduler=scheduler, with_rng=True,
-                                    extra={"history": history, **({"scaler": scaler.state_dict()} if scaler else {})},
-                                    **common)
-                    write_csv_log(log_path, history)
-                except (CheckpointWriteError, OSError) as e:  # a full disk: what was saved before stays usable
-                    why = e if isinstance(e, CheckpointWriteError) else f"{log_path}: not written ({cause_text(e)})"
-                    raise CheckpointWriteError(f"{why}; once fixed, rerun the same command: it continues from "
-                                               f"the last epoch saved") from None
-                prune_checkpoints(args.ckpt, prefix, args.keep_last)
+                save_epoch(run, net, row, history, improved)
                 log(format_epoch_line(row))
             barrier()
-        return {"best_acc": best, "history": history, "prefix": prefix, "status": plan.status}
+        return {"best_acc": best, "history": history, "prefix": run.prefix, "status": plan.status}
     finally:
         cleanup_distributed()

@@ -17,6 +17,7 @@ from descriptors import provenance
 from descriptors.extract import extract_split
 from descriptors.names import DESCRIPTORS, descriptor_dir, image_name
 from models.checkpoint import load_checkpoint
+from models.config import TrainConfig, from_args
 from models.names import checkpoint_path
 from models.training import fit
 from skeletons import datasets
@@ -125,7 +126,7 @@ def test_a_new_kind_extracts_and_trains(runs_dataset, tmp_path):
         ["-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(desc_root), "-ckpt", str(ckpt), "--width", "0.0625",
          "--workers", "0", "--batch-size", "4", "--epochs", "1", "--max-steps", "1", "--no-progress"])
     args.dataset = NAME
-    result = fit(args)
+    result = fit(from_args(TrainConfig, args))
     (row,) = result["history"]
     assert np.isfinite(row["train_loss"]) and row["train_loss"] > 0
     last = load_checkpoint(checkpoint_path(ckpt, NAME, "csub", "GD", "last"))

@@ -1,0 +1,59 @@
+"""test.py's front end: its options (their defaults are ``TestConfig``'s) and one evaluation with
+expected errors as one line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from models import evaluation as ev
+from models.config import IMAGES, SKELETONS, TestConfig, from_args, set_parser_defaults
+from models.testing import evaluate, paper_table, write_outputs
+
+from . import options as cli
+
+
+def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
+    """test.py's options, each default taken from TestConfig."""
+    p = cli.parser(doc)
+    cli.add_dataset(p)
+    cli.add(p, "protocol")
+    cli.add(p, "desc")
+    cli.add(p, "gpu")
+    cli.add(p, "despth")
+    cli.add(p, "ckpt")
+    cli.add(p, "epoch")
+    p.add_argument("--source", choices=(IMAGES, SKELETONS),
+                   help="images: the test descriptor folders; skeletons: images made on the device from -dspath "
+                        "in the models' mode and size (bit-equal to the PNGs)")
+    cli.add(p, "dspath")
+    p.add_argument("--batch-size", type=int, help="samples per batch (Fuse5 runs 5 images each)")
+    cli.add(p, "loader_workers")
+    p.add_argument("--priority", help="vote tie-break order, most trusted first, e.g. all,GD,FDD,JDD,ADD,LAD")
+    p.add_argument("--out", help="folder for results JSON / PNG / paper table (default: -ckpt)")
+    p.add_argument("--paper-table", action="store_true",
+                   help="tabulate every results JSON in -ckpt and --out in the paper's layout (this project's "
+                        "figures only; the paper's published numbers are not included)")
+    return set_parser_defaults(p, TestConfig)
+
+
+def run(config: TestConfig) -> int:
+    """One evaluation (or the paper table); 2 with the one-line error of an expected failure."""
+    try:
+        if config.paper_table:
+            print(paper_table(config))
+            return 0
+        if not config.dataset:
+            raise ValueError("-d is required (or use --paper-table)")
+        cli.setup_dataset(config)
+        doc, rows = evaluate(config)
+        json_path, png = write_outputs(config, doc, rows)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(ev.format_table(doc["rows"]))
+    print(f"\nbest honest row: {doc['best_honest_row']}; results: {json_path}; confusion matrix: {png}")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    return run(from_args(TestConfig, args))
