@@ -154,7 +154,8 @@ def check_same_pixels(folders: Sequence[Path], records: dict) -> None:
     (first, expected), *others = known or [(None, None)]
     for folder, record in others:
         differ = [f"{k} {provenance.shown(expected.get(k))} in {first.name}, {provenance.shown(record.get(k))} in "
-                  f"{folder.name}" for k in provenance.PIXEL_FIELDS if expected.get(k) != record.get(k)]
+                  f"{folder.name}" for k in provenance.differing(expected, record, provenance.PIXEL_FIELDS,
+                                                                  unknown_agrees=False)]
         if differ:
             raise ValueError(f"{folder}: made with other settings than the split's other folders "
                              f"({'; '.join(differ)}); remake them all in one mode and size with skels2desc --overwrite")

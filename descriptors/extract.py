@@ -189,8 +189,8 @@ def check_settings(folders: dict[str, Path], wanted: dict, overwrite: bool) -> N
             continue
         fields = provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS if record else ())
         here = {**wanted, "descriptor": desc}
-        differ = [f"{k}: {provenance.shown(found[k])} (this run: {provenance.shown(here[k])})" for k in fields
-                  if found.get(k) is not None and here.get(k) is not None and found[k] != here[k]]
+        differ = [f"{k}: {provenance.shown(found[k])} (this run: {provenance.shown(here[k])})"
+                  for k in provenance.differing(found, here, fields)]
         if differ:
             raise ValueError(f"{folder}: made with {'; '.join(differ)}; rerun with --overwrite to replace its "
                              f"images, or use another -despth")

@@ -20,8 +20,8 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable
 
 from common.atomic import write_text_atomic
 from skeletons.layouts import layout_text
@@ -158,10 +158,18 @@ def shown(value: object) -> str:
     return layout_text(value) if isinstance(value, dict) and "digest" in value else str(value)
 
 
-def differences(expected: dict, found: dict, fields: Iterable[str]) -> list[str]:
+def differing(first: Mapping, second: Mapping, fields: Iterable[str], unknown_agrees: bool = True) -> list[str]:
+    """The fields on which two records of how images were made disagree: the one agreement rule of
+    extraction (folder against run), a split's folders, a run's folders, and models against each
+    other and against what they read. A field one record does not state agrees with anything,
+    except with ``unknown_agrees=False`` (a split's folders, whose records extraction wrote alike)."""
+    return [k for k in fields if first.get(k) != second.get(k)
+            and (not unknown_agrees or (first.get(k) is not None and second.get(k) is not None))]
+
+
+def differences(expected: Mapping, found: Mapping, fields: Iterable[str]) -> list[str]:
     """'field: expected -> found' for each field both know and that differs."""
-    return [f"{k}: {shown(expected[k])} -> {shown(found[k])}" for k in fields
-            if expected.get(k) is not None and found.get(k) is not None and expected[k] != found[k]]
+    return [f"{k}: {shown(expected[k])} -> {shown(found[k])}" for k in differing(expected, found, fields)]
 
 
 # --------------------------------------------------------------------------- images vs manifest

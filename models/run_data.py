@@ -79,10 +79,9 @@ def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str
     notice says so; their layout is unknown (None), as is that of the release's folders.
     """
     for name in AGREED_FIELDS:
-        known = [f for f in folders if f.facts[name] is not None]
-        other = next((f for f in known if f.facts[name] != known[0].facts[name]), None)
+        first = next((f for f in folders if f.facts[name] is not None), None)
+        other = next((f for f in folders if first and provenance.differing(first.facts, f.facts, (name,))), None)
         if other is not None:
-            first = known[0]
             fix = (f"--{name.replace('_', '-')} {first.facts[name]} --overwrite" if name != "layout" else
                    "--overwrite, with the layout of the other folders")
             values = f"{provenance.shown(first.facts[name])} vs {provenance.shown(other.facts[name])}"

@@ -42,6 +42,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from common.atomic import atomic_path
+from common.errors import cause_text
 from .bodies import clean_uncentred
 from .centring import FIRST_FRAME, Uncentred
 from .kinds import SampleKind, sample_id
@@ -389,10 +390,6 @@ class _SkeletonUnpickler(pickle.Unpickler):
                                       f"{module}.{name} ({_ALLOWED})") from None
 
 
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-
-
 def _read_npy_header(f, path: Path) -> tuple[tuple, np.dtype]:
     """(shape, dtype) from the header of an open ``.npy`` file, leaving ``f`` at the data."""
     try:
@@ -403,7 +400,7 @@ def _read_npy_header(f, path: Path) -> tuple[tuple, np.dtype]:
             return shape, dtype
     except (ValueError, EOFError) as exc:
         raise SkeletonFormatError(path, None, f"not a readable .npy file: truncated or corrupt header "
-                                  f"({_one_line(exc)})") from None
+                                  f"({type(exc).__name__}: {cause_text(exc)})") from None
     raise SkeletonFormatError(path, None, f"not a txt2npy skeleton file: .npy format version {version[0]}.{version[1]}")
 
 
@@ -420,7 +417,7 @@ def _read_pickled_npy(path: Path) -> object:
             raise
         except Exception as exc:  # pickle raises EOFError, UnpicklingError, ValueError, TypeError...
             raise SkeletonFormatError(path, None, f"not a readable .npy file: truncated or corrupt data "
-                                      f"({_one_line(exc)})") from None
+                                      f"({type(exc).__name__}: {cause_text(exc)})") from None
     if not (isinstance(array, np.ndarray) and array.dtype == object and array.shape == ()):
         raise SkeletonFormatError(path, None, f"not a txt2npy skeleton file: it holds a {type(array).__name__}, "
                                   "not a dict")
