@@ -30,7 +30,7 @@ from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSI
 from models.names import DEFAULT_CHECKPOINT_DIR, LAST, checkpoint_path, checkpoint_prefix
 from models.config import BN_STATS, IMAGES, SKELETONS, TestConfig, TrainConfig, preset_settings
 from skeletons.convert import convert_folder, plan_conversion
-from skeletons.datasets import CUSTOM, PARTS, default_protocol, get_dataset, sample_id, split_from_folder
+from skeletons.datasets import CUSTOM, PARTS, Split, default_protocol, get_dataset, sample_id, split_from_folder
 
 DEMO_ROOT = Path("data/demo")
 DEMO_MARKER = ".demo.json"  # what generated the demo data (seed, size); regenerated when it differs
@@ -127,16 +127,17 @@ def demo_ready(root: Path, seed: int, size: str) -> bool:
 def current_data(args: argparse.Namespace, part: str, name: str) -> dict | None:
     """What a model of descriptor ``name`` would read now in ``part``: the folder's record, or (from
     skeletons) what such a folder would record; None when nothing says."""
+    split = Split.of(args.dataset, args.protocol, part)
     if args.source == SKELETONS:
-        return skeleton_split(args.dspath, args.dataset, args.protocol, part, args.mode).record(args.img_size, name)
-    return provenance.read_record(descriptor_dir(args.despth, args.dataset, name, part, args.protocol))
+        return skeleton_split(args.dspath, split, args.mode).record(args.img_size, name)
+    return provenance.read_record(descriptor_dir(args.despth, split, name))
 
 
 @functools.lru_cache(maxsize=None)
-def skeleton_split(seq_dir: Path, dataset: str, protocol: str, part: str, mode: str):
+def skeleton_split(seq_dir: Path, split: Split, mode: str):
     """A split's sequence files, listed (and their sizes and mtimes read) once per run."""
     from descriptors.skeleton_source import SkeletonSequences
-    return SkeletonSequences(seq_dir, dataset, protocol, part, mode)
+    return SkeletonSequences(seq_dir, split.dataset, split.protocol, split.part, mode)
 
 
 def data_changed(args: argparse.Namespace, desc: str) -> bool:
@@ -248,7 +249,7 @@ def run_figure(args: argparse.Namespace) -> Path:
     from descriptors.figures import file_figure
 
     ds = get_dataset(args.dataset)
-    path = split_from_folder(args.dspath, args.dataset, args.protocol, "test")[0]
+    path = split_from_folder(args.dspath, Split.of(args.dataset, args.protocol, "test"))[0]
     out = args.ckpt / f"{sample_id(path)}_descriptors.png"
     file_figure(path, out, args.mode, args.img_size, kind=ds.kind, layout=ds.layout)
     return out

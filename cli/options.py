@@ -110,6 +110,16 @@ def add_dataset(p: argparse.ArgumentParser, **overrides) -> None:
     add(p, "layout")
 
 
+def add_run_place(p: argparse.ArgumentParser, required: bool) -> None:
+    """What train.py and test.py share (RunConfig's where and what): -d (and --data, --layout), -p,
+    -desc, -gpu, -despth, -ckpt; -d and -desc ``required`` (train.py) or not (test.py)."""
+    add_dataset(p, **({"required": True} if required else {}))
+    add(p, "protocol")
+    add(p, "desc", **({"required": True} if required else {}))
+    for name in ("gpu", "despth", "ckpt"):
+        add(p, name)
+
+
 def setup_dataset(args: argparse.Namespace) -> None:
     """Make ``-d custom --data ROOT --layout FILE_OR_NAME`` a dataset of the table (the folder and the
     layout are read and checked here: one-line ValueError); refuse --data or --layout without it."""

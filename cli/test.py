@@ -15,12 +15,7 @@ from . import options as cli
 def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     """test.py's options, each default taken from TestConfig."""
     p = cli.parser(doc)
-    cli.add_dataset(p)
-    cli.add(p, "protocol")
-    cli.add(p, "desc")
-    cli.add(p, "gpu")
-    cli.add(p, "despth")
-    cli.add(p, "ckpt")
+    cli.add_run_place(p, required=False)
     cli.add(p, "epoch")
     p.add_argument("--source", choices=(IMAGES, SKELETONS),
                    help="images: the test descriptor folders; skeletons: images made on the device from -dspath "

@@ -20,12 +20,7 @@ from . import options as cli
 def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     """train.py's options, each default taken from TrainConfig."""
     p = cli.parser(doc)
-    cli.add_dataset(p, required=True)
-    cli.add(p, "protocol")
-    cli.add(p, "desc", required=True)
-    cli.add(p, "gpu")
-    cli.add(p, "despth")
-    cli.add(p, "ckpt")
+    cli.add_run_place(p, required=True)
     p.add_argument("--source", choices=(IMAGES, SKELETONS),
                    help="images: the descriptor folders skels2desc made; skeletons: no image files, the images "
                         "are made batch by batch on the training device from -dspath (bit-equal to the PNGs)")

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from common.atomic import atomic_path, writing_into
-from skeletons.datasets import check_protocol, get_dataset
+from skeletons.datasets import Split, get_dataset
 from skeletons.layouts import layout_record
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir
 
@@ -56,12 +56,12 @@ class SampleInfo:
     sample: str       # sample id from the folder's manifest, or "" when it has none
 
 
-def make_command(dataset: str, protocol: str, part: str, root: Path) -> str:
+def make_command(split: Split, root: Path) -> str:
     """The skels2desc command line that creates the descriptor folders of a split."""
-    ds = get_dataset(dataset)
+    ds = get_dataset(split.dataset)
     where = ds.data_flags() if ds.custom is not None else f" -dspath {ds.seq_dir}"
-    protocol_flag = f" -p {protocol}" if len(ds.protocols) > 1 else ""
-    return f"python {ds.extract_script} -d {dataset}{protocol_flag}{where} -despth {root} -a {part}"
+    protocol_flag = f" -p {split.protocol}" if len(ds.protocols) > 1 else ""
+    return f"python {ds.extract_script} -d {split.dataset}{protocol_flag}{where} -despth {root} -a {split.part}"
 
 
 def read_bgr(path: Path) -> np.ndarray:
@@ -102,21 +102,21 @@ def check_aligned(folders: Sequence[Path], listings: Sequence[dict]) -> None:
                              f"the descriptor folders of a split must hold the same images")
 
 
-def checked_record(folder: Path, dataset: str, protocol: str, part: str, desc: str) -> dict | None:
+def checked_record(folder: Path, split: Split, desc: str) -> dict | None:
     """The folder's record, refused when its run did not finish or it was made for another place."""
     record = provenance.read_record(folder)
     if record is None:
         return None
-    command = make_command(dataset, protocol, part, folder.parent)
+    command = make_command(split, folder.parent)
     if not record.get("complete"):
         raise ValueError(f"{folder}: incomplete (its extraction was interrupted or is running); finish it with: "
                          f"{command}")
-    expected = {"dataset": dataset, "protocol": protocol, "part": part, "descriptor": desc}
+    expected = {"dataset": split.dataset, "protocol": split.protocol, "part": split.part, "descriptor": desc}
     differ = provenance.differences(expected, record, provenance.IDENTITY_FIELDS)
     if differ:
         raise ValueError(f"{folder}: its record says it holds other data ({'; '.join(differ)}, folder name -> "
                          f"record); remake it with: {command} --overwrite")
-    ds = get_dataset(dataset)
+    ds = get_dataset(split.dataset)
     differ = provenance.differences({"layout": layout_record(ds.layout)}, record, ("layout",))
     if differ:
         raise ValueError(f"{folder}: made from skeletons of another layout ({differ[0]}, this run -> folder); "
@@ -177,21 +177,20 @@ class DescriptorImages(torch.utils.data.Dataset):
     def __init__(self, root: str | Path, dataset: str, protocol: str | None, part: str,
                  descs: str | Sequence[str], cache: bool = False, uint8: bool = False) -> None:
         self.root = Path(root)
-        self.dataset = dataset
-        self.protocol = check_protocol(dataset, protocol)
-        self.part = part
+        self.split = Split.of(dataset, protocol, part)
+        self.dataset, self.protocol, self.part = self.split.dataset, self.split.protocol, self.split.part
         self.descs, self.single = descriptor_selection(descs)
         self.uint8 = uint8
-        self.folders = [descriptor_dir(root, dataset, d, part, self.protocol) for d in self.descs]
+        self.folders = [descriptor_dir(root, self.split, d) for d in self.descs]
         for folder in self.folders:
             if not folder.is_dir():
                 raise FileNotFoundError(f"{folder.absolute()}: descriptor folder not found; make it with: "
-                                        f"{make_command(dataset, self.protocol, part, self.root)}")
+                                        f"{make_command(self.split, self.root)}")
         listings = [provenance.list_image_names(f) for f in self.folders]
         if not listings[0]:
             raise ValueError(f"{self.folders[0]}: empty split, no <index>_<label>.png images")
         # What made each folder (None: made by the release or an older version) and its manifest.
-        self.provenance = {d: checked_record(f, dataset, self.protocol, part, d)
+        self.provenance = {d: checked_record(f, self.split, d)
                            for d, f in zip(self.descs, self.folders)}
         check_same_pixels(self.folders, self.provenance)
         check_aligned(self.folders, listings)
@@ -244,7 +243,7 @@ class DescriptorImages(torch.utils.data.Dataset):
         remove_superseded(path.parent, folder.name, (".npy",), keep=(path,))
 
     def _remake_command(self) -> str:
-        return f"{make_command(self.dataset, self.protocol, self.part, self.root)} --overwrite"
+        return f"{make_command(self.split, self.root)} --overwrite"
 
     def expected_size(self, k: int) -> tuple[tuple[int, int], str]:
         """((H, W), why) every image of folder ``k`` must have: the size its record says it was made
@@ -306,8 +305,9 @@ def write_synthetic_split(root: str | Path, dataset: str, protocol: str | None, 
     rng.shuffle(labels)
     band = max(1, size // num_classes)
     rows = np.arange(size)[None, :, None]
+    split = Split.of(dataset, protocol, part)
     for desc in FUSION_ORDER:
-        folder = descriptor_dir(root, dataset, desc, part, protocol)
+        folder = descriptor_dir(root, split, desc)
         folder.mkdir(parents=True, exist_ok=True)
         channels = 3 if desc in ("GD", "FDD") else 1
         noise = rng.integers(0, 80, size=(len(labels), size, size, channels))

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from common.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
 from common.errors import naming
 from common.locks import folder_lock
-from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
+from skeletons.datasets import Split, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
 from skeletons.kinds import SampleKind
 from skeletons.reading import check_mode, load_sequence
@@ -344,22 +344,21 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     check_mode(mode)
     if img_size < 1 or not 0 <= png_level <= 9:
         raise ValueError(f"--img-size must be >= 1 and --png-level 0..9 (got {img_size}, {png_level})")
-    protocol = check_protocol(dataset, protocol)
-    scan = scan_split_folder(seq_dir, dataset, protocol, part)
+    split = Split.of(dataset, protocol, part)
+    scan = scan_split_folder(seq_dir, split)
     ds = get_dataset(dataset)
     if not scan.paths and not scan.problems:
-        raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {dataset} {protocol} {part} split"
-                         f"{ds.kind.conversion_hint()}")
-    folders = {desc: descriptor_dir(out_root, dataset, desc, part, protocol) for desc in DESCRIPTORS}
-    summary = Summary(f"{dataset} {protocol} {part}", folders, total=len(scan.paths) + len(scan.problems))
+        raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {split} split{ds.kind.conversion_hint()}")
+    folders = {desc: descriptor_dir(out_root, split, desc) for desc in DESCRIPTORS}
+    summary = Summary(str(split), folders, total=len(scan.paths) + len(scan.problems))
     summary.failed += [(str(path), reason) for path, reason in scan.problems]
     items = [Item(i, p, label_of(sample_id(p), dataset)) for i, p in enumerate(scan.paths)]
     sources = {sample_id(item.path): provenance.source_stat(item.path) for item in items}
-    fields = {"dataset": dataset, "protocol": protocol, "part": part, "mode": mode, "img_size": img_size,
+    fields = {"dataset": dataset, "protocol": split.protocol, "part": part, "mode": mode, "img_size": img_size,
               "layout": layout_record(ds.layout)}
     Path(out_root).mkdir(parents=True, exist_ok=True)
-    sources_path = split_sources_path(out_root, dataset, part, protocol)
-    with folder_lock(split_lock_path(out_root, dataset, part, protocol), wait=wait, on_wait=on_wait):
+    sources_path = split_sources_path(out_root, split)
+    with folder_lock(split_lock_path(out_root, split), wait=wait, on_wait=on_wait):
         for folder in folders.values():
             folder.mkdir(exist_ok=True)
         check_settings(folders, fields, overwrite)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from skeletons.datasets import check_protocol, get_dataset
+from skeletons.datasets import Split, check_protocol, get_dataset
 
 DESCRIPTORS = ("GD", "JDD", "ADD", "LAD", "FDD")
 # Order in which the release's Fuse5 feeds the five images to its shared trunk.
@@ -28,27 +28,27 @@ def protocol_suffix(dataset: str, protocol: str | None) -> str:
     return "" if len(get_dataset(dataset).protocols) == 1 else f"_{protocol}"
 
 
-def descriptor_dir(root: str | Path, dataset: str, desc: str, part: str, protocol: str | None = None) -> Path:
+def descriptor_dir(root: str | Path, split: Split, desc: str) -> Path:
     """<root>/<ds>_<DESC>_<part>_<protocol> for NTU; <root>/ucla_<DESC>_<part> for NW-UCLA and
     <root>/custom_<DESC>_<part> for a custom dataset (one protocol each)."""
     check_descriptor(desc)
-    return Path(root) / f"{dataset}_{desc}_{part}{protocol_suffix(dataset, protocol)}"
+    return Path(root) / f"{split.dataset}_{desc}_{split.part}{protocol_suffix(split.dataset, split.protocol)}"
 
 
-def split_stem(dataset: str, part: str, protocol: str | None = None) -> str:
+def split_stem(split: Split) -> str:
     """'ntu60_train_csub', 'ucla_train', 'custom_train': names the five folders of one split as a whole."""
-    return f"{dataset}_{part}{protocol_suffix(dataset, protocol)}"
+    return f"{split.dataset}_{split.part}{protocol_suffix(split.dataset, split.protocol)}"
 
 
-def split_lock_path(root: str | Path, dataset: str, part: str, protocol: str | None = None) -> Path:
+def split_lock_path(root: str | Path, split: Split) -> Path:
     """Hidden lock file beside a split's five descriptor folders: one extraction at a time."""
-    return Path(root) / f".{split_stem(dataset, part, protocol)}.lock"
+    return Path(root) / f".{split_stem(split)}.lock"
 
 
-def split_sources_path(root: str | Path, dataset: str, part: str, protocol: str | None = None) -> Path:
+def split_sources_path(root: str | Path, split: Split) -> Path:
     """Hidden record of each sample file's size and mtime when its images were made (reruns
     remake the images of a file that changed)."""
-    return Path(root) / f".{split_stem(dataset, part, protocol)}.sources.json"
+    return Path(root) / f".{split_stem(split)}.sources.json"
 
 
 def image_name(index: int, label: int) -> str:

@@ -32,7 +32,7 @@ from common.atomic import atomic_path, writing_into
 from skeletons.augment import Augment, augment_sequence
 from skeletons.centring import centre
 from skeletons.compact import ALIGN, decode, encode_sample   # samples start at ALIGN: aligned views
-from skeletons.datasets import check_protocol, get_dataset, label_of, sample_id, scan_split_folder
+from skeletons.datasets import Split, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
 from skeletons.reading import check_mode, load_sequence, load_uncentred
 
@@ -79,19 +79,19 @@ class SkeletonSequences(torch.utils.data.Dataset):
     def __init__(self, seq_dir: str | Path, dataset: str, protocol: str | None, part: str, mode: str = "paper",
                  pack: bool = False, pack_dir: str | Path | None = None) -> None:
         check_mode(mode)
-        self.seq_dir, self.dataset, self.part, self.mode = Path(seq_dir), dataset, part, mode
-        self.protocol = check_protocol(dataset, protocol)
+        self.seq_dir, self.mode = Path(seq_dir), mode
+        self.split = Split.of(dataset, protocol, part)
+        self.dataset, self.protocol, self.part = self.split.dataset, self.split.protocol, self.split.part
         ds = get_dataset(dataset)
         self.layout: Layout = ds.layout
         self.kind = ds.kind
-        scan = scan_split_folder(seq_dir, dataset, self.protocol, part)
+        scan = scan_split_folder(seq_dir, self.split)
         if not scan.paths:
             hint = ds.kind.conversion_hint()
             if scan.problems:
                 path, reason = scan.problems[0]
                 hint = f"; {len(scan.problems)} file(s) skipped, first {path.name}: {reason}"
-            raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {dataset} {self.protocol} {part} "
-                             f"split{hint}")
+            raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {self.split} split{hint}")
         self.paths = scan.paths
         self.problems = scan.problems
         self.samples = [sample_id(p) for p in self.paths]
@@ -159,7 +159,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
         return self.pack_dir / f"{self.pack_prefix()}_{digest}{PACK_SUFFIX}"
 
     def pack_prefix(self) -> str:
-        return f"{split_stem(self.dataset, self.part, self.protocol)}_{self.mode}"
+        return f"{split_stem(self.split)}_{self.mode}"
 
     def _build_pack(self) -> Path:
         """Read every sample once, streaming (a bad file fails here, named), and write the pack,

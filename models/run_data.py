@@ -35,7 +35,7 @@ def folder_data(ds) -> list[FolderData]:
         facts = {"fingerprint": record.get("fingerprint"), "sources": record.get("sources"), "samples": len(ds),
                  "mode": record.get("mode"),
                  "img_size": ds.folder_image_size(k), "layout": record.get("layout")}
-        out.append(FolderData(ds.part, desc, folder, facts, make_command(ds.dataset, ds.protocol, ds.part, ds.root)))
+        out.append(FolderData(ds.part, desc, folder, facts, make_command(ds.split, ds.root)))
     return out
 
 

@@ -40,7 +40,7 @@ def find_checkpoints(config: TestConfig, desc: str) -> tuple[dict[str, Path], di
 
 def check_test_images(config: TestConfig, ckpts: dict, data: DescriptorImages) -> None:
     """Each model must read images made as its training images were (mode, size)."""
-    remake = make_command(config.dataset, config.protocol, "test", Path(config.despth))
+    remake = make_command(data.split, Path(config.despth))
     for name, ckpt in ckpts.items():
         for desc in (FUSION_ORDER if name == FUSION else (name,)):
             k = data.descs.index(desc)

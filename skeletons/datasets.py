@@ -128,6 +128,34 @@ def register_dataset(dataset: Dataset) -> Dataset:
 PARTS = ("train", "test")
 
 
+@dataclass(frozen=True)
+class Split:
+    """One part of one protocol of one dataset: the samples that a descriptor folder, a split lock,
+    a sequence pack or one side of a training hold. Made by ``Split.of``, which checks the three;
+    passed whole wherever they travel together (entry points such as ``extract_split`` take them
+    loose, in this order, and make one)."""
+    dataset: str
+    protocol: str
+    part: str
+
+    @classmethod
+    def of(cls, dataset: str, protocol: str | None, part: str) -> Split:
+        """The checked split: a known part, dataset and protocol (None: a one-protocol dataset's)."""
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+        return cls(dataset, check_protocol(dataset, protocol), part)
+
+    def __str__(self) -> str:
+        return f"{self.dataset} {self.protocol} {self.part}"
+
+    def rule(self) -> Callable[[Sample], bool]:
+        """(parsed sample) -> whether the split holds it: the dataset holds it, on this part's side
+        of the protocol."""
+        ds = get_dataset(self.dataset)
+        in_train, want_train = ds.protocol_rules[self.protocol], self.part == "train"
+        return lambda sample: ds.contains(sample) and in_train(sample) == want_train
+
+
 def get_dataset(name: str) -> Dataset:
     try:
         return DATASETS[name]
@@ -152,20 +180,15 @@ def default_protocol(dataset: str, protocol: str | None) -> str:
     return check_protocol(dataset, protocol or get_dataset(dataset).protocols[0])
 
 
-def split_names(names, dataset: str, protocol: str | None, part: str) -> list[str]:
-    """Sorted sample ids of ``names`` in the (dataset, protocol, part) split.
+def split_names(names, split: Split) -> list[str]:
+    """Sorted sample ids of ``names`` in ``split``.
 
     Names outside the dataset (e.g. NTU-120-only samples in an NTU-60 run) are dropped;
     malformed names raise ValueError naming the offending entry.
     """
-    if part not in PARTS:
-        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    ds = get_dataset(dataset)
-    protocol = check_protocol(dataset, protocol)
-    want_train = part == "train"
-    in_train = ds.protocol_rules[protocol]
+    ds, holds = get_dataset(split.dataset), split.rule()
     samples = {n: ds.parse_name(n) for n in sorted({sample_id(n) for n in names})}
-    return [n for n, s in samples.items() if ds.contains(s) and in_train(s) == want_train]
+    return [n for n, s in samples.items() if holds(s)]
 
 
 @dataclass
@@ -183,8 +206,8 @@ def _name_problem(dataset: Dataset, sid: str) -> Sample | str:
         return f"not a valid {dataset.name} sample name: {str(e).removeprefix(f'{sid}: ')}"
 
 
-def scan_split_folder(folder: str | Path, dataset: str, protocol: str | None, part: str) -> SplitScan:
-    """The (dataset, protocol, part) split's sequence files in ``folder``, skipping bad files instead of failing.
+def scan_split_folder(folder: str | Path, split: Split) -> SplitScan:
+    """The split's sequence files in ``folder``, skipping bad files instead of failing.
 
     Files named <id><seq_suffix> are considered; hidden files (atomic writers' temps) are not.
     A name that does not parse cannot be placed in either part, so both parts report it; files
@@ -195,11 +218,7 @@ def scan_split_folder(folder: str | Path, dataset: str, protocol: str | None, pa
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{os.path.abspath(folder)}: sequence folder does not exist")
-    if part not in PARTS:
-        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    ds = get_dataset(dataset)
-    in_train = ds.protocol_rules[check_protocol(dataset, protocol)]
-    want_train = part == "train"
+    ds, holds = get_dataset(split.dataset), split.rule()
     # Plain names from os.scandir, not Path objects: NTU-120 folders hold 114k files.
     by_id: dict[str, list[str]] = {}
     with os.scandir(folder) as entries:
@@ -213,7 +232,7 @@ def scan_split_folder(folder: str | Path, dataset: str, protocol: str | None, pa
         sample = _name_problem(ds, sid)
         if isinstance(sample, str):
             problems.extend((name, sample) for name in names)
-        elif not ds.contains(sample) or in_train(sample) != want_train:
+        elif not holds(sample):
             continue
         elif len(names) > 1:
             unused = "neither is used" if len(names) == 2 else "none is used"
@@ -226,12 +245,12 @@ def scan_split_folder(folder: str | Path, dataset: str, protocol: str | None, pa
                      problems=[(folder / name, reason) for name, reason in sorted(problems)])
 
 
-def split_from_folder(folder: str | Path, dataset: str, protocol: str | None, part: str) -> list[Path]:
+def split_from_folder(folder: str | Path, split: Split) -> list[Path]:
     """Sorted sequence files of a split found in ``folder`` (files named <id><seq_suffix>).
 
     Strict: any file ``scan_split_folder`` would skip raises ValueError naming the first one.
     """
-    scan = scan_split_folder(folder, dataset, protocol, part)
+    scan = scan_split_folder(folder, split)
     if scan.problems:
         path, reason = scan.problems[0]
         more = f" (and {len(scan.problems) - 1} more)" if len(scan.problems) > 1 else ""

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from common.atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from skeletons.datasets import Split
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_readers_ignore_temp_names(tmp_path):
     done.touch()
     with atomic_path(tmp_path / "S001C001P002R001A001.skeleton.npy", suffix=".npy") as tmp:
         np.save(tmp, {})
-        assert split_from_folder(tmp_path, "ntu60", "csub", "train") == [done]
+        assert split_from_folder(tmp_path, Split.of("ntu60", "csub", "train")) == [done]
 
     folder = tmp_path / "ntu60_GD_train_csub"
     folder.mkdir()

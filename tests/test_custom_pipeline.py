@@ -20,7 +20,7 @@ from descriptors.dataset import make_command
 from descriptors.extract import extract_split
 from cli.skels2desc import main as skels2desc
 from skeletons.custom import register_custom_dataset, write_custom_dataset
-from skeletons.datasets import get_dataset, label_of
+from skeletons.datasets import Split, get_dataset, label_of
 from skeletons.layouts import LAYOUT_DIR, find_layout, layout_record
 from descriptors.names import DESCRIPTORS, descriptor_dir
 from models.names import checkpoint_prefix
@@ -210,8 +210,8 @@ def test_a_custom_ntu25_folder_gives_the_ntu_images(ntu_raw_dir, tmp_path):
         theirs = extract_split("ntu60", "csub", part, npy, tmp_path / "desc", workers=1, img_size=24, progress=False)
         assert ours.ok and theirs.ok and ours.written == theirs.written > 0
         for desc in DESCRIPTORS:
-            mine = descriptor_dir(tmp_path / "desc", "custom", desc, part)
-            ntu = descriptor_dir(tmp_path / "desc", "ntu60", desc, part, "csub")
+            mine = descriptor_dir(tmp_path / "desc", Split.of("custom", None, part), desc)
+            ntu = descriptor_dir(tmp_path / "desc", Split.of("ntu60", "csub", part), desc)
             assert {p.name: p.read_bytes() for p in mine.iterdir()} == {p.name: p.read_bytes() for p in ntu.iterdir()}
             assert provenance.read_record(mine)["layout"] == provenance.read_record(ntu)["layout"] == layout_record(
                 find_layout("ntu25"))
@@ -232,15 +232,15 @@ def test_a_custom_dataset_is_a_row_of_the_table(tmp_path, capsys):
     ds = register_custom_dataset(root, "coco17")
     assert get_dataset("custom") is ds and (ds.num_classes, ds.protocols, ds.layout) == (3, ("split",), COCO)
     assert ds.class_names == ("walk", "wave", "sit") and label_of("clip4", "custom") == 2
-    assert descriptor_dir("d", "custom", "GD", "train").name == "custom_GD_train"
+    assert descriptor_dir("d", Split.of("custom", None, "train"), "GD").name == "custom_GD_train"
     assert checkpoint_prefix("custom", None, "all") == "custom_all"
-    assert make_command("custom", "split", "test", Path("d")) == \
+    assert make_command(Split.of("custom", "split", "test"), Path("d")) == \
         f"python skels2desc_custom.py -d custom --data {root} --layout coco17 -despth d -a test"
     assert skels2desc(["--data", str(root), "--layout", "coco17", "-despth", str(tmp_path / "d"), "-a", "train",
                        "--img-size", "16", "--workers", "1", "--quiet"], ("custom",)) == 0
     out = capsys.readouterr().out
     assert "custom split train: 3 samples, 3 written" in out and "1 file(s)" in out and "(first: stray.npy)" in out
-    rows = provenance.read_manifest(descriptor_dir(tmp_path / "d", "custom", "GD", "train"))
+    rows = provenance.read_manifest(descriptor_dir(tmp_path / "d", Split.of("custom", None, "train"), "GD"))
     assert [(r["sample"], r["label"], r["frames"]) for r in rows] == [("clip0", 1, 8), ("clip2", 3, 10),
                                                                       ("clip4", 2, 12)]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from skeletons.datasets import (check_protocol, class_names, get_dataset, label_of, official_missing,
+from skeletons.datasets import (Split, check_protocol, class_names, get_dataset, label_of, official_missing,
                                 official_samples, parse_ntu_name, parse_ucla_name, read_name_list,
                                 scan_split_folder, split_from_folder, split_names)
 
@@ -26,15 +26,15 @@ def available_names(shared_data: Path, dataset: str) -> list[str]:
 @pytest.mark.parametrize("dataset, protocol", sorted(NTU_SPLIT_SIZES))
 def test_ntu_split_sizes_equal_spec(shared_data, dataset, protocol):
     names = available_names(shared_data, dataset)
-    train = split_names(names, dataset, protocol, "train")
-    test = split_names(names, dataset, protocol, "test")
+    train = split_names(names, Split.of(dataset, protocol, "train"))
+    test = split_names(names, Split.of(dataset, protocol, "test"))
     assert (len(train), len(test)) == NTU_SPLIT_SIZES[dataset, protocol]
     assert train == sorted(train) and not set(train) & set(test)
 
 
 def test_ntu60_run_drops_ntu120_only_samples(shared_data):
     names = available_names(shared_data, "ntu120")
-    both = split_names(names, "ntu60", "csub", "train") + split_names(names, "ntu60", "csub", "test")
+    both = split_names(names, Split.of("ntu60", "csub", "train")) + split_names(names, Split.of("ntu60", "csub", "test"))
     assert sorted(both) == sorted(available_names(shared_data, "ntu60"))
 
 
@@ -42,8 +42,8 @@ def test_ucla_split_sizes(shared_data):
     with open(shared_data / "ucla" / "all_sqe_index.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     names = [row["file_name"] for row in rows]
-    assert len(split_names(names, "ucla", None, "train")) == 1_020
-    assert len(split_names(names, "ucla", "cview", "test")) == 464
+    assert len(split_names(names, Split.of("ucla", None, "train"))) == 1_020
+    assert len(split_names(names, Split.of("ucla", "cview", "test"))) == 464
     assert all(label_of(row["file_name"], "ucla") == int(row["label"]) for row in rows)
 
 
@@ -52,12 +52,12 @@ def test_split_from_folder_keeps_only_sequence_files(tmp_path):
                  "S001C003P002R001A002.skeleton.npy", "S018C001P008R001A061.skeleton.npy", "notes.txt",
                  ".S001C002P001R001A002.skeleton.npy.x.tmp.npy"):
         (tmp_path / name).touch()
-    train = split_from_folder(tmp_path, "ntu60", "cview", "train")
+    train = split_from_folder(tmp_path, Split.of("ntu60", "cview", "train"))
     assert [p.name for p in train] == ["S001C002P001R001A001.skeleton.npy", "S001C003P002R001A002.skeleton.npy"]
-    assert [p.name for p in split_from_folder(tmp_path, "ntu60", "cview", "test")] == \
+    assert [p.name for p in split_from_folder(tmp_path, Split.of("ntu60", "cview", "test"))] == \
         ["S001C001P003R002A060.skeleton.npy"]
     with pytest.raises(FileNotFoundError, match="absent"):
-        split_from_folder(tmp_path / "absent", "ntu60", "csub", "train")
+        split_from_folder(tmp_path / "absent", Split.of("ntu60", "csub", "train"))
 
 
 def test_name_parsing_fields_and_errors():
@@ -81,7 +81,7 @@ def test_protocol_and_dataset_errors():
     with pytest.raises(ValueError, match="unknown dataset 'ntu90'"):
         get_dataset("ntu90")
     with pytest.raises(ValueError, match="part"):
-        split_names([], "ntu60", "csub", "val")
+        split_names([], Split.of("ntu60", "csub", "val"))
 
 
 def test_both_missing_list_forms_parse(shared_data):
@@ -133,7 +133,7 @@ def test_scan_skips_and_names_bad_and_duplicate_files(tmp_path):
         "S018C002P008R001A061.skeleton.npy",          # NTU-120 only: outside an NTU-60 split
         ".S001C002P009R001A003.skeleton.npy.1f2e.tmp.skeleton.npy",   # a writer's temp
     ))
-    train = scan_split_folder(tmp_path, "ntu60", "cview", "train")
+    train = scan_split_folder(tmp_path, Split.of("ntu60", "cview", "train"))
     assert train.paths == [tmp_path / "S001C002P001R001A001.skeleton.npy",
                            tmp_path / "S001C003P002R001A002.skeleton.npy"]
     bad_names = [(tmp_path / "S001C002P001R001A001 (copy).skeleton.npy",
@@ -150,7 +150,7 @@ def test_scan_skips_and_names_bad_and_duplicate_files(tmp_path):
         bad_names[1],
     ]
     # Bad names belong to no part, so the test scan names them too; duplicates only where their id is.
-    test = scan_split_folder(tmp_path, "ntu60", "cview", "test")
+    test = scan_split_folder(tmp_path, Split.of("ntu60", "cview", "test"))
     assert test.paths == [tmp_path / "S001C001P003R002A060.skeleton.npy"]
     assert [(p.name, reason.split(";")[0]) for p, reason in test.problems] == [
         (bad_names[0][0].name, bad_names[0][1]),
@@ -159,7 +159,7 @@ def test_scan_skips_and_names_bad_and_duplicate_files(tmp_path):
         (bad_names[1][0].name, bad_names[1][1]),
     ]
     # NTU-120 scans the same folder: S018 is in its split now, the rest as above.
-    ntu120 = scan_split_folder(tmp_path, "ntu120", "csetup", "train")
+    ntu120 = scan_split_folder(tmp_path, Split.of("ntu120", "csetup", "train"))
     assert [p.name for p in ntu120.paths] == ["S018C002P008R001A061.skeleton.npy"]
     assert {p.name for p, _ in ntu120.problems} >= {bad_names[0][0].name, bad_names[1][0].name}
 
@@ -167,18 +167,18 @@ def test_scan_skips_and_names_bad_and_duplicate_files(tmp_path):
 def test_scan_names_out_of_range_ucla_fields(tmp_path):
     touch_all(tmp_path, ("a01_s01_e00_v01.json", "a12_s10_e03_v03.json", "a13_s01_e00_v01.json",
                          "a01_s15_e00_v01.json", "a01_s01_e00_v01.json.txt", "a02_s01_e00_v02.json"))
-    train = scan_split_folder(tmp_path, "ucla", None, "train")
+    train = scan_split_folder(tmp_path, Split.of("ucla", None, "train"))
     assert [p.name for p in train.paths] == ["a01_s01_e00_v01.json", "a02_s01_e00_v02.json"]
     assert [p.name for p, _ in train.problems] == ["a01_s15_e00_v01.json", "a13_s01_e00_v01.json"]
     assert all(r.startswith("not a valid ucla sample name: field out of range") for _, r in train.problems)
     assert "subject=15" in train.problems[0][1] and "action=13" in train.problems[1][1]
-    test = scan_split_folder(tmp_path, "ucla", "cview", "test")
+    test = scan_split_folder(tmp_path, Split.of("ucla", "cview", "test"))
     assert [p.name for p in test.paths] == ["a12_s10_e03_v03.json"] and test.problems == train.problems
 
 
 def test_three_copies_of_one_id_are_all_named(tmp_path):
     touch_all(tmp_path, ("a01_s01_e00_v01.json", "a01_s01_e00_v01.b.json", "a01_s01_e00_v01.c.json"))
-    scan = scan_split_folder(tmp_path, "ucla", None, "train")
+    scan = scan_split_folder(tmp_path, Split.of("ucla", None, "train"))
     assert scan.paths == [] and len(scan.problems) == 3
     assert scan.problems[0][1] == "same sample id as a01_s01_e00_v01.c.json, a01_s01_e00_v01.json; none is used"
 
@@ -187,14 +187,14 @@ def test_split_from_folder_stays_strict(tmp_path):
     touch_all(tmp_path, ("S001C002P001R001A001.skeleton.npy", "S001C002P001R001A001.bak.skeleton.npy",
                          "S001C001P001R001A001.skeleton.npy"))
     # The duplicates are train (camera 2) ids under cross-view, so only that part fails.
-    assert split_from_folder(tmp_path, "ntu60", "cview", "test") == [tmp_path / "S001C001P001R001A001.skeleton.npy"]
+    assert split_from_folder(tmp_path, Split.of("ntu60", "cview", "test")) == [tmp_path / "S001C001P001R001A001.skeleton.npy"]
     with pytest.raises(ValueError) as info:
-        split_from_folder(tmp_path, "ntu60", "cview", "train")
+        split_from_folder(tmp_path, Split.of("ntu60", "cview", "train"))
     assert str(info.value) == (f"{tmp_path}: S001C002P001R001A001.bak.skeleton.npy: same sample id as "
                                "S001C002P001R001A001.skeleton.npy; neither is used (and 1 more); "
                                "rename or remove the file")
     (tmp_path / "S001C002P001R001A001.bak.skeleton.npy").rename(tmp_path / "bad name.skeleton.npy")
     with pytest.raises(ValueError, match="bad name.skeleton.npy: not a valid ntu60 sample name"):
-        split_from_folder(tmp_path, "ntu60", "cview", "test")
+        split_from_folder(tmp_path, Split.of("ntu60", "cview", "test"))
     with pytest.raises(FileNotFoundError, match="absent: sequence folder does not exist"):
-        scan_split_folder(tmp_path / "absent", "ntu60", "csub", "train")
+        scan_split_folder(tmp_path / "absent", Split.of("ntu60", "csub", "train"))

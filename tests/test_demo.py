@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from skeletons.datasets import DATASETS, UCLA_ACTIONS, label_of, parse_ntu_name, split_names
+from skeletons.datasets import DATASETS, Split, UCLA_ACTIONS, label_of, parse_ntu_name, split_names
 from demo.generate import DEMO_NTU_ACTIONS, NTU_ACTIONS, UCLA_ACTION_TABLE, generate_demo
 from skeletons.layouts import NTU, UCLA
 from skeletons.ntu import load_skeleton_npy, paper_sequence, read_skeleton
@@ -130,7 +130,7 @@ def test_every_split_holds_every_class(demo_raw, dataset, protocol):
     folder = demo_raw / ("ucla" if dataset == "ucla" else "ntu/txt60skel")
     names = [p.name for p in folder.iterdir()]
     expected = set(range(1, 11)) if dataset == "ucla" else set(DEMO_NTU_ACTIONS)
-    parts = {part: split_names(names, dataset, protocol, part) for part in ("train", "test")}
+    parts = {part: split_names(names, Split.of(dataset, protocol, part)) for part in ("train", "test")}
     for part, split in parts.items():
         assert {label_of(n, dataset) for n in split} == expected, f"{dataset} {protocol} {part}"
     assert len(parts["train"]) + len(parts["test"]) == len(names)

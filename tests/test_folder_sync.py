@@ -18,6 +18,7 @@ from descriptors import provenance
 from descriptors.dataset import DescriptorImages
 from descriptors.extract import extract_split
 from descriptors.names import DESCRIPTORS, descriptor_dir, split_lock_path
+from skeletons.datasets import Split
 
 SIZE = 16
 
@@ -28,12 +29,12 @@ def extract(seq: Path, out: Path, part: str = "train", **kw):
 
 def folder_bytes(out: Path, part: str = "train") -> dict[str, dict[str, bytes]]:
     """Every file inside the five folders, by folder and name."""
-    return {desc: {p.name: p.read_bytes() for p in descriptor_dir(out, "ucla", desc, part).iterdir()}
+    return {desc: {p.name: p.read_bytes() for p in descriptor_dir(out, Split.of("ucla", None, part), desc).iterdir()}
             for desc in DESCRIPTORS}
 
 
 def manifests(out: Path, part: str = "train") -> dict[str, str]:
-    return {desc: provenance.manifest_path(descriptor_dir(out, "ucla", desc, part)).read_text()
+    return {desc: provenance.manifest_path(descriptor_dir(out, Split.of("ucla", None, part), desc)).read_text()
             for desc in DESCRIPTORS}
 
 
@@ -84,7 +85,7 @@ def test_the_summary_counts_samples_gone_not_image_names(seq, tmp_path):
     out, held = tmp_path / "desc", tmp_path / "held"
     held.mkdir()
     first = extract(seq, out)
-    names = sorted(os.listdir(descriptor_dir(out, "ucla", "GD", "train")), key=lambda n: int(n.split("_")[0]))
+    names = sorted(os.listdir(descriptor_dir(out, Split.of("ucla", None, "train"), "GD")), key=lambda n: int(n.split("_")[0]))
     assert first.written == 42 and names[0].endswith("_1.png") and names[-1] != "41_1.png"
     shutil.move(seq / "a01_s01_e00_v01.json", held)
     removed = extract(seq, out)
@@ -98,7 +99,7 @@ def test_folders_hold_only_images_for_the_release_loader(seq, tmp_path):
     out = tmp_path / "desc"
     extract(seq, out)
     for desc in DESCRIPTORS:
-        folder = descriptor_dir(out, "ucla", desc, "train")
+        folder = descriptor_dir(out, Split.of("ucla", None, "train"), desc)
         # The release's loader: every entry of the folder, label parsed from its name.
         labels = [int(name.split("_")[1].split(".")[0]) for name in sorted(os.listdir(folder))]
         assert len(labels) == 42 and set(labels) <= set(range(1, 11))
@@ -114,7 +115,7 @@ def test_folders_of_older_versions_are_read_and_moved_out(seq, tmp_path):
     out = tmp_path / "desc"
     extract(seq, out)
     for desc in DESCRIPTORS:       # the layout older versions wrote: manifest and settings inside
-        folder = descriptor_dir(out, "ucla", desc, "train")
+        folder = descriptor_dir(out, Split.of("ucla", None, "train"), desc)
         provenance.manifest_path(folder).rename(folder / provenance.LEGACY_MANIFEST)
         provenance.record_path(folder).unlink()
         (folder / provenance.LEGACY_SETTINGS).write_text(json.dumps({"mode": "paper", "img_size": SIZE}))
@@ -129,7 +130,7 @@ def test_folders_of_older_versions_are_read_and_moved_out(seq, tmp_path):
     for desc in DESCRIPTORS:
         assert set(before[desc]) - set(after[desc]) == {provenance.LEGACY_MANIFEST, provenance.LEGACY_SETTINGS}
         assert all(after[desc][name] == before[desc][name] for name in after[desc])
-        assert provenance.read_record(descriptor_dir(out, "ucla", desc, "train"))["complete"]
+        assert provenance.read_record(descriptor_dir(out, Split.of("ucla", None, "train"), desc))["complete"]
 
 
 @pytest.fixture()
@@ -146,7 +147,7 @@ def refused(out: Path, pattern: str, descs="all") -> None:
 
 
 def test_extra_image_is_refused(made):
-    gd = descriptor_dir(made, "ucla", "GD", "train")
+    gd = descriptor_dir(made, Split.of("ucla", None, "train"), "GD")
     for desc in DESCRIPTORS:
         shutil.copy(gd.parent / f"ucla_{desc}_train" / "0_1.png", gd.parent / f"ucla_{desc}_train" / "42_1.png")
     refused(made, "ucla_GD_train: 1 image.s. not in its manifest .first 42_1.png")
@@ -154,20 +155,20 @@ def test_extra_image_is_refused(made):
 
 def test_missing_image_is_refused(made):
     for desc in DESCRIPTORS:
-        (descriptor_dir(made, "ucla", desc, "train") / "3_1.png").unlink()
+        (descriptor_dir(made, Split.of("ucla", None, "train"), desc) / "3_1.png").unlink()
     refused(made, "ucla_GD_train: 1 image.s. of its manifest missing .first 3_1.png")
 
 
 def test_duplicate_index_in_manifest_is_refused(made):
     for desc in DESCRIPTORS:
-        folder = descriptor_dir(made, "ucla", desc, "train")
+        folder = descriptor_dir(made, Split.of("ucla", None, "train"), desc)
         rows = provenance.read_manifest(folder)
         provenance.write_manifest(folder, rows + [dict(rows[0], sample="a99")])
     refused(made, "manifest lists index 0 twice")
 
 
 def test_manifest_disagreeing_with_record_is_refused(made):
-    folder = descriptor_dir(made, "ucla", "GD", "train")
+    folder = descriptor_dir(made, Split.of("ucla", None, "train"), "GD")
     rows = provenance.read_manifest(folder)
     rows[5]["sample"] = "a12_s01_e00_v01"
     provenance.write_manifest(folder, rows)
@@ -175,7 +176,7 @@ def test_manifest_disagreeing_with_record_is_refused(made):
 
 
 def test_interrupted_folder_is_refused_until_finished(made, seq):
-    folder = descriptor_dir(made, "ucla", "JDD", "train")
+    folder = descriptor_dir(made, Split.of("ucla", None, "train"), "JDD")
     record = provenance.read_record(folder)
     provenance.write_record(folder, dict(record, complete=False))
     refused(made, "ucla_JDD_train: incomplete .* finish it with: python skels2desc_ucla.py")
@@ -184,7 +185,7 @@ def test_interrupted_folder_is_refused_until_finished(made, seq):
 
 
 def test_folder_copied_under_another_name_is_refused(made):
-    jdd, gd = (descriptor_dir(made, "ucla", d, "train") for d in ("JDD", "GD"))
+    jdd, gd = (descriptor_dir(made, Split.of("ucla", None, "train"), d) for d in ("JDD", "GD"))
     shutil.rmtree(gd)
     shutil.copytree(jdd, gd)
     shutil.copy(provenance.manifest_path(jdd), provenance.manifest_path(gd))
@@ -195,9 +196,9 @@ def test_folder_copied_under_another_name_is_refused(made):
 def test_folders_of_different_modes_are_not_read_together(made, seq):
     extract(seq, made.parent / "clean", mode="clean")
     for desc in ("GD", "FDD"):   # two of the five folders swapped for clean-mode ones
-        folder = descriptor_dir(made, "ucla", desc, "train")
+        folder = descriptor_dir(made, Split.of("ucla", None, "train"), desc)
         shutil.rmtree(folder)
-        source = descriptor_dir(made.parent / "clean", "ucla", desc, "train")
+        source = descriptor_dir(made.parent / "clean", Split.of("ucla", None, "train"), desc)
         shutil.copytree(source, folder)
         for path in (provenance.manifest_path, provenance.record_path):
             shutil.copy(path(source), path(folder))
@@ -219,13 +220,13 @@ def test_bad_names_and_duplicate_ids_are_named_and_skipped(seq, tmp_path):
     for name in ("a01_s01_e00_v01 (copy).json", "a01_s01_e00_v01.json", "a01_s01_e00_v01.bak.json",
                  "a13_s01_e00_v02.json", "a01_s15_e00_v02.json"):
         assert re.search(rf"failed .*{re.escape(name)}: ", out), name
-    rows = provenance.read_manifest(descriptor_dir(tmp_path / "desc", "ucla", "GD", "train"))
+    rows = provenance.read_manifest(descriptor_dir(tmp_path / "desc", Split.of("ucla", None, "train"), "GD"))
     assert "a01_s01_e00_v01" not in {r["sample"] for r in rows} and len(rows) == 41
 
 
 def test_second_run_on_a_split_is_refused_while_the_first_holds_it(seq, tmp_path):
     out = tmp_path / "desc"
-    lock = split_lock_path(out, "ucla", "train")
+    lock = split_lock_path(out, Split.of("ucla", None, "train"))
     # The holder keeps the split locked until a line arrives on its stdin.
     holder = subprocess.Popen([sys.executable, "-c", f"""
 import sys
@@ -285,13 +286,13 @@ def test_clean_images_give_a_clean_checkpoint_and_clean_predictions(seq, tmp_pat
     settings = load_checkpoint(ckpt / "ucla_GD_epoch_best.tar").settings
     assert (settings["mode"], settings["img_size"]) == ("clean", SIZE)
     assert settings["data"]["train"]["GD"]["fingerprint"] == \
-        provenance.read_record(descriptor_dir(out, "ucla", "GD", "train"))["fingerprint"]
+        provenance.read_record(descriptor_dir(out, Split.of("ucla", None, "train"), "GD"))["fingerprint"]
     result = predict_file(seq / "a01_s01_e00_v03.json", ckpt, "ucla", desc="GD")
     assert result.mode == "clean" and result.images["GD"].shape[:2] == (SIZE, SIZE)
 
 
 def test_a_folder_whose_record_names_another_descriptor_is_not_written_into(made, seq):
-    jdd, gd = (descriptor_dir(made, "ucla", d, "train") for d in ("JDD", "GD"))
+    jdd, gd = (descriptor_dir(made, Split.of("ucla", None, "train"), d) for d in ("JDD", "GD"))
     shutil.copy(provenance.record_path(jdd), provenance.record_path(gd))
     with pytest.raises(ValueError, match="ucla_GD_train: made with descriptor: JDD .this run: GD.*--overwrite"):
         extract(seq, made)

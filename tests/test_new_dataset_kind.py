@@ -22,7 +22,7 @@ from models.names import checkpoint_path
 from models.training import fit
 from skeletons import datasets
 from skeletons.centring import FIRST_FRAME, Uncentred
-from skeletons.datasets import Dataset, get_dataset, label_of, register_dataset, split_names
+from skeletons.datasets import Dataset, Split, get_dataset, label_of, register_dataset, split_names
 from skeletons.kinds import SampleKind, sample_id
 from skeletons.layouts import NTU, Layout
 from skeletons.reading import load_sequence
@@ -97,13 +97,13 @@ def runs_dataset(tmp_path) -> Iterator[Dataset]:
 def test_the_row_answers_through_its_kind(runs_dataset):
     ds = runs_dataset
     names = sorted(p.name for p in Path(ds.seq_dir).iterdir())
-    train_ids = split_names(names, NAME, None, "train")
-    test_ids = split_names(names, NAME, None, "test")
+    train_ids = split_names(names, Split.of(NAME, None, "train"))
+    test_ids = split_names(names, Split.of(NAME, None, "test"))
     assert len(train_ids) == 8 and len(test_ids) == 4 and all(s.endswith("_sub3") for s in test_ids)
     assert get_dataset(NAME) is ds and ds.protocols == ("csub",) and ds.extract_script == "skels2desc_runs.py"
     assert label_of("run2_cls02_sub1", NAME) == 2 and ds.class_names == ("hand waving", "kicking something")
     with pytest.raises(ValueError, match="not a run sample name"):
-        split_names(["S001C001P001R001A001.skeleton.npy"], NAME, None, "train")
+        split_names(["S001C001P001R001A001.skeleton.npy"], Split.of(NAME, None, "train"))
     X = load_sequence(Path(ds.seq_dir) / "run1_cls01_sub1.txt", "paper", RUN_KIND, NTU)
     assert X.shape[1:] == (25, 3) and X.shape[0] > 30 and not X[0, NTU.root].any() and X.std(0).mean() > 0.01
 
@@ -114,11 +114,11 @@ def test_a_new_kind_extracts_and_trains(runs_dataset, tmp_path):
         # Two workers: the kind travels to worker processes.
         summary = extract_split(NAME, None, part, ds.seq_dir, desc_root, workers=2, img_size=32, progress=False)
         assert summary.ok and summary.total == summary.written == size, summary.lines()
-        rows = provenance.read_manifest(descriptor_dir(desc_root, NAME, "GD", part))
-        assert [r["sample"] for r in rows] == split_names(Path(ds.seq_dir).iterdir(), NAME, None, part)
+        rows = provenance.read_manifest(descriptor_dir(desc_root, Split.of(NAME, None, part), "GD"))
+        assert [r["sample"] for r in rows] == split_names(Path(ds.seq_dir).iterdir(), Split.of(NAME, None, part))
         assert all(r["label"] == label_of(r["sample"], NAME) and r["bodies"] == 1 for r in rows)
         for desc in DESCRIPTORS:
-            folder = descriptor_dir(desc_root, NAME, desc, part)
+            folder = descriptor_dir(desc_root, Split.of(NAME, None, part), desc)
             assert sorted(p.name for p in folder.iterdir()) == sorted(image_name(r["index"], r["label"]) for r in rows)
             assert provenance.read_record(folder)["dataset"] == NAME
     # train.py's -d offers the shipped datasets; the run takes any row of the table.

@@ -14,6 +14,7 @@ from descriptors import provenance
 from descriptors.extract import extract_split
 from skeletons.reading import load_sequence
 from descriptors.names import DESCRIPTORS, descriptor_dir, image_name
+from skeletons.datasets import Split
 
 # ntu60 csub train: one body, a spurious second body, two people (all P001, so one split).
 NTU_TRAIN = ("S001C001P001R001A001", "S001C001P001R001A024", "S001C001P001R001A050")
@@ -70,7 +71,7 @@ def test_extracted_files_are_the_conformance_images(dataset, tmp_path, reference
             shutil.copy(ucla_dir / f"{name}.json", seq)
     summary = extract_split(dataset, protocol, "train", seq, tmp_path / "desc", workers=1, progress=False)
     assert summary.ok and summary.written == len(samples)
-    folders = {desc: descriptor_dir(tmp_path / "desc", dataset, desc, "train", protocol) for desc in DESCRIPTORS}
+    folders = {desc: descriptor_dir(tmp_path / "desc", Split.of(dataset, protocol, "train"), desc) for desc in DESCRIPTORS}
     rows = provenance.read_manifest(folders["GD"])
     assert sorted(row["sample"] for row in rows) == sorted(samples)
     for row in rows:

@@ -22,7 +22,7 @@ from models.loop import RunOptions, train_one_epoch
 from models.recipe import make_criterion
 from skeletons.augment import Augment
 from skeletons.compact import DIGITS7, FLOAT32, FLOAT64, encode_sample
-from skeletons.datasets import get_dataset
+from skeletons.datasets import Split, get_dataset
 from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
 
 SPLITS = [("ntu60", "csub"), ("ucla", None)]
@@ -68,7 +68,7 @@ def assert_same_batches(ours: list, theirs: list) -> None:
 def test_samples_labels_and_fingerprint_are_the_descriptor_folders(dataset, protocol, part, sequence_dirs,
                                                                    demo_descriptors):
     data = SkeletonSequences(sequence_dirs[dataset], dataset, protocol, part)
-    folder = descriptor_dir(demo_descriptors, dataset, "GD", part, protocol)
+    folder = descriptor_dir(demo_descriptors, Split.of(dataset, protocol, part), "GD")
     manifest = provenance.read_manifest(folder)
     assert data.rows() == [{k: row[k] for k in ("index", "sample", "label")} for row in manifest]
     assert [item.index for item in data] == list(range(len(manifest)))
@@ -99,7 +99,7 @@ def test_clean_mode_batches_at_other_sizes_are_bit_equal_too(dataset, protocol, 
                                     img_size=img_size)
     assert_same_batches(ours, theirs)
     assert source.record(img_size)["fingerprint"] == provenance.read_record(
-        descriptor_dir(tmp_path, dataset, "GD", "test", protocol))["fingerprint"]
+        descriptor_dir(tmp_path, Split.of(dataset, protocol, "test"), "GD"))["fingerprint"]
 
 
 @pytest.mark.parametrize("dataset,protocol", SPLITS)
@@ -271,7 +271,7 @@ def test_train_and_test_scripts_from_skeletons_equal_the_png_route(demo_raw, dem
     assert settings["source"] == "skeletons" and (settings["mode"], settings["img_size"]) == ("paper", 32)
     for part in ("train", "test"):
         for desc, facts in settings["data"][part].items():
-            record = provenance.read_record(descriptor_dir(demo_descriptors, "ucla", desc, part))
+            record = provenance.read_record(descriptor_dir(demo_descriptors, Split.of("ucla", None, part), desc))
             assert facts["fingerprint"] == record["fingerprint"] and facts["samples"] == record["samples"]
     predictions = {}
     for source in ("images", "skeletons"):

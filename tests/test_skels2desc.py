@@ -15,7 +15,7 @@ from descriptors import provenance
 from cli.skels2desc import main
 from descriptors.extract import extract_split
 from skeletons.reading import load_sequence
-from skeletons.datasets import label_of, sample_id, split_from_folder
+from skeletons.datasets import Split, label_of, sample_id, split_from_folder
 from descriptors.names import DESCRIPTORS, descriptor_dir, image_name
 
 # Real samples: csub train (P001 one body, P001 spurious second body, P001 two people, P015) and
@@ -52,9 +52,9 @@ def pngs(folder: Path) -> dict[str, bytes]:
 
 def check_split(root: Path, seq_dir: Path, dataset: str, protocol: str | None, part: str, mode: str = "paper"):
     """Five folders with one image per sample of the split, the same names in each, and manifests."""
-    paths = split_from_folder(seq_dir, dataset, protocol, part)
+    paths = split_from_folder(seq_dir, Split.of(dataset, protocol, part))
     expected = {image_name(i, label_of(sample_id(p), dataset)) for i, p in enumerate(paths)}
-    folders = [descriptor_dir(root, dataset, desc, part, protocol) for desc in DESCRIPTORS]
+    folders = [descriptor_dir(root, Split.of(dataset, protocol, part), desc) for desc in DESCRIPTORS]
     for folder in folders:
         assert set(pngs(folder)) == expected, folder
         assert [p.name for p in folder.iterdir() if p.suffix != ".png"] == []   # only images inside
@@ -80,7 +80,7 @@ def test_ntu_cli_end_to_end_and_resume(tmp_path, npy_dir):
     train = check_split(out, npy_dir, "ntu60", "csub", "train")
     check_split(out, npy_dir, "ntu60", "csub", "test")
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(
-        descriptor_dir(out, "ntu60", d, part, "csub").name for d in DESCRIPTORS for part in ("train", "test"))
+        descriptor_dir(out, Split.of("ntu60", "csub", part), d).name for d in DESCRIPTORS for part in ("train", "test"))
     rows = read_rows(train[0])
     assert [r["bodies"] for r in rows] == ["1", "2", "2", "1"]   # paper mode keeps the spurious body
     before = {folder: pngs(folder) for folder in train}
@@ -132,7 +132,7 @@ def test_bad_samples_are_reported_and_skipped(tmp_path, npy_dir):
                          ("S004C002P003R001A017", "no frames")):
         assert any(line.startswith(f"  failed {name}:") and reason in line for line in result.stdout.splitlines())
     assert "Traceback" not in result.stdout + result.stderr
-    assert read_rows(descriptor_dir(tmp_path / "desc", "ntu60", "JDD", "test", "csub")) == []
+    assert read_rows(descriptor_dir(tmp_path / "desc", Split.of("ntu60", "csub", "test"), "JDD")) == []
 
 
 def test_cli_errors_are_one_line(tmp_path):

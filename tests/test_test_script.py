@@ -19,6 +19,7 @@ from models.checkpoint import load_model, save_checkpoint
 from models.networks import build_model
 from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir, image_name
 from models.names import checkpoint_path
+from skeletons.datasets import Split
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -190,7 +191,7 @@ def test_release_format_state_dicts_load_and_evaluate(reference_dir, tmp_path):
     torch.save(release_state_dict(keys["Fuse5"], 1), checkpoint_path(ckpt, "ntu60", "csub", FUSION))
     rng = np.random.default_rng(0)
     for desc in FUSION_ORDER:   # two test images per descriptor: full-size models are slow on CPU
-        folder = descriptor_dir(tmp_path / "desc", "ntu60", desc, "test", "csub")
+        folder = descriptor_dir(tmp_path / "desc", Split.of("ntu60", "csub", "test"), desc)
         folder.mkdir(parents=True)
         for index, label in enumerate((3, 41)):
             shape = (112, 112, 3) if desc in ("GD", "FDD") else (112, 112)

@@ -26,6 +26,7 @@ from models.recipe import make_scheduler
 from models.reruns import INFO_KEYS, RUN_KEYS, plan_run, run_settings
 from skeletons.layouts import UCLA, layout_record
 from descriptors.names import descriptor_dir
+from skeletons.datasets import Split
 
 WIDTH = "0.0625"
 SIZE = 32
@@ -220,7 +221,7 @@ def test_checkpoint_records_the_folders_provenance(root, tmp_path, records, caps
 
 
 def test_mode_flag_and_records_must_agree(root, tmp_path, records, capsys):
-    train_folder = descriptor_dir(root, "ucla", "GD", "train")
+    train_folder = descriptor_dir(root, Split.of("ucla", None, "train"), "GD")
     records["train"] = {"GD": record("train", mode="clean")}
     records["test"] = {"GD": record("test", mode="clean")}
     status, _, err = train_cli(root, tmp_path, capsys, "--mode", "paper")
@@ -230,7 +231,7 @@ def test_mode_flag_and_records_must_agree(root, tmp_path, records, capsys):
 
     records["test"] = {"GD": record("test", mode="paper")}
     status, _, err = train_cli(root, tmp_path, capsys)
-    test_folder = descriptor_dir(root, "ucla", "GD", "test")
+    test_folder = descriptor_dir(root, Split.of("ucla", None, "test"), "GD")
     assert status == 2 and f"{train_folder} and {test_folder} differ in mode (clean vs paper)" in one_line_error(err)
     records["test"] = {"GD": record("test", mode="clean", layout={"name": "mine", "digest": "0123456789abcdef"})}
     status, _, err = train_cli(root, tmp_path, capsys)
@@ -264,7 +265,7 @@ def test_train_and_test_images_of_other_sizes_are_refused(tmp_path, records, cap
 # ----------------------------------------------------------------------------- images and the cache
 
 def test_cache_is_rebuilt_when_a_png_changes_in_place(own_root):
-    folder = descriptor_dir(own_root, "ucla", "GD", "train")
+    folder = descriptor_dir(own_root, Split.of("ucla", None, "train"), "GD")
     first = DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True, uint8=True)
     name, before = first.names[4], first[4][0]
     image = np.asarray(Image.open(folder / name))
@@ -305,7 +306,7 @@ def test_a_cache_bigger_than_the_disk_allows_is_named_and_leaves_nothing(own_roo
 
 
 def test_a_png_of_another_size_is_named(own_root, capsys):
-    folder = descriptor_dir(own_root, "ucla", "GD", "train")
+    folder = descriptor_dir(own_root, Split.of("ucla", None, "train"), "GD")
     ds = DescriptorImages(own_root, "ucla", None, "train", "GD")
     bad = ds.names[3]
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / bad)
@@ -327,7 +328,7 @@ def test_a_corrupt_png_in_a_worker_is_one_line_and_keeps_saved_epochs(own_root, 
     ckpt = tmp_path / "ckpt"
     assert train_cli(own_root, ckpt, capsys)[0] == 0
     names = DescriptorImages(own_root, "ucla", None, "train", "GD").names
-    bad = descriptor_dir(own_root, "ucla", "GD", "train") / names[5]
+    bad = descriptor_dir(own_root, Split.of("ucla", None, "train"), "GD") / names[5]
     bad.write_bytes(b"not a png")
     status, _, err = train_cli(own_root, ckpt, capsys, "--epochs", "2", "--workers", "1")
     line = one_line_error(err)

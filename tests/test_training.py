@@ -19,6 +19,7 @@ from models.checkpoint import load_checkpoint
 from models.recipe import lr_factor, make_criterion, make_scheduler, soft_targets, total_loss
 from descriptors.names import FUSION_ORDER, descriptor_dir
 from models.names import checkpoint_path
+from skeletons.datasets import Split
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = "0.0625"
@@ -66,7 +67,7 @@ def desc_root(tmp_path_factory) -> Path:
 
 
 def test_dataset_bgr_convention_and_labels(tmp_path):
-    gd, jdd = descriptor_dir(tmp_path, "ucla", "GD", "test"), descriptor_dir(tmp_path, "ucla", "JDD", "test")
+    gd, jdd = descriptor_dir(tmp_path, Split.of("ucla", None, "test"), "GD"), descriptor_dir(tmp_path, Split.of("ucla", None, "test"), "JDD")
     gd.mkdir(parents=True), jdd.mkdir()
     rgb = np.zeros((4, 4, 3), np.uint8)
     rgb[..., 0], rgb[..., 2] = 200, 7  # red 200, blue 7
@@ -100,12 +101,12 @@ def test_dataset_errors_name_the_problem(desc_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="skels2desc_ntu.py -d ntu60 -p cview .* -a train"):
         DescriptorImages(desc_root, "ntu60", "cview", "train", "GD")
     for desc in FUSION_ORDER:
-        descriptor_dir(tmp_path, "ucla", desc, "train").mkdir(parents=True)
+        descriptor_dir(tmp_path, Split.of("ucla", None, "train"), desc).mkdir(parents=True)
     with pytest.raises(ValueError, match="empty split"):
         DescriptorImages(tmp_path, "ucla", None, "train", "all")
     for desc in FUSION_ORDER:
-        Image.fromarray(np.zeros((4, 4), np.uint8)).save(descriptor_dir(tmp_path, "ucla", desc, "train") / "0_1.png")
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(descriptor_dir(tmp_path, "ucla", "ADD", "train") / "1_2.png")
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(descriptor_dir(tmp_path, Split.of("ucla", None, "train"), desc) / "0_1.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(descriptor_dir(tmp_path, Split.of("ucla", None, "train"), "ADD") / "1_2.png")
     with pytest.raises(ValueError, match=r"ucla_JDD_train: 1_2.png is not in|ucla_ADD_train"):
         DescriptorImages(tmp_path, "ucla", None, "train", "all")
 
