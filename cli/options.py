@@ -70,6 +70,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
                                    "quirks fixed, bodies selected (docs/METHOD.md)"}),
     "img_size": (("--img-size",), {"type": int, "default": DEFAULT_IMG_SIZE, "help": "side of the descriptor images in pixels"}),
     "epoch": (("--epoch",), {"default": defaults(TestConfig)["epoch"], "help": "checkpoint: best, last, or an epoch number"}),
+    "wait": (("--wait",), {"action": "store_true",
+                           "help": "if another run holds what this one needs (a split being written, a training "
+                                   "of the same checkpoints, folders being read), wait for it instead of exiting"}),
     "overwrite": (("--overwrite",), {"action": "store_true",
                                      "help": "redo finished work instead of keeping it: txt2npy converts every file "
                                              "again, skels2desc remakes every image of the split, train.py deletes "
@@ -116,7 +119,7 @@ def add_run_place(p: argparse.ArgumentParser, required: bool) -> None:
     add_dataset(p, **({"required": True} if required else {}))
     add(p, "protocol")
     add(p, "desc", **({"required": True} if required else {}))
-    for name in ("gpu", "despth", "ckpt"):
+    for name in ("gpu", "despth", "ckpt", "wait"):
         add(p, name)
 
 

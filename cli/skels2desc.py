@@ -39,8 +39,7 @@ def build_parser(datasets: tuple[str, ...], doc: str | None = None) -> argparse.
     parser.add_argument("--png-level", type=int, default=DEFAULT_PNG_LEVEL,
                         help="zlib level 0..9 (1: about twice as fast as Pillow's default, same pixels)")
     cli.add(parser, "overwrite")
-    parser.add_argument("--wait", action="store_true",
-                        help="if another run is writing this split, wait for it instead of exiting")
+    cli.add(parser, "wait")
     cli.add(parser, "no_progress")
     parser.add_argument("--quiet", dest="no_progress", action="store_true", help="the same as --no-progress")
     return parser

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.locks import LockHeldError
 from models import evaluation as ev
 from models.config import IMAGES, SKELETONS, TestConfig, from_args, set_parser_defaults
 from models.testing import evaluate, paper_table, write_outputs
@@ -42,7 +43,7 @@ def run(config: TestConfig) -> int:
         cli.setup_dataset(config)
         doc, rows = evaluate(config)
         json_path, png = write_outputs(config, doc, rows)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, LockHeldError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(ev.format_table(doc["rows"]))

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from common.errors import error_line
+from common.locks import LockHeldError
 from descriptors.core import DEFAULT_IMG_SIZE
 from models.checkpoint import CheckpointError
 from models.config import BN_STATS, IMAGES, SKELETONS, TrainConfig, from_args, set_parser_defaults
@@ -73,7 +74,7 @@ def run(config: TrainConfig) -> int:
     try:
         cli.setup_dataset(config)
         fit(config)
-    except (FileNotFoundError, ValueError, CheckpointError, WeightsUnavailableError) as e:
+    except (FileNotFoundError, ValueError, CheckpointError, WeightsUnavailableError, LockHeldError) as e:
         print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from common.atomic import atomic_path, writing_into
+from common.locks import PackHold, folder_locks, remove_unless_held
 from skeletons.datasets import Split, get_dataset
 from skeletons.layouts import layout_record
-from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir
+from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir, split_lock_path
 
 from . import provenance
 
@@ -41,12 +43,13 @@ def files_digest(paths: Iterable[Path], salt: str = "") -> str:
 
 def remove_superseded(folder: Path, prefix: str, suffixes: Sequence[str], keep: Collection[Path]) -> None:
     """Delete the files ``<prefix>_<hex digest><suffix>`` of ``folder`` other than ``keep``: packs of
-    earlier states of the same data, so they do not pile up."""
+    earlier states of the same data, so they do not pile up. A pack that a process still maps (a
+    ``PackHold``: a training started before the data changed) is left for a later run to remove."""
     ends = "|".join(re.escape(suffix) for suffix in suffixes)
     stale = re.compile(rf"^{re.escape(prefix)}_[0-9a-f]+({ends})$")
     for old in folder.iterdir():
         if old not in keep and stale.match(old.name):
-            old.unlink(missing_ok=True)
+            remove_unless_held(old)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,16 @@ class SampleInfo:
     index: int        # position in the split's sorted sample list
     label: int        # 1-based
     sample: str       # sample id from the folder's manifest, or "" when it has none
+
+
+def reading_splits(root: str | Path, splits: Iterable[Split], wait: bool = False,
+                   on_wait: Callable[[str], None] | None = None) -> AbstractContextManager:
+    """Shared locks on the splits' descriptor folders under ``root`` while a run reads them:
+    skels2desc cannot rewrite them meanwhile, and names the reader (common/locks.py). Nothing to
+    hold when ``root`` does not exist (reading it fails with its own message)."""
+    if not Path(root).is_dir():
+        return nullcontext()
+    return folder_locks([split_lock_path(root, split) for split in splits], wait=wait, on_wait=on_wait, shared=True)
 
 
 def make_command(split: Split, root: Path) -> str:
@@ -203,6 +216,7 @@ class DescriptorImages(torch.utils.data.Dataset):
         ids = {row["index"]: row["sample"] for row in rows or ()}
         self.samples = [SampleInfo(i, lab, ids.get(i, "")) for i, lab in (listings[0][n] for n in self.names)]
         self.labels0 = torch.tensor([s.label - 1 for s in self.samples])
+        self._holds: list[PackHold] = []   # the packs this object maps, kept from removal
         self.cache_paths = [self._build_cache(f) for f in self.folders] if cache else None
         self._arrays = None  # memory maps, opened lazily in each worker (a memmap pickles its data)
 
@@ -221,6 +235,8 @@ class DescriptorImages(torch.utils.data.Dataset):
         k = self.folders.index(folder)
         path = self.cache_path(folder)
         if path.is_file() and np.load(path, mmap_mode="r").shape[-2:] == self.expected_size(k)[0]:
+            self._holds.append(PackHold(path))
+            remove_superseded(path.parent, folder.name, (".npy",), keep=(path,))
             return path
         first = self._checked(k, 0, read_bgr(folder / self.names[0]))
         with writing_into(path.parent, "the --cache pack", CACHE_REMEDY):
@@ -240,6 +256,7 @@ class DescriptorImages(torch.utils.data.Dataset):
                     raise ValueError(f"{folder / name}: {img.shape[0]} colour channel(s), {self.names[0]} has "
                                      f"{first.shape[0]}; remake the folder with: {self._remake_command()}")
                 out.write(np.ascontiguousarray(img, dtype=np.uint8).data)
+        self._holds.append(PackHold(path))
         remove_superseded(path.parent, folder.name, (".npy",), keep=(path,))
 
     def _remake_command(self) -> str:
@@ -284,7 +301,7 @@ class DescriptorImages(torch.utils.data.Dataset):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_arrays"] = None
+        state["_arrays"], state["_holds"] = None, []   # holds stay with the process that took them
         return state
 
     def folder_image_size(self, k: int) -> int:

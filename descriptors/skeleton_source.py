@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from common.atomic import atomic_path, writing_into
+from common.locks import PackHold
 from skeletons.augment import Augment, augment_sequence
 from skeletons.centring import centre
 from skeletons.compact import ALIGN, decode, encode_sample   # samples start at ALIGN: aligned views
@@ -97,6 +98,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
         self.samples = [sample_id(p) for p in self.paths]
         self.labels0 = torch.tensor([label_of(s, dataset) - 1 for s in self.samples])
         self.pack_dir = Path(pack_dir) if pack_dir is not None else self.seq_dir / PACK_DIR
+        self._holds: list[PackHold] = []   # the pack and index this object maps, kept from removal
         self.pack_path = self._build_pack() if pack else None
         self._pack = None   # memory maps, opened lazily in each worker (a memmap pickles its data)
 
@@ -125,7 +127,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_pack"] = None
+        state["_pack"], state["_holds"] = None, []   # holds stay with the process that took them
         return state
 
     def record(self, img_size: int = DEFAULT_IMG_SIZE, descriptor: str | None = None) -> dict:
@@ -146,7 +148,11 @@ class SkeletonSequences(torch.utils.data.Dataset):
 
     @functools.cached_property
     def sources_digest(self) -> str:
-        """The sample files' sizes and mtimes, digested as extraction records them."""
+        """The sample files' sizes and mtimes when first asked, digested as extraction records them."""
+        return self.sources_digest_now()
+
+    def sources_digest_now(self) -> str:
+        """``sources_digest`` of the files as they are now (a stat of each)."""
         return provenance.sources_digest({s: provenance.source_stat(p) for s, p in zip(self.samples, self.paths)})
 
     # ------------------------------------------------------------ the pack
@@ -168,6 +174,8 @@ class SkeletonSequences(torch.utils.data.Dataset):
         path = self.pack_file()
         index_path = pack_index_path(path)
         if path.is_file() and index_path.is_file():
+            self._holds += [PackHold(path), PackHold(index_path)]
+            self._remove_superseded(path, index_path)
             return path
         with writing_into(self.pack_dir, "the skeleton pack", CACHE_REMEDY):
             self._write_pack(path, index_path)
@@ -187,6 +195,11 @@ class SkeletonSequences(torch.utils.data.Dataset):
         with atomic_path(index_path) as tmp:   # last: a pack without its index is rebuilt
             with open(tmp, "wb") as f:
                 np.save(f, index)
+        self._holds += [PackHold(path), PackHold(index_path)]
+        self._remove_superseded(path, index_path)
+
+    def _remove_superseded(self, path: Path, index_path: Path) -> None:
+        """Packs of earlier states of the split (or formats) that no process maps any longer."""
         remove_superseded(path.parent, self.pack_prefix(), (PACK_SUFFIX, INDEX_SUFFIX, *OLD_PACK_SUFFIXES),
                           keep=(path, index_path))
 

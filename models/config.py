@@ -49,6 +49,7 @@ class RunConfig:
     dspath: str | None = None            # None: the dataset's README folder
     batch_size: int = 32
     workers: int = field(default_factory=default_workers)
+    wait: bool = False                   # wait for a run holding a lock this one needs, instead of refusing
 
 
 @dataclass(kw_only=True)

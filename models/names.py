@@ -56,6 +56,11 @@ def prune_checkpoints(ckpt_dir: str | Path, prefix: str, keep_last: int | None) 
         files[epoch].unlink(missing_ok=True)
 
 
+def run_lock_path(ckpt_dir: str | Path, prefix: str) -> Path:
+    """Hidden lock beside a run's checkpoints: one training per run prefix at a time."""
+    return Path(ckpt_dir) / f".{prefix}.lock"
+
+
 def run_files(ckpt_dir: str | Path, prefix: str) -> list[Path]:
     """A run's files that exist: <prefix>_<N>_epoch.tar (by epoch), _epoch_best.tar, _last.tar, _log.csv."""
     folder = Path(ckpt_dir)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from descriptors import provenance
 from descriptors.dataset import descriptor_selection, make_command
+from descriptors.skeleton_source import SkeletonSequences
 from skeletons.augment import Augment
 from .config import IMAGES, SKELETONS
 
@@ -101,6 +102,35 @@ def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str
                else "the default; pass --mode clean if they were made in clean mode")
         notice = f"notice: {bare[0].folder}{more}: no record of how the images were made; assuming {mode} mode ({why})"
     return mode, folders[0].facts["img_size"], layout, notice
+
+
+class DataChangedError(ValueError):
+    """The data a training reads changed under it (one line naming it)."""
+
+
+def record_stamps(folders: list[FolderData]) -> dict[Path, tuple[int, int] | None]:
+    """(size, mtime_ns) of each descriptor folder's record now (None: it has none); skels2desc
+    rewrites the record whenever it changes a folder."""
+    stamps = {}
+    for f in folders:
+        path = provenance.record_path(f.folder)
+        stamps[f.folder] = (path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else None
+    return stamps
+
+
+def changed_data(folders: list[FolderData], stamps: dict, parts: dict) -> str | None:
+    """One line naming the first data a run reads that is no longer what it was when the run
+    started (``stamps``: ``record_stamps`` then), else None: another machine rewrote it on a shared
+    disk (locally the readers' locks keep skels2desc out). ``parts``: {part: the run's
+    DescriptorImages or SkeletonSequences}."""
+    for part, data in parts.items():
+        if isinstance(data, SkeletonSequences):
+            was = next(f.facts["sources"] for f in folders if f.part == part)
+            if (now := data.sources_digest_now()) != was:
+                return f"{data.seq_dir}: its {part} sequence files changed (sources {was} -> {now})"
+    now = record_stamps([f for f in folders if not isinstance(parts.get(f.part), SkeletonSequences)])
+    changed = next((folder for folder, stamp in now.items() if stamp != stamps.get(folder)), None)
+    return f"{changed}: rewritten while this training read it (its record changed)" if changed else None
 
 
 def data_record(folders: list[FolderData]) -> dict:

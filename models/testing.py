@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from descriptors.core import DEFAULT_IMG_SIZE
-from descriptors.dataset import DescriptorImages, SampleInfo, make_command
+from descriptors.dataset import DescriptorImages, SampleInfo, make_command, reading_splits
 from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
 from models import evaluation as ev
 from models.checkpoint import load_model
@@ -18,7 +18,7 @@ from models.inference import split_checkpoints, train_command as model_train_com
 from models.provenance import RELEASE_NOTICE, check_against_folder, check_consistent, check_layout, check_role
 from models.loop import pick_device
 from common.atomic import write_text_atomic
-from skeletons.datasets import class_names, default_protocol, get_dataset
+from skeletons.datasets import Split, class_names, default_protocol, get_dataset
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor
 from models.names import BEST, checkpoint_prefix
 
@@ -102,10 +102,13 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     models, ckpts = load_models(config, found, ds.num_classes, device)
     # Read each needed descriptor once per sample; every model sees the same batches in one order.
     descs = [d for d in FUSION_ORDER if FUSION in models or d in models]
-    data, loader = test_data(config, ckpts, descs, device)
-    print(f"evaluating {', '.join(models)} on {len(data)} test samples of {config.dataset} {config.protocol} "
-          f"({device})", file=sys.stderr)
-    outputs = ev.model_outputs(models, loader, descs, device)
+    # skels2desc cannot rewrite the test folders while they are read (it names this run)
+    reads = [Split.of(config.dataset, config.protocol, "test")] if config.source == IMAGES else []
+    with reading_splits(config.despth, reads, config.wait, lambda line: print(f"waiting: {line}", file=sys.stderr)):
+        data, loader = test_data(config, ckpts, descs, device)
+        print(f"evaluating {', '.join(models)} on {len(data)} test samples of {config.dataset} {config.protocol} "
+              f"({device})", file=sys.stderr)
+        outputs = ev.model_outputs(models, loader, descs, device)
     picked_on_test = best_picked_on_test(config, ckpts)
     labels = data.labels0.numpy()
     samples = data.samples if config.source == IMAGES else [SampleInfo(i, int(label) + 1, sample) for i, (sample, label)

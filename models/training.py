@@ -5,6 +5,8 @@ recipe (recipe.py), the loop and precision (loop.py), torchrun (distributed.py),
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,23 +16,25 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from common.errors import cause_text
+from common.locks import folder_lock
 from descriptors.core import DEFAULT_IMG_SIZE
-from descriptors.dataset import DescriptorImages
+from descriptors.dataset import DescriptorImages, reading_splits
 from descriptors.names import FUSION
 from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
 from skeletons.augment import Augment
-from skeletons.datasets import default_protocol, get_dataset
+from skeletons.datasets import PARTS, Split, default_protocol, get_dataset
 from .checkpoint import CheckpointError, CheckpointWriteError, save_checkpoint
 from .config import IMAGES, SKELETONS, TrainConfig
 from .distributed import DistInfo, barrier, cleanup_distributed, init_distributed, shard
 from .logs import format_epoch_line, write_csv_log
 from .loop import RunOptions, amp_setup, evaluate, pick_device, train_one_epoch
-from .names import BEST, LAST, LOG_SUFFIX, checkpoint_path, checkpoint_prefix, prune_checkpoints, remove_run_files, run_files
+from .names import (BEST, LAST, LOG_SUFFIX, checkpoint_path, checkpoint_prefix, prune_checkpoints, remove_run_files,
+                    run_files, run_lock_path)
 from .networks import build_model
 from .recipe import holdout_split, make_criterion, make_scheduler, soft_target_floor
 from .reruns import RunPlan, finished_line, plan_run, refusal, resume_state, run_settings
-from .run_data import (agreed_pixels, augmentation, check_image_size_flag, data_record,
-                       folder_data, skeleton_data)
+from .run_data import (DataChangedError, FolderData, agreed_pixels, augmentation, changed_data, check_image_size_flag,
+                       data_record, folder_data, record_stamps, skeleton_data)
 
 
 CPU_NOTICE_PARAMETERS = 5e6   # above this, a CPU run takes days: say so and say what to use instead
@@ -64,6 +68,8 @@ class Run:
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler | None
     settings: dict
+    folders: list[FolderData]   # what the run reads, as it was when the run started
+    stamps: dict                # its folders' records then (run_data.record_stamps)
     prefix: str
     last_path: Path
     log_path: Path
@@ -107,7 +113,8 @@ def prepare(config: TrainConfig, device: torch.device, info: DistInfo, log) -> R
                             source=SKELETONS if from_skeletons else IMAGES)
     prefix = checkpoint_prefix(config.dataset, config.protocol, config.desc)
     return Run(config, from_skeletons, train_set, test_set, mode, img_size, augment, amp_dtype, scaler, settings,
-               prefix, checkpoint_path(config.ckpt, config.dataset, config.protocol, config.desc, LAST),
+               folders, record_stamps(folders), prefix,
+               checkpoint_path(config.ckpt, config.dataset, config.protocol, config.desc, LAST),
                Path(config.ckpt) / f"{prefix}{LOG_SUFFIX}")
 
 
@@ -263,6 +270,33 @@ def save_epoch(run: Run, net: Model, row: dict, history: list, improved: bool) -
     prune_checkpoints(config.ckpt, run.prefix, config.keep_last)
 
 
+@contextmanager
+def holding(config: TrainConfig, info: DistInfo, log) -> Iterator[None]:
+    """What a training holds while it runs: its checkpoints' lock (one training per run prefix: a
+    second one names the first and exits, or waits with --wait; the main process takes it) and,
+    reading descriptor folders, a shared lock on both splits (skels2desc cannot rewrite them)."""
+    def on_wait(message: str) -> None:
+        log(f"waiting: {message}")
+
+    prefix = checkpoint_prefix(config.dataset, config.protocol, config.desc)
+    with ExitStack() as held:
+        if info.is_main:
+            held.enter_context(folder_lock(run_lock_path(config.ckpt, prefix), wait=config.wait, on_wait=on_wait))
+        if config.source == IMAGES:
+            splits = [Split.of(config.dataset, config.protocol, part) for part in PARTS]
+            held.enter_context(reading_splits(config.despth, splits, config.wait, on_wait))
+        yield
+
+
+def check_data_unchanged(run: Run, epoch: int) -> None:
+    """Stop, before saving an epoch, a training whose data changed under it: its checkpoints would
+    record a provenance that is no longer true."""
+    if change := changed_data(run.folders, run.stamps, {"train": run.train_set, "test": run.test_set}):
+        saved = f"epoch {epoch - 1}" if epoch > 1 else "no epoch"
+        raise DataChangedError(f"{change}; training stopped before saving epoch {epoch} ({saved} saved, with the "
+                               f"data it was trained on); once the data is settled, train again with --overwrite")
+
+
 def _quiet(*args, **kwargs) -> None:
     """The log of ranks other than 0."""
 
@@ -274,27 +308,34 @@ def fit(config: TrainConfig) -> dict:
     try:
         device = pick_device(config.gpu, info.local_rank if info.enabled else None, log)
         config.protocol = default_protocol(config.dataset, config.protocol)
-        run = prepare(config, device, info, log)
-        plan = decide(run, info, log)
-        if plan.status == "finished":
-            return {"best_acc": plan.checkpoint.best_acc, "history": list(plan.checkpoint.raw.get("history", [])),
-                    "prefix": run.prefix, "status": plan.status}
-        loaders = make_loaders(run, device, info)
-        net = make_model(run, device, info)
-        start, best, history = start_state(run, plan, net, log)
-        if info.enabled:
-            net.train_model = DistributedDataParallel(net.model, device_ids=[device.index] if device.type == "cuda"
-                                                      else None)
-        announce(run, loaders, net, device, info, log)
-        for epoch in range(start, config.epochs + 1):
-            row, score = run_epoch(epoch, run, loaders, net, device)
-            improved = score > best
-            best = row["best_acc"] = max(best, score)
-            history.append(row)
-            if info.is_main:
-                save_epoch(run, net, row, history, improved)
-                log(format_epoch_line(row))
-            barrier()
-        return {"best_acc": best, "history": history, "prefix": run.prefix, "status": plan.status}
+        with holding(config, info, log):
+            return train(config, device, info, log)
     finally:
         cleanup_distributed()
+
+
+def train(config: TrainConfig, device: torch.device, info: DistInfo, log) -> dict:
+    """fit() with its locks held: data, plan, model, epochs, saving."""
+    run = prepare(config, device, info, log)
+    plan = decide(run, info, log)
+    if plan.status == "finished":
+        return {"best_acc": plan.checkpoint.best_acc, "history": list(plan.checkpoint.raw.get("history", [])),
+                "prefix": run.prefix, "status": plan.status}
+    loaders = make_loaders(run, device, info)
+    net = make_model(run, device, info)
+    start, best, history = start_state(run, plan, net, log)
+    if info.enabled:
+        net.train_model = DistributedDataParallel(net.model, device_ids=[device.index] if device.type == "cuda"
+                                                  else None)
+    announce(run, loaders, net, device, info, log)
+    for epoch in range(start, config.epochs + 1):
+        row, score = run_epoch(epoch, run, loaders, net, device)
+        check_data_unchanged(run, epoch)
+        improved = score > best
+        best = row["best_acc"] = max(best, score)
+        history.append(row)
+        if info.is_main:
+            save_epoch(run, net, row, history, improved)
+            log(format_epoch_line(row))
+        barrier()
+    return {"best_acc": best, "history": history, "prefix": run.prefix, "status": plan.status}

@@ -88,3 +88,8 @@ def demo_raw(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("demo_raw")
     generate_demo(folder, seed=0, size="small")
     return folder
+
+
+def visible(folder: Path) -> list[str]:
+    """Sorted names of the files in ``folder`` that are not hidden (the run and split locks are)."""
+    return sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))

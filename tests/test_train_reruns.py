@@ -5,6 +5,7 @@ network end in one line, keeping the epochs already saved."""
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import torch
 from PIL import Image
 
 import train
+from conftest import visible
 from descriptors.dataset import CACHE_DIR, CACHE_REMEDY, DescriptorImages, write_synthetic_split
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.networks import WeightsUnavailableError, build_model
@@ -186,7 +188,7 @@ def test_overwrite_removes_the_old_run_only(root, tmp_path, capsys):
         (tmp_path / name).write_bytes(b"not this run's")
     status, out, _ = train_cli(root, tmp_path, capsys, "--overwrite", "--lr", "0.01")
     assert status == 0 and "removed the 6 file(s)" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+    assert visible(tmp_path) == sorted(
         ["ucla_GD_1_epoch.tar", "ucla_GD_epoch_best.tar", "ucla_GD_last.tar", "ucla_GD_log.csv", *others])
     assert last(tmp_path).settings["lr"] == 0.01 and last(tmp_path).epoch == 1
     assert len((tmp_path / "ucla_GD_log.csv").read_text().splitlines()) == 2
@@ -238,7 +240,7 @@ def test_mode_flag_and_records_must_agree(root, tmp_path, records, capsys):
     ucla = f"ucla (digest {UCLA_LAYOUT['digest'][:8]})"
     assert status == 2 and (f"{train_folder} and {test_folder} differ in layout ({ucla} vs mine (digest 01234567))"
                             in one_line_error(err))
-    assert not any(tmp_path.iterdir())
+    assert not visible(tmp_path)
 
 
 def test_folders_without_a_record_assume_a_mode_and_say_so(root, tmp_path, records, capsys):
@@ -276,7 +278,15 @@ def test_cache_is_rebuilt_when_a_png_changes_in_place(own_root):
     png = DescriptorImages(own_root, "ucla", None, "train", "GD")
     assert torch.equal(again[4][0].float(), png[4][0]) and not torch.equal(again[4][0], before)
     packs = sorted(p.name for p in (own_root / CACHE_DIR).iterdir() if p.name.startswith(folder.name + "_"))
-    assert packs == [again.cache_paths[0].name]  # the superseded pack is gone
+    # the superseded pack stays while ``first`` (a training started before the change) maps it...
+    assert packs == sorted([first.cache_paths[0].name, again.cache_paths[0].name])
+    assert torch.equal(first[4][0], before)
+    del first
+    gc.collect()
+    # ...and the next run over the folder removes it
+    DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True, uint8=True)
+    packs = sorted(p.name for p in (own_root / CACHE_DIR).iterdir() if p.name.startswith(folder.name + "_"))
+    assert packs == [again.cache_paths[0].name]
 
 
 def test_a_cache_that_cannot_be_written_is_named(own_root, capsys):
@@ -371,7 +381,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_saved_epochs(root, tmp_path, caps
     line = one_line_error(err)
     assert status == 2 and line.startswith(f"error: {tmp_path / 'ucla_GD_2_epoch.tar'}: checkpoint not written (")
     assert ("No space left on device" if isinstance(failure, OSError) else "file write failed") in line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ucla_GD_1_epoch.tar", "ucla_GD_epoch_best.tar",
+    assert visible(tmp_path) == ["ucla_GD_1_epoch.tar", "ucla_GD_epoch_best.tar",
                                                           "ucla_GD_last.tar", "ucla_GD_log.csv"]  # no temp file
     assert [load_checkpoint(tmp_path / n).epoch for n in ("ucla_GD_1_epoch.tar", "ucla_GD_last.tar")] == [1, 1]
 
@@ -395,7 +405,7 @@ def test_pretrained_without_network_is_one_line(root, tmp_path, capsys, monkeypa
     line = one_line_error(err)
     assert status == 2 and "shufflenet_v2_x0_5 weights could not be downloaded" in line
     assert "name resolution" in line and "without --pretrained" in line
-    assert not any(tmp_path.iterdir())
+    assert not visible(tmp_path)
 
 
 def test_default_workers_fit_the_cpus():

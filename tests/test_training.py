@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import train
+from conftest import visible
 from descriptors.dataset import DescriptorImages, write_synthetic_split
 from models.checkpoint import load_checkpoint
 from models.recipe import lr_factor, make_criterion, make_scheduler, soft_targets, total_loss
@@ -125,7 +126,7 @@ def test_training_lowers_loss_and_beats_chance(desc_root, tmp_path):
     losses = [row["train_loss"] for row in result["history"]]
     assert losses[-1] < losses[0]
     assert result["best_acc"] > 0.3  # 10 classes: chance is 0.1
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = visible(tmp_path)
     assert names == ["ucla_GD_1_epoch.tar", "ucla_GD_2_epoch.tar", "ucla_GD_3_epoch.tar", "ucla_GD_epoch_best.tar",
                      "ucla_GD_last.tar", "ucla_GD_log.csv"]
     assert len((tmp_path / "ucla_GD_log.csv").read_text().splitlines()) == 4
@@ -171,7 +172,7 @@ def test_two_process_torchrun_writes_one_set(desc_root, tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("epoch   1 ") == 1  # only rank 0 logs
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = visible(tmp_path)
     assert names == ["ntu60_csub_JDD_1_epoch.tar", "ntu60_csub_JDD_epoch_best.tar", "ntu60_csub_JDD_last.tar",
                      "ntu60_csub_JDD_log.csv"]
     assert load_checkpoint(tmp_path / "ntu60_csub_JDD_last.tar").raw["history"][0]["test_acc"] >= 0
