@@ -276,7 +276,7 @@ def holding(config: TrainConfig, info: DistInfo, log) -> Iterator[None]:
     second one names the first and exits, or waits with --wait; the main process takes it) and,
     reading descriptor folders, a shared lock on both splits (skels2desc cannot rewrite them)."""
     def on_wait(message: str) -> None:
-        log(f"waiting: {message}")
+        log(f"waiting: {message}", flush=True)
 
     prefix = checkpoint_prefix(config.dataset, config.protocol, config.desc)
     with ExitStack() as held:
