@@ -9,6 +9,8 @@ The release's files: ``torch.save(model.state_dict())`` with unused layer3 / lay
 """
 from __future__ import annotations
 
+import errno
+import io
 import pickle
 import random
 import zipfile
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.atomic import atomic_path
+from common.atomic import write_bytes_atomic
 from common.errors import cause_text
 from descriptors.names import FUSION
 from .config import DEFAULT_ARCH, FULL_WIDTH, SHARED_BN_STATS
@@ -110,11 +112,15 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer=None, sched
     if with_rng:
         ckpt["rng"] = rng_states()
     ckpt.update(extra or {})
+    # Serialised in memory, then written with plain writes: torch's own file writer reports a full
+    # disk as "enforce fail at inline_container.cc", a plain write as ENOSPC.
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
     try:
-        with atomic_path(path, make_parents=True) as tmp:   # never a half-written checkpoint
-            torch.save(ckpt, tmp)
-    except (OSError, RuntimeError) as e:  # a full disk: OSError, or torch's RuntimeError "file write failed"
-        raise CheckpointWriteError(f"{path}: checkpoint not written ({cause_text(e)}); "
+        write_bytes_atomic(path, buffer.getbuffer(), make_parents=True)   # never a half-written checkpoint
+    except OSError as e:
+        why = f"no space left on {Path(path).parent}" if e.errno == errno.ENOSPC else cause_text(e)
+        raise CheckpointWriteError(f"{path}: checkpoint not written ({why}); "
                                    f"the files saved before it are intact") from None
 
 
@@ -146,13 +152,27 @@ def read_settings(path: str | Path) -> dict | None:
     return dict(obj.get("settings", {})) if isinstance(obj, dict) and obj.get("format") == FORMAT else None
 
 
+def check_ours(path: Path, obj: dict) -> None:
+    """Refuse a file of our format that this code cannot read: a newer version, or damaged fields."""
+    version = obj.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: damaged checkpoint (format version {version!r} is not a number)")
+    if version > VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version} is newer than this code ({VERSION})")
+    model = obj.get("model")
+    if not isinstance(model, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in model.items()):
+        raise CheckpointError(f"{path}: damaged checkpoint (no model weights: 'model' is "
+                              f"{'missing' if model is None else type(model).__name__})")
+    if not isinstance(obj.get("settings", {}), dict):
+        raise CheckpointError(f"{path}: damaged checkpoint ('settings' is {type(obj['settings']).__name__}, not a dict)")
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> Checkpoint:
     """Read our format or a released raw state dict; CheckpointError (a ValueError) otherwise."""
     path = Path(path)
     obj = _read(path, map_location)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        if obj.get("version", 0) > VERSION:
-            raise CheckpointError(f"{path}: checkpoint format version {obj['version']} is newer than this code ({VERSION})")
+        check_ours(path, obj)
         # All keys kept: ours hold no unused release layers, and torchvision models have a real "fc."
         return Checkpoint(path, "ours", dict(obj["model"]), dict(obj.get("settings", {})),
                           obj.get("epoch"), obj.get("best_acc"), obj)

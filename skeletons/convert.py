@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.files import not_a_file
+
 from .datasets import get_dataset, official_missing, official_samples, read_name_list, sample_id
 from .ntu import NPY_SUFFIX, SKELETON_SUFFIX, read_skeleton, save_skeleton_npy
 
@@ -116,8 +118,12 @@ def plan_conversion(txt_dir: str | Path, npy_dir: str | Path, dataset: str, *,
     summary, tasks = ConvertSummary(), []
     # scandir: the file type comes with the listing, no stat per file (10^5 files in NTU-120)
     with os.scandir(txt_dir) as entries:
-        names = sorted(e.name for e in entries if e.name.endswith(SKELETON_SUFFIX) and e.is_file())
-    for name in names:
+        found = {e.name: not_a_file(e) for e in entries if e.name.endswith(SKELETON_SUFFIX)}
+    for name in sorted(found):
+        if found[name]:
+            sample = name.removesuffix(SKELETON_SUFFIX)
+            summary.failed.append(FileResult(sample, FAILED, f"{txt_dir / name}: {found[name]}"))
+            continue
         sample = name.removesuffix(SKELETON_SUFFIX)
         try:
             in_dataset = ds.contains(ds.parse_name(sample))

@@ -20,6 +20,7 @@ protocol ``split`` (the labels.csv column), sequences ROOT/skeletons/*.npy.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,11 +84,23 @@ def skeleton_path(root: str | Path, sample: str) -> Path:
     return Path(root) / SKELETON_DIR / f"{sample}.npy"
 
 
+def read_utf8(path: Path) -> str:
+    """A text file as spreadsheets and editors write UTF-8, with or without a byte-order mark; a
+    byte that is not UTF-8 is named with its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        _fail(f"{path}:{line}", f"not UTF-8 text (byte {data[error.start:error.start + 1]!r}); save it as UTF-8 "
+                                f"(\"CSV UTF-8\" in a spreadsheet)")
+
+
 def read_class_names(path: Path) -> tuple[str, ...]:
     """classes.txt: one non-empty, distinct name per line (trailing blank lines ignored)."""
     if not path.is_file():
         _fail(path, "missing (one class name per line)")
-    lines = path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    lines = read_utf8(path).replace("\r\n", "\n").replace("\r", "\n").rstrip("\n").split("\n")
     names: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
         name = line.strip()
@@ -105,37 +118,45 @@ def read_labels(path: Path, num_classes: int) -> list[tuple[int, str, int, str]]
     """labels.csv rows as (line number, sample id, 1-based label, split)."""
     if not path.is_file():
         _fail(path, f"missing (columns {','.join(LABEL_COLUMNS)})")
-    rows: list[tuple[int, str, int, str]] = []
-    seen: dict[str, int] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = [column.strip() for column in next(reader, [])]
-        for column in LABEL_COLUMNS:
-            if column not in header:
-                _fail(f"{path}:1", f"missing column {column!r} (the header needs {','.join(LABEL_COLUMNS)})")
-        where = [header.index(column) for column in LABEL_COLUMNS]
-        for fields in reader:
-            line = reader.line_num
-            if not any(field.strip() for field in fields):
-                continue   # blank line
-            if len(fields) != len(header):
-                _fail(f"{path}:{line}", f"{len(fields)} fields, the header has {len(header)}")
-            sample, label, split = (fields[k].strip() for k in where)
-            if not SAMPLE_ID.fullmatch(sample):
-                _fail(f"{path}:{line}", f"sample id {sample!r} may hold only letters, digits, '_' and '-'")
-            if sample in seen:
-                _fail(f"{path}:{line}", f"sample {sample!r} repeats line {seen[sample]}")
-            if not re.fullmatch(r"[0-9]+", label):
-                _fail(f"{path}:{line}", f"label {label!r} is not a class number (1..{num_classes})")
-            if not 1 <= int(label) <= num_classes:
-                _fail(f"{path}:{line}", f"label {int(label)} is out of range 1..{num_classes} "
-                                        f"({CLASSES_FILE} has {num_classes} classes)")
-            if split not in PARTS:
-                _fail(f"{path}:{line}", f"split {split!r} is not {' or '.join(PARTS)}")
-            seen[sample] = line
-            rows.append((line, sample, int(label), split))
+    reader = csv.reader(io.StringIO(read_utf8(path), newline=""))
+    try:
+        rows = _label_rows(path, reader, num_classes)
+    except csv.Error as error:   # a field over the csv module's limit, a stray quote...
+        _fail(f"{path}:{reader.line_num}", f"not readable as CSV ({error})")
     if not rows:
         _fail(path, "no samples")
+    return rows
+
+
+def _label_rows(path: Path, reader, num_classes: int) -> list[tuple[int, str, int, str]]:
+    """The checked rows of labels.csv (``read_labels``)."""
+    rows: list[tuple[int, str, int, str]] = []
+    seen: dict[str, int] = {}
+    header = [column.strip() for column in next(reader, [])]
+    for column in LABEL_COLUMNS:
+        if column not in header:
+            _fail(f"{path}:1", f"missing column {column!r} (the header needs {','.join(LABEL_COLUMNS)})")
+    where = [header.index(column) for column in LABEL_COLUMNS]
+    for fields in reader:
+        line = reader.line_num
+        if not any(field.strip() for field in fields):
+            continue   # blank line
+        if len(fields) != len(header):
+            _fail(f"{path}:{line}", f"{len(fields)} fields, the header has {len(header)}")
+        sample, label, split = (fields[k].strip() for k in where)
+        if not SAMPLE_ID.fullmatch(sample):
+            _fail(f"{path}:{line}", f"sample id {sample!r} may hold only letters, digits, '_' and '-'")
+        if sample in seen:
+            _fail(f"{path}:{line}", f"sample {sample!r} repeats line {seen[sample]}")
+        if not re.fullmatch(r"[0-9]+", label):
+            _fail(f"{path}:{line}", f"label {label!r} is not a class number (1..{num_classes})")
+        if not 1 <= int(label) <= num_classes:
+            _fail(f"{path}:{line}", f"label {int(label)} is out of range 1..{num_classes} "
+                                    f"({CLASSES_FILE} has {num_classes} classes)")
+        if split not in PARTS:
+            _fail(f"{path}:{line}", f"split {split!r} is not {' or '.join(PARTS)}")
+        seen[sample] = line
+        rows.append((line, sample, int(label), split))
     return rows
 
 

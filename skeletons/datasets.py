@@ -17,6 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+from common.files import not_a_file
+
 from .kinds import Sample, SampleKind, sample_id
 from .layouts import NTU, UCLA, Layout
 # The NTU and NW-UCLA names live with their formats; callers import these from here too.
@@ -210,8 +212,9 @@ def scan_split_folder(folder: str | Path, split: Split) -> SplitScan:
     """The split's sequence files in ``folder``, skipping bad files instead of failing.
 
     Files named <id><seq_suffix> are considered; hidden files (atomic writers' temps) are not.
-    A name that does not parse cannot be placed in either part, so both parts report it; files
-    sharing a sample id (e.g. a ``.bak`` copy) are all reported, and none used, when that id
+    A name that does not parse cannot be placed in either part, so both parts report it; an entry
+    that is not a regular file (a FIFO, a folder, a broken or looping link) is reported, not read;
+    files sharing a sample id (e.g. a ``.bak`` copy) are all reported, and none used, when that id
     is in the requested split. Samples of another dataset (NTU-120-only ones in an NTU-60 run,
     a custom dataset's files that its labels.csv does not list) are silently outside the split.
     """
@@ -221,11 +224,14 @@ def scan_split_folder(folder: str | Path, split: Split) -> SplitScan:
     ds, holds = get_dataset(split.dataset), split.rule()
     # Plain names from os.scandir, not Path objects: NTU-120 folders hold 114k files.
     by_id: dict[str, list[str]] = {}
+    unreadable: dict[str, str] = {}
     with os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
             if not name.startswith(".") and name.endswith(ds.seq_suffix):
                 by_id.setdefault(sample_id(name), []).append(name)
+                if reason := not_a_file(entry):
+                    unreadable[name] = reason
     chosen: list[str] = []
     problems: list[tuple[str, str]] = []
     for sid, names in by_id.items():
@@ -234,6 +240,8 @@ def scan_split_folder(folder: str | Path, split: Split) -> SplitScan:
             problems.extend((name, sample) for name in names)
         elif not holds(sample):
             continue
+        elif bad := [name for name in names if name in unreadable]:
+            problems.extend((name, unreadable[name]) for name in bad)
         elif len(names) > 1:
             unused = "neither is used" if len(names) == 2 else "none is used"
             for name in names:

@@ -345,8 +345,17 @@ def parse_skeleton(raw: bytes, path: str | Path) -> dict:
     return data
 
 
+# The largest official .skeleton files are under 1 MB (300 frames of two bodies); one a hundred
+# times larger is not a recording, and reading it whole could exhaust memory.
+MAX_SKELETON_BYTES = 64 * 2**20
+
+
 def read_skeleton(path: str | Path) -> dict:
     """Read an NTU RGB+D ``.skeleton`` file (CRLF or LF) into the official converter's dict."""
+    size = Path(path).stat().st_size
+    if size > MAX_SKELETON_BYTES:
+        raise SkeletonFormatError(path, None, f"{size / 2**20:,.0f} MiB, far larger than any NTU RGB+D .skeleton "
+                                              f"file (at most a few MB); not read")
     return parse_skeleton(Path(path).read_bytes(), path)
 
 

@@ -53,6 +53,24 @@ def test_our_format_round_trip(tmp_path):
         assert torch.equal(v, w), k
 
 
+@pytest.mark.parametrize("damage, problem", [
+    (lambda raw: raw.pop("model"), "damaged checkpoint (no model weights: 'model' is missing)"),
+    (lambda raw: raw.update(model="weights"), "damaged checkpoint (no model weights: 'model' is str)"),
+    (lambda raw: raw.update(version="1"), "damaged checkpoint (format version '1' is not a number)"),
+    (lambda raw: raw.update(version=99), "checkpoint format version 99 is newer than this code (1)"),
+    (lambda raw: raw.update(settings=[1]), "damaged checkpoint ('settings' is list, not a dict)"),
+])
+def test_a_damaged_file_of_our_format_is_a_one_line_error(tmp_path, damage, problem):
+    path = tmp_path / "ucla_GD_epoch_best.tar"
+    save_checkpoint(path, model=build_model("GD", 10, width=WIDTH), epoch=1, best_acc=0.5, settings={"width": WIDTH})
+    raw = torch.load(path, weights_only=True)
+    damage(raw)
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError) as error:
+        load_model(path, desc="GD", num_classes=10)
+    assert str(error.value) == f"{path}: {problem}"
+
+
 def test_mismatches_are_one_line_errors_naming_the_file(tmp_path):
     fuse, _ = release_file(tmp_path, "all", 60)
     single = tmp_path / "single.tar"

@@ -210,12 +210,27 @@ def test_the_small_dataset_reads_and_unlisted_files_are_named(small_root):
     assert (small_root / "classes.txt").read_text() == "walk\nwave\nsit\n"
 
 
+def test_files_with_a_byte_order_mark_read_as_without(small_root):
+    """Excel's "CSV UTF-8" and Notepad's UTF-8 start with a byte-order mark."""
+    plain = read_custom_dataset(small_root, COCO)
+    for name in ("labels.csv", "classes.txt"):
+        path = small_root / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    marked = read_custom_dataset(small_root, COCO)
+    assert (marked.samples, marked.labels, marked.class_names) == (plain.samples, plain.labels, plain.class_names)
+    assert marked.class_names[0] == "walk"
+
+
 def save(name: str, array) -> callable:
     return lambda root: np.save(root / "skeletons" / f"{name}.npy", np.asarray(array), allow_pickle=False)
 
 
 def text(name: str, content: str) -> callable:
     return lambda root: (root / name).write_text(content)
+
+
+def raw(name: str, content: bytes) -> callable:
+    return lambda root: (root / name).write_bytes(content)
 
 
 def pickled(root: Path) -> None:
@@ -268,6 +283,12 @@ BAD_DATASETS = [
     (lambda root: (root / "skeletons" / "a.npy").write_bytes(pickle.dumps([1, 2])),
      "skeletons/a.npy: not a .npy file (np.save writes them)"),
     (truncated, "skeletons/a.npy: unreadable .npy file (mmap length is greater than file size)"),
+    (raw("labels.csv", LABELS.replace("b,2", "b\xe9,2").encode("latin-1")),
+     "labels.csv:3: not UTF-8 text (byte b'\\xe9'); save it as UTF-8 (\"CSV UTF-8\" in a spreadsheet)"),
+    (raw("classes.txt", "walk\nwav\xe9\nsit\n".encode("latin-1")),
+     "classes.txt:2: not UTF-8 text (byte b'\\xe9'); save it as UTF-8 (\"CSV UTF-8\" in a spreadsheet)"),
+    (text("labels.csv", "sample_id,label,split,notes\na,1,train," + "x" * 200_000 + "\n"),
+     "labels.csv:2: not readable as CSV (field larger than field limit (131072))"),
 ]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,22 @@ def test_split_from_folder_stays_strict(tmp_path):
         split_from_folder(tmp_path, Split.of("ntu60", "cview", "test"))
     with pytest.raises(FileNotFoundError, match="absent: sequence folder does not exist"):
         scan_split_folder(tmp_path / "absent", Split.of("ntu60", "csub", "train"))
+
+
+def test_entries_that_are_not_files_are_named_in_their_split_and_never_opened(tmp_path):
+    """A FIFO (reading it would block forever), a looping link and a folder among sequence files."""
+    good = ["S001C002P001R001A001.skeleton.npy", "S001C001P001R001A001.skeleton.npy"]
+    for name in good:
+        (tmp_path / name).write_bytes(b"")
+    os.mkfifo(tmp_path / "S001C002P001R001A002.skeleton.npy")                       # cview train
+    (tmp_path / "S001C002P001R001A003.skeleton.npy").symlink_to("S001C002P001R001A003.skeleton.npy")
+    (tmp_path / "S001C001P001R001A004.skeleton.npy").mkdir()                         # cview test
+    train = scan_split_folder(tmp_path, Split.of("ntu60", "cview", "train"))
+    assert [p.name for p in train.paths] == [good[0]]
+    assert [(p.name, reason) for p, reason in train.problems] == [
+        ("S001C002P001R001A002.skeleton.npy", "a FIFO, not a regular file; not read"),
+        ("S001C002P001R001A003.skeleton.npy", "unreadable link or entry (Too many levels of symbolic links)")]
+    test = scan_split_folder(tmp_path, Split.of("ntu60", "cview", "test"))
+    assert [p.name for p in test.paths] == [good[1]]
+    assert [(p.name, reason) for p, reason in test.problems] == [
+        ("S001C001P001R001A004.skeleton.npy", "a folder, not a regular file; not read")]

@@ -21,6 +21,7 @@ from PIL import Image
 import train
 from conftest import visible
 from descriptors.dataset import CACHE_DIR, CACHE_REMEDY, DescriptorImages, write_synthetic_split
+from models import checkpoint
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.networks import WeightsUnavailableError, build_model
 from common.errors import error_line
@@ -363,29 +364,51 @@ def test_error_line_keeps_a_worker_errors_own_message():
 
 # ----------------------------------------------------------------------------- full disk, no network
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs folder (a real full disk); skipped where mounting is not allowed (not root)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_real_full_disk_is_named_and_the_same_command_continues_after_room_is_made(root, small_disk, capsys):
+    status, _, err = train_cli(root, small_disk, capsys, "--epochs", "3", "--width", "0.125")
+    line = one_line_error(err)
+    assert status == 2 and f"checkpoint not written (no space left on {small_disk})" in line
+    assert not [p for p in small_disk.iterdir() if ".tmp" in p.name]   # no half-written file
+    saved = [load_checkpoint(small_disk / n).epoch for n in visible(small_disk) if n.endswith("_last.tar")]
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)   # room made
+    status, out, _ = train_cli(root, small_disk, capsys, "--epochs", "3", "--width", "0.125")
+    assert status == 0 and last(small_disk).epoch == 3
+    assert ("resuming" in out) == bool(saved)
+
+
 @pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
-                                     RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter "
-                                                  "failed writing file data/3: file write failed")])
+                                     OSError(errno.EIO, os.strerror(errno.EIO))])
 def test_a_full_disk_is_one_line_and_keeps_the_saved_epochs(root, tmp_path, capsys, monkeypatch, failure):
-    real_save, calls = torch.save, []
+    real_write, calls = checkpoint.write_bytes_atomic, []
 
-    def save(obj, f, *args, **kwargs):
-        calls.append(f)
+    def write(path, data, *args, **kwargs):
+        calls.append(path)
         if len(calls) == 4:  # epoch 1 writes its epoch file, best and last; epoch 2's epoch file fails
-            Path(f).write_bytes(b"half a checkpoint")
-            raise failure
-        return real_save(obj, f, *args, **kwargs)
+            raise failure    # (write_bytes_atomic leaves no temp file behind)
+        return real_write(path, data, *args, **kwargs)
 
-    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(checkpoint, "write_bytes_atomic", write)
     status, _, err = train_cli(root, tmp_path, capsys, "--epochs", "3")
     line = one_line_error(err)
     assert status == 2 and line.startswith(f"error: {tmp_path / 'ucla_GD_2_epoch.tar'}: checkpoint not written (")
-    assert ("No space left on device" if isinstance(failure, OSError) else "file write failed") in line
+    assert (f"(no space left on {tmp_path})" if failure.errno == errno.ENOSPC else "Input/output error)") in line
     assert visible(tmp_path) == ["ucla_GD_1_epoch.tar", "ucla_GD_epoch_best.tar",
-                                                          "ucla_GD_last.tar", "ucla_GD_log.csv"]  # no temp file
+                                 "ucla_GD_last.tar", "ucla_GD_log.csv"]
     assert [load_checkpoint(tmp_path / n).epoch for n in ("ucla_GD_1_epoch.tar", "ucla_GD_last.tar")] == [1, 1]
 
-    monkeypatch.setattr(torch, "save", real_save)  # space freed: the same command continues
+    monkeypatch.setattr(checkpoint, "write_bytes_atomic", real_write)  # space freed: the same command continues
     status, out, _ = train_cli(root, tmp_path, capsys, "--epochs", "3")
     assert status == 0 and "resuming" in out and last(tmp_path).epoch == 3
 

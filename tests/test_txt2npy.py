@@ -1,12 +1,14 @@
 """txt2npy.py end to end (CLI in a subprocess) and skeletons.convert on the real samples."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from skeletons.convert import check_complete, convert_folder
 from skeletons.datasets import official_missing
@@ -67,6 +69,27 @@ def test_truncated_file_is_named_others_convert_exit_nonzero(ntu_raw_dir, tmp_pa
     truncated.write_bytes(b"".join(lines[:500]) + lines[500][:20])       # cut in the middle of line 501
     result = run_txt2npy("-d", "ntu60", "-txt", txt, "-npy", npy, "-workers", "1")
     assert_only_file_failed(result, npy, f"{truncated}:502: unexpected end of file")
+
+
+@pytest.mark.parametrize("entry", ["link loop", "fifo", "folder"])
+def test_an_entry_that_is_not_a_file_is_named_others_convert(ntu_raw_dir, tmp_path, entry):
+    txt, npy = copy_samples(ntu_raw_dir, tmp_path / "txt", SAMPLES[:2]), tmp_path / "npy"
+    bad = txt / "S001C001P001R001A011.skeleton"
+    {"link loop": lambda: bad.symlink_to(bad.name), "fifo": lambda: os.mkfifo(bad), "folder": bad.mkdir}[entry]()
+    result = run_txt2npy("-d", "ntu60", "-txt", txt, "-npy", npy, "-workers", "2")   # a FIFO read would hang
+    reason = {"link loop": "unreadable link or entry (Too many levels of symbolic links)",
+              "fifo": "a FIFO, not a regular file; not read", "folder": "a folder, not a regular file; not read"}
+    assert_only_file_failed(result, npy, f"{bad}: {reason[entry]}")
+
+
+def test_a_huge_file_is_refused_before_it_is_read(ntu_raw_dir, tmp_path):
+    txt, npy = copy_samples(ntu_raw_dir, tmp_path / "txt", SAMPLES[:2]), tmp_path / "npy"
+    huge = txt / "S001C001P001R001A011.skeleton"
+    with huge.open("wb") as f:   # 2 GiB, sparse: no disk, but reading it whole would take 2 GiB of memory
+        f.truncate(2 * 2**30)
+    result = run_txt2npy("-d", "ntu60", "-txt", txt, "-npy", npy, "-workers", "1")
+    assert_only_file_failed(result, npy, f"{huge}: 2,048 MiB, far larger than any NTU RGB+D .skeleton file "
+                                         f"(at most a few MB); not read")
 
 
 def test_missing_list_samples_are_skipped_or_fail_cleanly_when_forced(ntu_raw_dir, tmp_path):
