@@ -24,6 +24,7 @@ import torch
 from cli import test as test_cli, train as train_cli
 from cli import options as cli
 from common.atomic import write_text_atomic
+from common.errors import INTERRUPTED_STATUS, interrupted_line
 from descriptors import provenance
 from descriptors.extract import extract_split
 from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
@@ -160,6 +161,10 @@ def data_changed(args: argparse.Namespace, desc: str) -> bool:
 
 # --------------------------------------------------------------------------- steps
 
+class StepInterrupted(Exception):
+    """Ctrl-C during training or testing, which told the user in their own line."""
+
+
 def step(name: str, detail: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {detail}", flush=True)
 
@@ -221,7 +226,9 @@ def run_training(args: argparse.Namespace) -> None:
         if not args.overwrite and data_changed(args, desc):
             step(f"train {desc}", f"{prefix}: its images changed since it was trained; training it again")
             config.overwrite = True
-        if train_cli.run(config) != 0:
+        if (status := train_cli.run(config)) == INTERRUPTED_STATUS:
+            raise StepInterrupted()
+        if status != 0:
             raise RuntimeError(f"training {prefix} failed (see above)")
 
 
@@ -240,7 +247,9 @@ def run_place(args: argparse.Namespace) -> dict:
 
 def run_test(args: argparse.Namespace) -> None:
     step("test", f"{args.dataset} {args.protocol}: five ResNet_c, Fuse5 and their fusions")
-    if test_cli.run(TestConfig(**run_place(args), desc=FUSION, epoch=args.epoch)) != 0:
+    if (status := test_cli.run(TestConfig(**run_place(args), desc=FUSION, epoch=args.epoch))) == INTERRUPTED_STATUS:
+        raise StepInterrupted()
+    if status != 0:
         raise RuntimeError("evaluation failed (see above)")
 
 
@@ -279,6 +288,11 @@ def main(args: argparse.Namespace) -> int:
     except (OSError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_line("finished steps and saved epochs are kept"), file=sys.stderr)
+        return INTERRUPTED_STATUS
+    except StepInterrupted:   # the step said so in its own line
+        return INTERRUPTED_STATUS
     step("done", f"{time.time() - start:.0f} s. results JSON and confusion matrix in "
                  f"{args.ckpt}/; a sample and its five descriptor images: {figure}")
     return 0

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from cli import options as cli
+from common.errors import INTERRUPTED_STATUS, interrupted_line
 from skeletons.convert import check_complete, convert_folder
 from skeletons.datasets import DATASETS
 
@@ -47,6 +48,9 @@ def main(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"txt2npy.py: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # every file converted so far is complete (written atomically)
+        print(interrupted_line(f"the files converted so far are kept in {npy_dir}"), file=sys.stderr)
+        return INTERRUPTED_STATUS
     print(summary.report())
     return 0 if summary.ok else 1
 

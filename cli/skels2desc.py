@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.errors import INTERRUPTED_STATUS, interrupted_line
 from common.locks import LockHeldError
 from descriptors.extract import DEFAULT_PNG_LEVEL, ENGINES, default_device, extract_split
 from skeletons.datasets import CUSTOM, default_protocol, get_dataset
@@ -60,6 +61,9 @@ def main(argv: list[str] | None, datasets: tuple[str, ...], doc: str | None = No
     except (OSError, ValueError, LockHeldError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_line("the images written so far are kept and listed"), file=sys.stderr)
+        return INTERRUPTED_STATUS
     print("\n".join(summary.lines()))
     if ds.custom is not None and ds.custom.unlisted:
         unlisted = ds.custom.unlisted

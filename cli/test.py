@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.errors import INTERRUPTED_STATUS, interrupted_line
 from common.locks import LockHeldError
 from models import evaluation as ev
 from models.config import IMAGES, SKELETONS, TestConfig, from_args, set_parser_defaults
@@ -46,6 +47,9 @@ def run(config: TestConfig) -> int:
     except (ValueError, OSError, LockHeldError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_line("nothing was written"), file=sys.stderr)
+        return INTERRUPTED_STATUS
     print(ev.format_table(doc["rows"]))
     print(f"\nbest honest row: {doc['best_honest_row']}; results: {json_path}; confusion matrix: {png}")
     return 0

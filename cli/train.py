@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.errors import error_line
+from common.errors import INTERRUPTED_STATUS, error_line, interrupted_line
 from common.locks import LockHeldError
 from descriptors.core import DEFAULT_IMG_SIZE
 from models.checkpoint import CheckpointError
@@ -52,6 +52,9 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="keep NCHW on CUDA (channels_last is the default there)")
     p.add_argument("--cache", action="store_true", help="pack each split into a uint8 memory-mapped .npy once")
+    p.add_argument("--verify-cache", action="store_true",
+                   help="with --cache: check every byte of a pack found on disk against its seal (its size is "
+                        "always checked); a damaged pack is moved aside and made again")
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from <prefix>_last.tar: now always done when it exists and records "
                         "the same settings (kept for older command lines)")
@@ -77,6 +80,9 @@ def run(config: TrainConfig) -> int:
     except (FileNotFoundError, ValueError, CheckpointError, WeightsUnavailableError, LockHeldError) as e:
         print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_line("the epochs saved so far are kept"), file=sys.stderr)
+        return INTERRUPTED_STATUS
     return 0
 
 

@@ -3,6 +3,7 @@ the file (or folder) and the problem, never as a traceback."""
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 
 
@@ -32,3 +33,17 @@ def error_line(e: BaseException) -> str:
                 lines = [match.group(1), *lines[i + 1:]]
                 break
     return " ".join(line.strip() for line in lines if line.strip())
+
+
+INTERRUPTED_STATUS = 130   # what a shell reports for a process stopped by Ctrl-C (128 + SIGINT)
+
+
+def interrupted_line(kept: str) -> str:
+    """The one line a front end prints on Ctrl-C instead of a traceback; ``kept`` says what stays."""
+    return f"interrupted; {kept}; rerun the same command to continue"
+
+
+def ignore_interrupts() -> None:
+    """Pool initializer: Ctrl-C goes to every process of the terminal's group; the workers leave it
+    to the parent, which stops them, so no worker prints a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -25,8 +25,10 @@ from skeletons.layouts import layout_record
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir, split_lock_path
 
 from . import provenance
+from .seals import SEAL_SUFFIX, seal_path, usable, write_seal
 
 CACHE_DIR = ".cache"  # under the descriptor root, beside (not inside) the folders it packs
+CACHE_SUFFIXES = (".npy", ".npy" + SEAL_SUFFIX)   # a pack and its seal
 CACHE_REMEDY = "make it writable with room to spare, or leave out --cache"   # when a pack cannot be written
 
 
@@ -47,9 +49,12 @@ def remove_superseded(folder: Path, prefix: str, suffixes: Sequence[str], keep: 
     ``PackHold``: a training started before the data changed) is left for a later run to remove."""
     ends = "|".join(re.escape(suffix) for suffix in suffixes)
     stale = re.compile(rf"^{re.escape(prefix)}_[0-9a-f]+({ends})$")
-    for old in folder.iterdir():
-        if old not in keep and stale.match(old.name):
+    stale_files = [old for old in folder.iterdir() if old not in keep and stale.match(old.name)]
+    for old in sorted(stale_files, key=lambda f: f.name.endswith(SEAL_SUFFIX)):   # seals last:
+        if not old.name.endswith(SEAL_SUFFIX):
             remove_unless_held(old)
+        elif not old.with_name(old.name.removesuffix(SEAL_SUFFIX)).exists():   # a seal goes with its pack
+            old.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -185,15 +190,18 @@ def descriptor_selection(descs: str | Sequence[str]) -> tuple[tuple[str, ...], b
 class DescriptorImages(torch.utils.data.Dataset):
     """Images of one split: ``descs`` is one descriptor name, a sequence of them, or 'all'
     (the five in FUSION_ORDER). Items are float32 by default; ``uint8=True`` keeps bytes so the
-    conversion happens on the device (a quarter of the host-to-device traffic)."""
+    conversion happens on the device (a quarter of the host-to-device traffic). ``cache``: each
+    folder read from a sealed uint8 pack made once (descriptors/seals.py; ``verify_cache`` checks
+    every byte of a pack found on disk, not only its size)."""
 
     def __init__(self, root: str | Path, dataset: str, protocol: str | None, part: str,
-                 descs: str | Sequence[str], cache: bool = False, uint8: bool = False) -> None:
+                 descs: str | Sequence[str], cache: bool = False, uint8: bool = False,
+                 verify_cache: bool = False) -> None:
         self.root = Path(root)
         self.split = Split.of(dataset, protocol, part)
         self.dataset, self.protocol, self.part = self.split.dataset, self.split.protocol, self.split.part
         self.descs, self.single = descriptor_selection(descs)
-        self.uint8 = uint8
+        self.uint8, self.verify_cache = uint8, verify_cache
         self.folders = [descriptor_dir(root, self.split, d) for d in self.descs]
         for folder in self.folders:
             if not folder.is_dir():
@@ -234,9 +242,10 @@ class DescriptorImages(torch.utils.data.Dataset):
         Packs of earlier states of the folder are removed so they do not pile up."""
         k = self.folders.index(folder)
         path = self.cache_path(folder)
-        if path.is_file() and np.load(path, mmap_mode="r").shape[-2:] == self.expected_size(k)[0]:
+        if usable([path], "--cache pack", self.verify_cache) and \
+                np.load(path, mmap_mode="r").shape[-2:] == self.expected_size(k)[0]:
             self._holds.append(PackHold(path))
-            remove_superseded(path.parent, folder.name, (".npy",), keep=(path,))
+            remove_superseded(path.parent, folder.name, CACHE_SUFFIXES, keep=(path, seal_path(path)))
             return path
         first = self._checked(k, 0, read_bgr(folder / self.names[0]))
         with writing_into(path.parent, "the --cache pack", CACHE_REMEDY):
@@ -248,16 +257,18 @@ class DescriptorImages(torch.utils.data.Dataset):
         here, where a memory map of the sparse file would die of SIGBUS."""
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
                   "shape": (len(self),) + first.shape}
-        with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as out:
-            np.lib.format.write_array_header_1_0(out, header)
-            for i, name in enumerate(self.names):
-                img = self._checked(k, i, read_bgr(folder / name))
-                if img.shape[0] != first.shape[0]:
-                    raise ValueError(f"{folder / name}: {img.shape[0]} colour channel(s), {self.names[0]} has "
-                                     f"{first.shape[0]}; remake the folder with: {self._remake_command()}")
-                out.write(np.ascontiguousarray(img, dtype=np.uint8).data)
+        with atomic_path(path, make_parents=True) as tmp:
+            with open(tmp, "wb") as out:
+                np.lib.format.write_array_header_1_0(out, header)
+                for i, name in enumerate(self.names):
+                    img = self._checked(k, i, read_bgr(folder / name))
+                    if img.shape[0] != first.shape[0]:
+                        raise ValueError(f"{folder / name}: {img.shape[0]} colour channel(s), {self.names[0]} has "
+                                         f"{first.shape[0]}; remake the folder with: {self._remake_command()}")
+                    out.write(np.ascontiguousarray(img, dtype=np.uint8).data)
+            write_seal([path], [tmp])
         self._holds.append(PackHold(path))
-        remove_superseded(path.parent, folder.name, (".npy",), keep=(path,))
+        remove_superseded(path.parent, folder.name, CACHE_SUFFIXES, keep=(path, seal_path(path)))
 
     def _remake_command(self) -> str:
         return f"{make_command(self.split, self.root)} --overwrite"

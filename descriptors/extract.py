@@ -10,6 +10,7 @@ file name is not a sample name, is reported by name and skipped; one run per spl
 """
 from __future__ import annotations
 
+import errno
 import itertools
 from collections import Counter
 import json
@@ -25,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
-from common.errors import naming
+from common.errors import ignore_interrupts, naming
 from common.locks import folder_lock
 from skeletons.datasets import Split, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
@@ -99,10 +100,14 @@ def write_item(job: Job, loaded: Loaded, images: dict[str, np.ndarray] | None) -
     sample = sample_id(loaded.item.path)
     if loaded.X is None:
         return Outcome("failed", sample, reason=loaded.note)
+    name = image_name(loaded.item.index, loaded.item.label)
+    folder = None
     try:
-        name = image_name(loaded.item.index, loaded.item.label)
         for desc, folder in job.folders.items():
             save_png(images[desc], folder / name, job.png_level)
+    except OSError as error:   # the disk, not the sample: the run stops (the images so far are kept)
+        why = f"no space left on {folder.parent}" if error.errno == errno.ENOSPC else naming(error, folder / name)
+        return Outcome(UNWRITABLE, sample, reason=why)
     except Exception as error:
         return Outcome("failed", sample, reason=naming(error, loaded.item.path))
     return Outcome("written", sample, loaded.row, loaded.note)
@@ -115,6 +120,17 @@ def process_sample(job: Job, item: Item) -> Outcome:
     loaded = load_item(job, item)
     images = None if loaded.X is None else descriptor_images(loaded.X, job.layout, job.mode, job.img_size)
     return write_item(job, loaded, images)
+
+
+UNWRITABLE = "unwritable"   # an Outcome status: the images could not be written (the disk, not the sample)
+
+
+class ExtractionStopped(OSError):
+    """A run stopped by a write failure; ``summary`` says what was done before it."""
+
+    def __init__(self, message: str, summary: "Summary") -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 ENGINES = ("numpy", "torch")
@@ -273,6 +289,14 @@ class SplitWriter:
                            or time.monotonic() - self._flushed_at >= self.FLUSH_SECONDS):
             self.flush(complete=False)
 
+    def flush_if_possible(self) -> None:
+        """List what is written before a stop; on a full disk even that may fail (the earlier
+        listing stays, and a rerun remakes the images written after it)."""
+        try:
+            self.flush(complete=False)
+        except OSError:
+            pass
+
     def flush(self, complete: bool) -> None:
         rows = [self.rows[i] for i in sorted(self.rows)]
         # Sources first: a row whose source entry is missing is trusted on the next run, never the reverse.
@@ -394,18 +418,26 @@ def _settle_kept(folders: dict[str, Path], plan: Plan, out: SplitWriter, sources
 
 def _make_images(job: Job, compute: list[Item], workers: int, engine: str, device: str, out: SplitWriter,
                  sources: dict, summary: Summary, progress: bool) -> None:
-    """Make and write the images of the samples to compute, by the numpy or torch engine."""
-    with tqdm(total=len(compute), unit="sample", disable=not progress, desc=summary.split) as bar:
-        outcomes = _run(partial(process_sample, job), compute, workers, len(compute)) \
-            if engine == "numpy" else torch_outcomes(job, compute, workers, device)
-        for outcome in outcomes:
-            if outcome.status == "failed":
-                summary.failed.append((outcome.sample, outcome.reason))
-                out.failed += 1
-            else:
-                summary.written += 1
-                out.add(outcome.row, sources[outcome.sample], outcome.reason)
-            bar.update()
+    """Make and write the images of the samples to compute, by the numpy or torch engine. Stopped
+    (Ctrl-C, a full disk), it lists the images written so far first, so a rerun keeps them."""
+    try:
+        with tqdm(total=len(compute), unit="sample", disable=not progress, desc=summary.split) as bar:
+            outcomes = _run(partial(process_sample, job), compute, workers, len(compute)) \
+                if engine == "numpy" else torch_outcomes(job, compute, workers, device)
+            for outcome in outcomes:
+                if outcome.status == UNWRITABLE:
+                    raise ExtractionStopped(f"{outcome.reason}; {summary.written} sample(s) written before it are "
+                                            f"kept; rerun the same command once there is room", summary)
+                if outcome.status == "failed":
+                    summary.failed.append((outcome.sample, outcome.reason))
+                    out.failed += 1
+                else:
+                    summary.written += 1
+                    out.add(outcome.row, sources[outcome.sample], outcome.reason)
+                bar.update()
+    except BaseException:
+        out.flush_if_possible()
+        raise
     out.flush(complete=True)
 
 
@@ -415,5 +447,5 @@ def _run(task, items, workers: int, total: int):
         yield from map(task, items)
         return
     chunksize = max(1, min(32, total // (workers * 8)))
-    with Pool(workers) as pool:
+    with Pool(workers, initializer=ignore_interrupts) as pool:
         yield from pool.imap(task, items, chunksize=chunksize)

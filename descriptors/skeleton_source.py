@@ -40,6 +40,7 @@ from skeletons.reading import check_mode, load_sequence, load_uncentred
 from . import provenance
 from .names import split_stem
 from .core import DEFAULT_IMG_SIZE
+from .seals import SEAL_SUFFIX, seal_path, usable, write_seal
 from .dataset import CACHE_REMEDY, descriptor_selection, files_digest, remove_superseded
 from .torch_engine import descriptor_images_torch
 
@@ -78,7 +79,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
     read them from a pack made once in ``pack_dir`` (default: ``<seq_dir>/.cache``)."""
 
     def __init__(self, seq_dir: str | Path, dataset: str, protocol: str | None, part: str, mode: str = "paper",
-                 pack: bool = False, pack_dir: str | Path | None = None) -> None:
+                 pack: bool = False, pack_dir: str | Path | None = None, verify_pack: bool = False) -> None:
         check_mode(mode)
         self.seq_dir, self.mode = Path(seq_dir), mode
         self.split = Split.of(dataset, protocol, part)
@@ -99,6 +100,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
         self.labels0 = torch.tensor([label_of(s, dataset) - 1 for s in self.samples])
         self.pack_dir = Path(pack_dir) if pack_dir is not None else self.seq_dir / PACK_DIR
         self._holds: list[PackHold] = []   # the pack and index this object maps, kept from removal
+        self.verify_pack = verify_pack     # check every byte of a pack found on disk, not only its size
         self.pack_path = self._build_pack() if pack else None
         self._pack = None   # memory maps, opened lazily in each worker (a memmap pickles its data)
 
@@ -173,7 +175,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
         while no file changed. Packs of earlier states of the split (or formats) are removed."""
         path = self.pack_file()
         index_path = pack_index_path(path)
-        if path.is_file() and index_path.is_file():
+        if usable([path, index_path], "skeleton pack", self.verify_pack):
             self._holds += [PackHold(path), PackHold(index_path)]
             self._remove_superseded(path, index_path)
             return path
@@ -184,24 +186,27 @@ class SkeletonSequences(torch.utils.data.Dataset):
     def _write_pack(self, path: Path, index_path: Path) -> None:
         index = np.zeros((len(self.paths), len(INDEX_COLUMNS)), np.int64)
         start = 0
-        with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as out:
-            for i, p in enumerate(self.paths):
-                uncentred, X = load_uncentred(p, self.mode, self.kind, self.layout)
-                encoding, payload, how = encode_sample(uncentred, X)
-                padding = -len(payload) % ALIGN
-                out.write(payload + bytes(padding))
-                index[i] = start, len(payload), *X.shape[:2], encoding, how.rule, how.root, how.body_joints
-                start += len(payload) + padding
-        with atomic_path(index_path) as tmp:   # last: a pack without its index is rebuilt
-            with open(tmp, "wb") as f:
-                np.save(f, index)
+        with atomic_path(path, make_parents=True) as tmp:
+            with open(tmp, "wb") as out:
+                for i, p in enumerate(self.paths):
+                    uncentred, X = load_uncentred(p, self.mode, self.kind, self.layout)
+                    encoding, payload, how = encode_sample(uncentred, X)
+                    padding = -len(payload) % ALIGN
+                    out.write(payload + bytes(padding))
+                    index[i] = start, len(payload), *X.shape[:2], encoding, how.rule, how.root, how.body_joints
+                    start += len(payload) + padding
+            with atomic_path(index_path) as index_tmp:   # in place before the pack: a pack without its index is rebuilt
+                with open(index_tmp, "wb") as f:
+                    np.save(f, index)
+                write_seal([path, index_path], [tmp, index_tmp])
         self._holds += [PackHold(path), PackHold(index_path)]
         self._remove_superseded(path, index_path)
 
     def _remove_superseded(self, path: Path, index_path: Path) -> None:
         """Packs of earlier states of the split (or formats) that no process maps any longer."""
-        remove_superseded(path.parent, self.pack_prefix(), (PACK_SUFFIX, INDEX_SUFFIX, *OLD_PACK_SUFFIXES),
-                          keep=(path, index_path))
+        remove_superseded(path.parent, self.pack_prefix(),
+                          (PACK_SUFFIX, PACK_SUFFIX + SEAL_SUFFIX, INDEX_SUFFIX, *OLD_PACK_SUFFIXES),
+                          keep=(path, index_path, seal_path(path)))
 
 
 def pack_index_path(path: Path) -> Path:

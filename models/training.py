@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from common.atomic import writing_into
 from common.errors import cause_text
 from common.locks import folder_lock
 from descriptors.core import DEFAULT_IMG_SIZE
@@ -80,9 +81,10 @@ def load_parts(config: TrainConfig, from_skeletons: bool, info: DistInfo) -> tup
     def load(part: str):
         if from_skeletons:
             return SkeletonSequences(config.dspath or get_dataset(config.dataset).seq_dir, config.dataset,
-                                     config.protocol, part, config.mode or "paper", pack=config.cache)
+                                     config.protocol, part, config.mode or "paper", pack=config.cache,
+                                     verify_pack=config.verify_cache)
         return DescriptorImages(config.despth, config.dataset, config.protocol, part, config.desc,
-                                cache=config.cache, uint8=True)
+                                cache=config.cache, uint8=True, verify_cache=config.verify_cache)
 
     if not info.is_main:
         barrier()  # rank 0 builds any --cache files first
@@ -280,8 +282,10 @@ def holding(config: TrainConfig, info: DistInfo, log) -> Iterator[None]:
 
     prefix = checkpoint_prefix(config.dataset, config.protocol, config.desc)
     with ExitStack() as held:
-        if info.is_main:
-            held.enter_context(folder_lock(run_lock_path(config.ckpt, prefix), wait=config.wait, on_wait=on_wait))
+        if info.is_main:   # its lock file is the first thing a run writes there: a folder it cannot write stops it now
+            with writing_into(config.ckpt, "checkpoints", "choose another -ckpt, or make it writable"):
+                held.enter_context(folder_lock(run_lock_path(config.ckpt, prefix), wait=config.wait,
+                                               on_wait=on_wait))
         if config.source == IMAGES:
             splits = [Split.of(config.dataset, config.protocol, part) for part in PARTS]
             held.enter_context(reading_splits(config.despth, splits, config.wait, on_wait))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.errors import ignore_interrupts
 from common.files import not_a_file
 
 from .datasets import get_dataset, official_missing, official_samples, read_name_list, sample_id
@@ -71,6 +72,11 @@ def _convert_task(paths: tuple[str, str]) -> FileResult:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # mallopt parameters, glibc <malloc.h>
+
+
+def _worker_start() -> None:
+    keep_freed_memory()
+    ignore_interrupts()
 
 
 def keep_freed_memory(limit: int = 256 << 20) -> None:
@@ -173,7 +179,7 @@ def _run(tasks: list[tuple[str, str]], workers: int, progress: bool) -> Iterable
             return
         # Small chunks keep the bar moving and the cores balanced; large ones cut IPC overhead.
         chunksize = max(1, min(32, len(tasks) // (workers * 8)))
-        with Pool(min(workers, len(tasks)), initializer=keep_freed_memory) as pool:
+        with Pool(min(workers, len(tasks)), initializer=_worker_start) as pool:
             for result in pool.imap_unordered(_convert_task, tasks, chunksize=chunksize):
                 yield result
                 bar.update()

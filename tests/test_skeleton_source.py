@@ -14,6 +14,7 @@ from descriptors import provenance
 from descriptors.dataset import DescriptorImages, as_three_channels, bgr_chw
 from descriptors.extract import extract_split
 from skeletons.reading import load_sequence, load_uncentred
+from descriptors.seals import seal_path
 from descriptors.skeleton_source import (ImageMaker, SequenceBatch, SkeletonSequences, bgr_batch, collate_sequences,
                                          pack_index_path, read_pack, skeleton_loader)
 from descriptors.torch_engine import descriptor_images_torch
@@ -185,7 +186,7 @@ def test_the_pack_gives_the_files_sequences_and_is_made_once(sequence_dirs, tmp_
     assert SkeletonSequences(seq_dir, "ucla", None, "test", pack=True).pack_path == again.pack_path
     assert not any(path.exists() for path in old)
     assert sorted(p.name for p in (seq_dir / ".cache").iterdir()) == sorted(
-        [again.pack_path.name, pack_index_path(again.pack_path).name])
+        [again.pack_path.name, pack_index_path(again.pack_path).name, seal_path(again.pack_path).name])
 
 
 def test_a_pack_that_cannot_be_written_is_named_and_an_unreadable_sample_is_not_blamed_on_it(sequence_dirs, tmp_path):
@@ -198,9 +199,10 @@ def test_a_pack_that_cannot_be_written_is_named_and_an_unreadable_sample_is_not_
     (seq_dir / ".cache").unlink()
     data = SkeletonSequences(seq_dir, "ucla", None, "test")
     data.paths[2].unlink()
-    data.paths[2].mkdir()   # listed, but reading it fails: an input's error, named as such
-    with pytest.raises(IsADirectoryError):
-        SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
+    data.paths[2].mkdir()   # an input that cannot be read: named as such, and the pack made of the others
+    packed = SkeletonSequences(seq_dir, "ucla", None, "test", pack=True)
+    assert (data.paths[2], "a folder, not a regular file; not read") in packed.problems
+    assert packed.paths == [p for p in data.paths if p != data.paths[2]] and packed.pack_path.is_file()
 
 
 def test_a_bad_sample_file_is_named(sequence_dirs, tmp_path):

@@ -278,7 +278,7 @@ def test_cache_is_rebuilt_when_a_png_changes_in_place(own_root):
     again = DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True, uint8=True)
     png = DescriptorImages(own_root, "ucla", None, "train", "GD")
     assert torch.equal(again[4][0].float(), png[4][0]) and not torch.equal(again[4][0], before)
-    packs = sorted(p.name for p in (own_root / CACHE_DIR).iterdir() if p.name.startswith(folder.name + "_"))
+    packs = sorted(p.name for p in (own_root / CACHE_DIR).glob(f"{folder.name}_*.npy"))
     # the superseded pack stays while ``first`` (a training started before the change) maps it...
     assert packs == sorted([first.cache_paths[0].name, again.cache_paths[0].name])
     assert torch.equal(first[4][0], before)
@@ -286,7 +286,7 @@ def test_cache_is_rebuilt_when_a_png_changes_in_place(own_root):
     gc.collect()
     # ...and the next run over the folder removes it
     DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True, uint8=True)
-    packs = sorted(p.name for p in (own_root / CACHE_DIR).iterdir() if p.name.startswith(folder.name + "_"))
+    packs = sorted(p.name for p in (own_root / CACHE_DIR).glob(f"{folder.name}_*.npy"))
     assert packs == [again.cache_paths[0].name]
 
 
@@ -386,6 +386,15 @@ def test_a_real_full_disk_is_named_and_the_same_command_continues_after_room_is_
     status, out, _ = train_cli(root, small_disk, capsys, "--epochs", "3", "--width", "0.125")
     assert status == 0 and last(small_disk).epoch == 3
     assert ("resuming" in out) == bool(saved)
+
+
+def test_a_checkpoint_folder_that_cannot_be_written_stops_the_run_before_it_trains(root, tmp_path, capsys):
+    in_the_way = tmp_path / "checkpoints"
+    in_the_way.write_text("a file where the folder goes (as a read-only folder would refuse it)")
+    status, out, err = train_cli(root, in_the_way, capsys)
+    assert status == 2 and "epoch   1" not in out
+    assert one_line_error(err) == (f"error: {in_the_way}: cannot write checkpoints there (File exists); "
+                                   f"choose another -ckpt, or make it writable")
 
 
 @pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),

@@ -1,0 +1,140 @@
+"""Ctrl-C and a full disk in the middle of txt2npy, skels2desc and train.py: one line, no
+traceback (from the front end or its workers), everything finished kept, and the same command
+continues. Each run is a real process group interrupted as a terminal's Ctrl-C interrupts it."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from descriptors import provenance
+from descriptors.names import descriptor_dir, image_name
+from skeletons.datasets import Split, split_names
+from skeletons.ntu import load_skeleton_npy
+
+SIZE = 32
+
+
+def stalled(patch: str, entry: str) -> list[str]:
+    """A command that runs ``entry`` after ``patch`` made one call stall (printing 'stalled'
+    first), so the test interrupts it mid-run, when part of the work is done."""
+    code = f"import sys, time\nsys.path.insert(0, {str(REPO)!r})\n{patch}\n{entry}\n"
+    return [sys.executable, "-c", code]
+
+
+def stall_on(module: str, function: str, call: int) -> str:
+    """Patch ``module.function`` to stall at its ``call``-th call in a process (forked workers inherit it)."""
+    return (f"import {module} as target\nreal, calls = target.{function}, [0]\n"
+            f"def stalling(*args, **kwargs):\n"
+            f"    calls[0] += 1\n"
+            f"    if calls[0] == {call}:\n"
+            f"        print('stalled', flush=True)\n"
+            f"        time.sleep(120)\n"
+            f"    return real(*args, **kwargs)\n"
+            f"target.{function} = stalling\n")
+
+
+def interrupt(command: list[str]) -> tuple[int, str, str]:
+    """Run ``command`` in its own process group, Ctrl-C the group once it stalls; (status, stdout, stderr)."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        seen = []
+        while (line := process.stdout.readline()) and "stalled" not in line:   # workers may print at once
+            seen.append(line)
+        assert line, f"never stalled: {''.join(seen)} {process.stderr.read()}"
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode, "".join(seen) + out, err
+
+
+def assert_one_interrupted_line(status: int, err: str) -> None:
+    assert status == 130, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("interrupted; ") and err.strip().endswith("rerun the same command to continue")
+
+
+def test_txt2npy_interrupted_keeps_every_converted_file(demo_raw, tmp_path):
+    txt, npy = Path(demo_raw) / "ntu" / "txt60skel", tmp_path / "npy"
+    args = ["-d", "ntu60", "-txt", str(txt), "-npy", str(npy), "--no-progress", "-workers", "2"]
+    status, _, err = interrupt(stalled(stall_on("skeletons.convert", "convert_file", 4),
+                                       f"import txt2npy\nsys.exit(txt2npy.main(txt2npy.get_args_parser()"
+                                       f".parse_args({args!r})))"))
+    assert_one_interrupted_line(status, err)
+    done = sorted(npy.glob("*.skeleton.npy"))
+    assert done and not [p for p in npy.iterdir() if not p.name.endswith(".skeleton.npy")]   # no temp file
+    for path in done:
+        assert load_skeleton_npy(path)["nbodys"]   # each one complete
+    rerun = subprocess.run([sys.executable, "txt2npy.py", *args], cwd=REPO, capture_output=True, text=True)
+    assert rerun.returncode == 0 and f"already done: {len(done)}" in rerun.stdout
+
+
+def test_skels2desc_interrupted_lists_the_images_it_wrote(demo_raw, tmp_path):
+    seq, root = Path(demo_raw) / "ucla", tmp_path / "descriptors"
+    args = ["-d", "ucla", "-dspath", str(seq), "-despth", str(root), "-a", "train", "--img-size", str(SIZE),
+            "--quiet", "-workers", "2"]
+    # the front end stalls as it lists the fourth image: three are listed, more may be on disk
+    status, _, err = interrupt(stalled(stall_on("descriptors.extract", "SplitWriter.add", 4),
+                                       f"from cli.skels2desc import main\nsys.exit(main({args!r}, "
+                                       f"datasets=('ucla',)))"))
+    assert_one_interrupted_line(status, err)
+    folder = descriptor_dir(root, Split.of("ucla", None, "train"), "GD")
+    rows = provenance.read_manifest(folder)
+    assert len(rows) == 3 and {image_name(row["index"], row["label"]) for row in rows} <= \
+        set(provenance.list_image_names(folder))   # an image still on its way from a worker is remade
+    rerun = subprocess.run([sys.executable, "skels2desc_ucla.py", *args], cwd=REPO, capture_output=True, text=True)
+    assert rerun.returncode == 0 and f"{len(rows)} already done" in rerun.stdout, rerun.stdout + rerun.stderr
+
+
+def test_train_interrupted_keeps_the_saved_epochs_and_continues(demo_descriptors, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    args = ["-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(demo_descriptors), "-ckpt", str(ckpt),
+            "--width", "0.0625", "--workers", "0", "--batch-size", "8", "--lr", "1e-3", "--no-progress",
+            "--epochs", "3"]
+    status, out, err = interrupt(stalled(stall_on("models.training", "run_epoch", 2),
+                                         f"import train\nsys.exit(train.main(train.get_args_parser()"
+                                         f".parse_args({args!r})))"))
+    assert_one_interrupted_line(status, err)
+    assert "epoch   1" in out and (ckpt / "ucla_GD_last.tar").is_file()
+    rerun = subprocess.run([sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True)
+    assert rerun.returncode == 0 and "resuming" in rerun.stdout and "epoch   3" in rerun.stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs folder (a real full disk); skipped where mounting is not allowed (not root)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_skels2desc_on_a_full_disk_names_it_and_the_same_command_finishes_later(demo_raw, small_disk):
+    seq = Path(demo_raw) / "ucla"
+    command = [sys.executable, "skels2desc_ucla.py", "-d", "ucla", "-dspath", str(seq), "-despth", str(small_disk),
+               "-a", "train", "--img-size", "112", "--quiet", "-workers", "1"]
+    full = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert full.returncode == 2 and "Traceback" not in full.stderr and full.stderr.count("\n") == 1, full.stderr
+    assert re.match(rf"error: no space left on {re.escape(str(small_disk))}; \d+ sample\(s\) written before it are "
+                    rf"kept; rerun the same command once there is room", full.stderr), full.stderr
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)   # room made
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    total = len(split_names(seq.iterdir(), Split.of("ucla", None, "train")))
+    folder = descriptor_dir(small_disk, Split.of("ucla", None, "train"), "GD")
+    assert len(provenance.read_manifest(folder)) == len(provenance.list_image_names(folder)) == total
+    assert provenance.read_record(folder)["complete"]
