@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,3 +94,39 @@ def demo_raw(tmp_path_factory) -> Path:
 def visible(folder: Path) -> list[str]:
     """Sorted names of the files in ``folder`` that are not hidden (the run and split locks are)."""
     return sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))
+
+
+def synthetic_ucla(root: Path) -> Path:
+    """NW-UCLA train and test descriptor folders of 32-pixel class-dependent images (2 per class)."""
+    from descriptors.dataset import write_synthetic_split
+
+    for part in ("train", "test"):
+        write_synthetic_split(root, "ucla", None, part, per_class=2, num_classes=10, size=32)
+    return root
+
+
+@pytest.fixture
+def own_root(tmp_path) -> Path:
+    """``synthetic_ucla`` folders a test may damage."""
+    return synthetic_ucla(tmp_path / "descriptors")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """small_disk(size) -> a folder on a tmpfs of that size ("256k", "1m"): a real full disk.
+    Skips the test where mounting is not allowed (not root)."""
+    mounted = []
+
+    def make(size: str) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                              capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.decode().strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -10,20 +10,9 @@ import pytest
 import torch
 
 import train
-from descriptors.dataset import CACHE_DIR, DescriptorImages, write_synthetic_split
+from descriptors.dataset import CACHE_DIR, DescriptorImages
 from descriptors.seals import DAMAGED_SUFFIX, seal_path, seal_problem
 from descriptors.skeleton_source import SkeletonSequences, pack_index_path
-
-SIZE = 32
-
-
-@pytest.fixture
-def root(tmp_path) -> Path:
-    root = tmp_path / "descriptors"
-    for part in ("train", "test"):
-        write_synthetic_split(root, "ucla", None, part, per_class=2, num_classes=10, size=SIZE)
-    return root
-
 
 def images(data) -> torch.Tensor:
     return torch.stack([data[i][0] for i in range(len(data))])
@@ -44,14 +33,14 @@ def flip(path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage, verify", [(truncate, False), (empty, False), (flip, True)])
-def test_a_damaged_image_pack_is_moved_aside_and_made_again(root, capsys, damage, verify):
-    plain = images(DescriptorImages(root, "ucla", None, "train", "GD", uint8=True))
-    made = DescriptorImages(root, "ucla", None, "train", "GD", cache=True, uint8=True)
+def test_a_damaged_image_pack_is_moved_aside_and_made_again(own_root, capsys, damage, verify):
+    plain = images(DescriptorImages(own_root, "ucla", None, "train", "GD", uint8=True))
+    made = DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True, uint8=True)
     (pack,) = made.cache_paths
     del made
     damage(pack)
     capsys.readouterr()
-    again = DescriptorImages(root, "ucla", None, "train", "GD", cache=True, uint8=True, verify_cache=verify)
+    again = DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True, uint8=True, verify_cache=verify)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"notice: {pack}: damaged --cache pack (")
     assert f"moved aside to {pack.name}{DAMAGED_SUFFIX}, making it again" in err
@@ -59,8 +48,8 @@ def test_a_damaged_image_pack_is_moved_aside_and_made_again(root, capsys, damage
     assert torch.equal(images(again), plain)   # the pack made again holds the folder's images
 
 
-def test_flipped_bytes_need_verify_cache_and_are_never_missed_by_it(root, capsys):
-    made = DescriptorImages(root, "ucla", None, "train", "GD", cache=True, uint8=True)
+def test_flipped_bytes_need_verify_cache_and_are_never_missed_by_it(own_root, capsys):
+    made = DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True, uint8=True)
     (pack,) = made.cache_paths
     del made
     flip(pack)
@@ -68,12 +57,12 @@ def test_flipped_bytes_need_verify_cache_and_are_never_missed_by_it(root, capsys
     assert "differ from its seal" in seal_problem([pack], verify=True)
 
 
-def test_train_verify_cache_catches_an_altered_pack_and_trains_on_the_folder(root, tmp_path, capsys):
-    argv = ["-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(root), "--width", "0.0625", "--workers", "0",
+def test_train_verify_cache_catches_an_altered_pack_and_trains_on_the_folder(own_root, tmp_path, capsys):
+    argv = ["-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(own_root), "--width", "0.0625", "--workers", "0",
             "--batch-size", "8", "--lr", "1e-3", "--no-progress", "--epochs", "1", "--cache"]
     assert train.main(train.get_args_parser().parse_args([*argv, "-ckpt", str(tmp_path / "a")])) == 0
     loss = (tmp_path / "a" / "ucla_GD_log.csv").read_text().splitlines()[1].split(",")[2]
-    for pack in (root / CACHE_DIR).glob("*.npy"):
+    for pack in (own_root / CACHE_DIR).glob("*.npy"):
         flip(pack)
     capsys.readouterr()
     assert train.main(train.get_args_parser().parse_args([*argv, "-ckpt", str(tmp_path / "b"), "--verify-cache"])) == 0
@@ -81,16 +70,16 @@ def test_train_verify_cache_catches_an_altered_pack_and_trains_on_the_folder(roo
     assert (tmp_path / "b" / "ucla_GD_log.csv").read_text().splitlines()[1].split(",")[2] == loss
 
 
-def test_an_unsealed_pack_is_made_again_in_its_place(root, capsys):
-    made = DescriptorImages(root, "ucla", None, "train", "GD", cache=True, uint8=True)
+def test_an_unsealed_pack_is_made_again_in_its_place(own_root, capsys):
+    made = DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True, uint8=True)
     (pack,) = made.cache_paths
     del made
     seal_path(pack).unlink()   # as an older version left it
     flip(pack)
     capsys.readouterr()
-    again = DescriptorImages(root, "ucla", None, "train", "GD", cache=True, uint8=True)
+    again = DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True, uint8=True)
     assert capsys.readouterr().err == "" and seal_problem([pack], verify=True) is None
-    assert torch.equal(images(again), images(DescriptorImages(root, "ucla", None, "train", "GD", uint8=True)))
+    assert torch.equal(images(again), images(DescriptorImages(own_root, "ucla", None, "train", "GD", uint8=True)))
 
 
 @pytest.mark.parametrize("which, damage", [("pack", truncate), ("index", empty), ("index", truncate)])

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 import train
-from conftest import visible
+from conftest import synthetic_ucla, visible
 from descriptors.dataset import CACHE_DIR, CACHE_REMEDY, DescriptorImages, write_synthetic_split
 from models import checkpoint
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -39,19 +39,7 @@ N = 20  # images per split: 2 per class, 10 classes
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """NW-UCLA train and test descriptor folders, 32-pixel class-dependent images; never modified."""
-    root = tmp_path_factory.mktemp("descriptors")
-    for part in ("train", "test"):
-        write_synthetic_split(root, "ucla", None, part, per_class=2, num_classes=10, size=SIZE)
-    return root
-
-
-@pytest.fixture
-def own_root(tmp_path) -> Path:
-    """Folders a test may damage."""
-    root = tmp_path / "descriptors"
-    for part in ("train", "test"):
-        write_synthetic_split(root, "ucla", None, part, per_class=2, num_classes=10, size=SIZE)
-    return root
+    return synthetic_ucla(tmp_path_factory.mktemp("descriptors"))
 
 
 @pytest.fixture
@@ -364,19 +352,8 @@ def test_error_line_keeps_a_worker_errors_own_message():
 
 # ----------------------------------------------------------------------------- full disk, no network
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs folder (a real full disk); skipped where mounting is not allowed (not root)."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def test_a_real_full_disk_is_named_and_the_same_command_continues_after_room_is_made(root, small_disk, capsys):
+    small_disk = small_disk("1m")
     status, _, err = train_cli(root, small_disk, capsys, "--epochs", "3", "--width", "0.125")
     line = one_line_error(err)
     assert status == 2 and f"checkpoint not written (no space left on {small_disk})" in line
