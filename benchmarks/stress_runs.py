@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - Linux only, as the locks are
     fcntl = None
 
 MODELS = ("GD", "JDD")
-EPOCHS = "6"
+EPOCHS = "30"   # long enough (10-20 s a run here) for kills and collisions mid-run
 
 
 def run(*command: str, **kw) -> subprocess.CompletedProcess:
@@ -77,18 +77,22 @@ def table(root: Path, ckpt: Path) -> list:
     return [(row["key"], row["top1"], row["top5"]) for row in doc["rows"]]
 
 
-def held(path: Path) -> bool:
-    """Whether a process maps the pack (its PackHold shared lock)."""
+def damage_at_rest(pack: Path, rng: random.Random) -> bool:
+    """Damage the pack unless a process maps it (its PackHold); locked meanwhile, so a run that
+    opens it sees it before or after the damage, as with a disk that fails at rest."""
     if fcntl is None:
-        return True
-    fd = os.open(path, os.O_RDONLY)
+        return False
+    fd = os.open(pack, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
     except BlockingIOError:
-        return True
+        os.close(fd)
+        return False
+    try:
+        damage(pack, rng)
     finally:
         os.close(fd)
+    return True
 
 
 def damage(pack: Path, rng: random.Random) -> str:
@@ -109,6 +113,7 @@ def stress(root: Path, npy: Path, ckpt: Path, seconds: float, rng: random.Random
                   packs_damaged=0, other_failures=0)
     running: list[subprocess.Popen] = []
     logs: list[Path] = []
+    ckpt.mkdir(parents=True, exist_ok=True)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         for p in [p for p in running if p.poll() is not None]:
@@ -121,8 +126,9 @@ def stress(root: Path, npy: Path, ckpt: Path, seconds: float, rng: random.Random
             log = ckpt.parent / f"run{counts['started']}.log"
             logs.append(log)
             with open(log, "w") as out:
-                p = subprocess.Popen([sys.executable, *train_command(root, ckpt, rng.choice(MODELS))], cwd=REPO,
-                                     stdout=out, stderr=subprocess.STDOUT)
+                wait = ["--wait"] if rng.random() < 0.3 else []   # some wait for the run they collide with
+                p = subprocess.Popen([sys.executable, *train_command(root, ckpt, rng.choice(MODELS)), *wait],
+                                     cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
             p.log = log
             running.append(p)
             counts["started"] += 1
@@ -134,9 +140,8 @@ def stress(root: Path, npy: Path, ckpt: Path, seconds: float, rng: random.Random
                          "-a", rng.choice(("train", "test")), "--img-size", "32", "--quiet")
             counts["extractions_refused"] += result.returncode == 2 and "in use by process" in result.stderr
         else:
-            free = [p for p in (root / CACHE_DIR).glob("*.npy") if not held(p)]
-            if free:
-                damage(rng.choice(free), rng)
+            packs = [p for p in (root / CACHE_DIR).glob("*.npy") if p.stat().st_size > 128]
+            if packs and damage_at_rest(rng.choice(packs), rng):
                 counts["packs_damaged"] += 1
         time.sleep(rng.uniform(0.2, 1.5))
     for p in running:
@@ -150,7 +155,7 @@ def check(root: Path, ckpt: Path) -> None:
         result = run(*train_command(root, ckpt, desc))
         assert result.returncode == 0, result.stdout + result.stderr
         last = load_checkpoint(checkpoint_path(ckpt, "ntu60", "csub", desc, "last"))
-        assert last.epoch == int(EPOCHS) and [r["epoch"] for r in last.raw["history"]] == list(range(1, 7))
+        assert last.epoch == int(EPOCHS) and [r["epoch"] for r in last.raw["history"]] == list(range(1, int(EPOCHS) + 1))
         for part, descs in last.settings["data"].items():
             folder = descriptor_dir(root, Split.of("ntu60", "csub", part), desc)
             record = provenance.read_record(folder)

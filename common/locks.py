@@ -179,6 +179,14 @@ class PackHold:
             self.fd = os.open(path, os.O_RDONLY)
             fcntl.flock(self.fd, fcntl.LOCK_SH)
 
+    @classmethod
+    def if_there(cls, path: str | Path) -> PackHold | None:
+        """A hold on ``path``, or None when there is no such file (or no such folder)."""
+        try:
+            return cls(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)

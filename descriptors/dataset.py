@@ -242,11 +242,14 @@ class DescriptorImages(torch.utils.data.Dataset):
         Packs of earlier states of the folder are removed so they do not pile up."""
         k = self.folders.index(folder)
         path = self.cache_path(folder)
-        if usable([path], "--cache pack", self.verify_cache) and \
+        hold = PackHold.if_there(path)   # held before it is checked: what is checked is what is used
+        if hold and usable([path], "--cache pack", self.verify_cache) and \
                 np.load(path, mmap_mode="r").shape[-2:] == self.expected_size(k)[0]:
-            self._holds.append(PackHold(path))
+            self._holds.append(hold)
             remove_superseded(path.parent, folder.name, CACHE_SUFFIXES, keep=(path, seal_path(path)))
             return path
+        if hold:
+            hold.close()
         first = self._checked(k, 0, read_bgr(folder / self.names[0]))
         with writing_into(path.parent, "the --cache pack", CACHE_REMEDY):
             self._write_cache(k, folder, path, first)

@@ -175,10 +175,13 @@ class SkeletonSequences(torch.utils.data.Dataset):
         while no file changed. Packs of earlier states of the split (or formats) are removed."""
         path = self.pack_file()
         index_path = pack_index_path(path)
-        if usable([path, index_path], "skeleton pack", self.verify_pack):
-            self._holds += [PackHold(path), PackHold(index_path)]
+        holds = [hold for f in (path, index_path) if (hold := PackHold.if_there(f))]   # held, then checked
+        if len(holds) == 2 and usable([path, index_path], "skeleton pack", self.verify_pack):
+            self._holds += holds
             self._remove_superseded(path, index_path)
             return path
+        for hold in holds:
+            hold.close()
         with writing_into(self.pack_dir, "the skeleton pack", CACHE_REMEDY):
             self._write_pack(path, index_path)
         return path
