@@ -1,0 +1,35 @@
+"""The project installs as a package (pip install . / -e .): its packages and their data files
+import from any folder, without the checkout on the path, and nothing else is installed."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+PACKAGES = {"common", "skeletons", "descriptors", "models", "cli", "demo"}
+
+
+def test_pip_install_gives_the_packages_and_the_custom_data_example_runs_from_any_folder(tmp_path):
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    built = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--target", str(site), str(REPO)], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PIP_CONSTRAINT": ""})   # dependencies: requirements.txt's
+    assert built.returncode == 0, built.stderr
+    installed = {p.name for p in site.iterdir() if not p.name.endswith(".dist-info")}
+    assert installed == PACKAGES   # no top-level scripts (train, test, ...) shadowing other modules
+    assert {p.name for p in (site / "skeletons" / "resources" / "layouts").iterdir()} >= {"coco17.json", "ntu25.json"}
+    example = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "CUSTOM_DATA.md").read_text(), flags=re.S)[0]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
+    run = subprocess.run([sys.executable, "-c", example], cwd=elsewhere, capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "60 samples, 3 classes: sit, walk, wave\n"
+    names = subprocess.run([sys.executable, "-c", "from skeletons.datasets import class_names\n"
+                            "print(class_names('ntu60')[0])"], cwd=elsewhere, capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert names.stdout == "drink water\n", names.stderr   # the class names ship with the package
+    assert not (REPO / "build").exists() or "build/" in (REPO / ".gitignore").read_text()
