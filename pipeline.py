@@ -29,13 +29,13 @@ from descriptors import provenance
 from descriptors.extract import extract_split
 from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
 from models.names import DEFAULT_CHECKPOINT_DIR, LAST, checkpoint_path, checkpoint_prefix
-from models.config import BN_STATS, IMAGES, SKELETONS, TestConfig, TrainConfig, preset_settings
+from models.config import BN_STATS, DEMO_PRESET, IMAGES, SKELETONS, TestConfig, TrainConfig, preset_settings
 from skeletons.convert import convert_folder, plan_conversion
 from skeletons.datasets import CUSTOM, PARTS, Split, default_protocol, get_dataset, sample_id, split_from_folder
 
 DEMO_ROOT = Path("data/demo")
 DEMO_MARKER = ".demo.json"  # what generated the demo data (seed, size); regenerated when it differs
-# The options pipeline.py leaves open: the demo preset's values with --demo, else the release's.
+# The options pipeline.py leaves open: --preset's values, else the cpu preset's with --demo, else the release's.
 PRESET_OPTIONS = ("gpu", "epochs", "width", "batch_size", "img_size", "lr", "bn_stats", "epoch")
 DEMO_DATASETS = ("ntu60", "ucla", CUSTOM)   # the first is the demo's without -d
 DEMO_LAYOUT = "coco17"                 # the demo's custom dataset: its NTU actions as COCO-17 2D keypoints
@@ -44,8 +44,8 @@ MODELS = (*DESCRIPTORS, FUSION)
 
 
 def preset_help(key: str) -> str:
-    """'(default: <release value>; demo: <demo value>)' for an option the presets fill in."""
-    return f"(default: {preset_settings('release')[key]}; demo: {preset_settings('demo')[key]})"
+    """'(default: <release value>; demo and --preset cpu: <its value>)' for an option the presets fill in."""
+    return f"(default: {preset_settings('release')[key]}; demo and --preset cpu: {preset_settings(DEMO_PRESET)[key]})"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -73,6 +73,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add(p, "epoch", default=None, help=f"checkpoint evaluated: best (picked on the test split, as released), "
                                            f"last (no selection on test data) or an epoch number {preset_help('epoch')}")
     cli.add(p, "processes")
+    cli.add(p, "preset")
     p.add_argument("--amp", action="store_true", help="mixed precision training on CUDA")
     cli.add(p, "overwrite")
     p.add_argument("--source", default=IMAGES, choices=(IMAGES, SKELETONS),
@@ -86,7 +87,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     demo's custom dataset (--demo --layout coco17, or --demo -d custom)."""
     if args.demo and not args.dataset:
         args.dataset = CUSTOM if args.layout or args.data else DEMO_DATASETS[0]
-    settings = preset_settings("demo" if args.demo else "release")
+    settings = preset_settings(args.preset or (DEMO_PRESET if args.demo else "release"))
     for key in PRESET_OPTIONS:
         if getattr(args, key) is None:
             setattr(args, key, settings[key])

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from cli.test import build_parser, main
+from cli.options import parse
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -18,4 +19,4 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    sys.exit(main(parse(get_args_parser())))

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from cli.train import build_parser, main
+from cli.options import parse
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -20,4 +21,4 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    sys.exit(main(parse(get_args_parser())))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from descriptors.core import DEFAULT_IMG_SIZE
 from descriptors.names import DESCRIPTORS, FUSION
-from models.config import RunConfig, TestConfig, defaults
+from models.config import PRESETS, RunConfig, TestConfig, defaults
 from skeletons.custom import register_custom_dataset
 from skeletons.datasets import BUILTIN_DATASETS, CUSTOM
 from skeletons.layouts import shipped_layouts
@@ -70,6 +70,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
                                    "quirks fixed, bodies selected (docs/METHOD.md)"}),
     "img_size": (("--img-size",), {"type": int, "default": DEFAULT_IMG_SIZE, "help": "side of the descriptor images in pixels"}),
     "epoch": (("--epoch",), {"default": defaults(TestConfig)["epoch"], "help": "checkpoint: best, last, or an epoch number"}),
+    "preset": (("--preset",), {"choices": tuple(PRESETS), "default": None,
+                               "help": "named settings, which the flags given override: release (the defaults) "
+                                       "or cpu (the demo's recipe for a CPU: width 1/16, lr 1e-3, batch 16, 15 "
+                                       "epochs, per-descriptor BN statistics, the last epoch tested, 32-px images "
+                                       "made by skels2desc --img-size 32); docs/WORKFLOW.md"}),
     "wait": (("--wait",), {"action": "store_true",
                            "help": "if another run holds what this one needs (a split being written, a training "
                                    "of the same checkpoints, folders being read), wait for it instead of exiting"}),
@@ -119,8 +124,18 @@ def add_run_place(p: argparse.ArgumentParser, required: bool) -> None:
     add_dataset(p, **({"required": True} if required else {}))
     add(p, "protocol")
     add(p, "desc", **({"required": True} if required else {}))
-    for name in ("gpu", "despth", "ckpt", "wait"):
+    for name in ("gpu", "despth", "ckpt", "wait", "preset"):
         add(p, name)
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; with --preset, the preset's values are the defaults of the options it names,
+    so flags given on the command line still win."""
+    known, _ = parser.parse_known_args(argv)
+    if getattr(known, "preset", None):
+        dests = {action.dest for action in parser._actions}
+        parser.set_defaults(**{k: v for k, v in PRESETS[known.preset].items() if k in dests})
+    return parser.parse_args(argv)
 
 
 def setup_dataset(args: argparse.Namespace) -> None:

@@ -50,6 +50,7 @@ class RunConfig:
     batch_size: int = 32
     workers: int = field(default_factory=default_workers)
     wait: bool = False                   # wait for a run holding a lock this one needs, instead of refusing
+    preset: str | None = None            # the named settings the command line started from (PRESETS)
 
 
 @dataclass(kw_only=True)
@@ -88,14 +89,17 @@ class TestConfig(RunConfig):
     paper_table: bool = False
 
 
-# Named settings over the defaults. release: the defaults themselves. demo: small enough for 2 CPU
-# cores in about a minute, large enough for the fused models to be right (pipeline.py --demo);
-# img_size is the descriptor images' side (skels2desc --img-size), epoch the checkpoint tested.
+# Named settings over the defaults (--preset). release: the defaults themselves. cpu: the demo's
+# whole recipe (pipeline.py --demo runs it), small enough for 2 CPU cores, large enough to learn:
+# with the release's rate and schedule a 1/16-width network learns next to nothing. img_size is
+# the descriptor images' side (skels2desc --img-size; train.py checks the folders against it),
+# epoch the checkpoint tested (the last: no epoch picked on the test split).
 PRESETS: dict[str, dict[str, Any]] = {
     "release": {},
-    "demo": {"epochs": 15, "width": 0.0625, "batch_size": 16, "lr": 1e-3, "img_size": 32,
-             "bn_stats": BN_STATS[1], "epoch": LAST, "gpu": -1},
+    "cpu": {"epochs": 15, "width": 0.0625, "batch_size": 16, "lr": 1e-3, "img_size": 32,
+            "bn_stats": BN_STATS[1], "epoch": LAST, "gpu": -1},
 }
+DEMO_PRESET = "cpu"
 
 
 def preset_settings(name: str) -> dict[str, Any]:

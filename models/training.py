@@ -52,8 +52,8 @@ def cpu_cost_notice(model: nn.Module, keep_last: int | None) -> str | None:
     kept = model_mb * ((keep_last or 0) + 4) if keep_last else None
     disk = f"about {kept / 1e3:.1f} GB kept with --keep-last {keep_last}" if kept else "every epoch kept"
     return (f"notice: {params / 1e6:.1f} M parameters on the CPU train at about 1 image/s (measured on 2 cores); each epoch "
-            f"writes up to {per_epoch:.0f} MB ({model_mb:.0f} MB a checkpoint; {disk}). On a CPU use --width 0.0625 "
-            f"with 32-px images (skels2desc --img-size 32), as pipeline.py --demo does")
+            f"writes up to {per_epoch:.0f} MB ({model_mb:.0f} MB a checkpoint; {disk}). On a CPU use --preset cpu "
+            f"with 32-px images (skels2desc --img-size 32): the recipe of pipeline.py --demo")
 
 
 @dataclass

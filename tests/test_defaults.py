@@ -13,7 +13,7 @@ from conftest import load_script
 from models import config as cfg   # not its names: pytest would take TestConfig for a test class
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = [p for p in REPO.rglob("*.py") if p.parts[len(REPO.parts)] not in ("tests", "benchmarks", ".git")]
+SOURCES = [p for p in REPO.rglob("*.py") if p.parts[len(REPO.parts)] not in ("tests", "benchmarks", ".git", "build")]
 
 
 @pytest.mark.parametrize("script,config", [("train", cfg.TrainConfig), ("test", cfg.TestConfig)])
@@ -116,4 +116,35 @@ def test_presets_name_only_settings_that_exist():
     for name, values in cfg.PRESETS.items():
         assert set(values) <= known, name
     assert cfg.preset_settings("release")["epochs"] == cfg.TrainConfig().epochs
-    assert cfg.preset_settings("demo")["epochs"] != cfg.TrainConfig().epochs
+    assert cfg.preset_settings(cfg.DEMO_PRESET)["epochs"] != cfg.TrainConfig().epochs
+
+
+def test_preset_cpu_gives_the_demo_recipe_and_flags_given_win(own_root, tmp_path):
+    import test as test_script
+    import train
+    from cli.options import parse
+
+    cpu = cfg.PRESETS["cpu"]
+    base = ["-d", "ucla", "-desc", "GD", "-despth", str(own_root), "-ckpt", str(tmp_path), "--preset", "cpu"]
+    args = parse(train.get_args_parser(), base)
+    assert {k: getattr(args, k) for k in cpu if hasattr(args, k)} == {k: v for k, v in cpu.items() if k != "epoch"}
+    assert parse(train.get_args_parser(), [*base, "--epochs", "3", "--lr", "1e-4"]).epochs == 3   # given: kept
+    assert parse(train.get_args_parser(), base[:-2]).epochs == cfg.TrainConfig().epochs          # no preset
+    tested = parse(test_script.get_args_parser(), ["-d", "ucla", "--preset", "cpu"])
+    assert (tested.epoch, tested.gpu, tested.batch_size) == (cpu["epoch"], cpu["gpu"], cpu["batch_size"])
+    # the recipe learns on 32-px images (its img_size agrees with the folders)
+    assert train.main(parse(train.get_args_parser(), [*base, "--epochs", "4", "--workers", "0",
+                                                      "--no-progress"])) == 0
+    rows = (tmp_path / "ucla_GD_log.csv").read_text().splitlines()[1:]
+    accuracies = [float(row.split(",")[3]) for row in rows]
+    assert accuracies[-1] > max(0.3, accuracies[0])   # 10 classes: chance is 0.1
+
+
+def test_pipeline_preset_cpu_without_the_demo_takes_the_same_settings():
+    import pipeline
+
+    args = pipeline.resolve(pipeline.get_args_parser().parse_args(["-d", "ntu60", "--preset", "cpu"]))
+    demo = pipeline.resolve(pipeline.get_args_parser().parse_args(["--demo"]))
+    assert {k: getattr(args, k) for k in pipeline.PRESET_OPTIONS} == {k: getattr(demo, k)
+                                                                      for k in pipeline.PRESET_OPTIONS}
+    assert args.epochs == cfg.PRESETS["cpu"]["epochs"] and not args.demo

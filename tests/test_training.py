@@ -212,6 +212,6 @@ def test_a_full_width_cpu_run_says_what_it_costs():
     from models.training import cpu_cost_notice
     line = cpu_cost_notice(build_model("GD", 60), keep_last=3)
     assert "\n" not in line and "42.0 M parameters" in line and "168 MB a checkpoint" in line
-    assert "--keep-last 3" in line and "--width 0.0625" in line and "--img-size 32" in line
+    assert "--keep-last 3" in line and "--preset cpu" in line and "--img-size 32" in line
     assert "every epoch kept" in cpu_cost_notice(build_model("all", 60), keep_last=0)
     assert cpu_cost_notice(build_model("GD", 60, width=0.0625), keep_last=3) is None
