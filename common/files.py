@@ -17,3 +17,25 @@ def not_a_file(entry: os.DirEntry) -> str | None:
         return None
     kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket or device"
     return f"{kind}, not a regular file; not read"
+
+
+def where_they_are(folder: str | Path, suffix: str) -> str:
+    """For an error about a folder without any ``*suffix`` file: ' (they are in SUB: pass that
+    folder instead)' when subfolders one level down hold such files, as unpacked archives do
+    (NTU's nturgb+d_skeletons/, CTR-GCN's NW-UCLA all_sqe/); else ''."""
+    found = []
+    try:
+        with os.scandir(folder) as entries:
+            subfolders = sorted(e.path for e in entries if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return ""
+    for sub in subfolders:
+        try:
+            with os.scandir(sub) as entries:
+                if any(e.name.endswith(suffix) for e in entries):
+                    found.append(sub)
+        except OSError:
+            continue
+    if not found:
+        return ""
+    return f" (they are in {' and '.join(found)}: pass {'that folder' if len(found) == 1 else 'each folder'} instead)"

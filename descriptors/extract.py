@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from common.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
 from common.errors import ignore_interrupts, naming
+from common.files import where_they_are
 from common.locks import folder_lock
 from skeletons.datasets import Split, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
@@ -372,7 +373,8 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     scan = scan_split_folder(seq_dir, split)
     ds = get_dataset(dataset)
     if not scan.paths and not scan.problems:
-        raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {split} split{ds.kind.conversion_hint()}")
+        raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {split} split"
+                         f"{where_they_are(seq_dir, ds.seq_suffix) or ds.kind.conversion_hint()}")
     folders = {desc: descriptor_dir(out_root, split, desc) for desc in DESCRIPTORS}
     summary = Summary(str(split), folders, total=len(scan.paths) + len(scan.problems))
     summary.failed += [(str(path), reason) for path, reason in scan.problems]

@@ -19,7 +19,7 @@ from models.provenance import RELEASE_NOTICE, check_consistent, check_layout, ch
 from models.evaluation import mean_softmax, model_outputs
 from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.layouts import Layout
-from skeletons.reading import file_kind, load_sequence
+from skeletons.reading import check_file, file_kind, load_sequence
 from descriptors.names import FUSION, FUSION_ORDER
 from .names import BEST, model_checkpoints
 
@@ -85,6 +85,7 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
                  desc: str = FUSION, epoch: str = BEST, device: str = "cpu") -> Prediction:
     ds = get_dataset(dataset)
     protocol = check_protocol(dataset, protocol or ds.protocols[0])
+    check_file(path)   # before the models are loaded
     check_file_kind(path, ds)
     found = find_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
     models = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}

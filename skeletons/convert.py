@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.errors import ignore_interrupts
-from common.files import not_a_file
+from common.files import not_a_file, where_they_are
 
 from .datasets import get_dataset, official_missing, official_samples, read_name_list, sample_id
 from .ntu import NPY_SUFFIX, SKELETON_SUFFIX, read_skeleton, save_skeleton_npy
@@ -125,6 +125,9 @@ def plan_conversion(txt_dir: str | Path, npy_dir: str | Path, dataset: str, *,
     # scandir: the file type comes with the listing, no stat per file (10^5 files in NTU-120)
     with os.scandir(txt_dir) as entries:
         found = {e.name: not_a_file(e) for e in entries if e.name.endswith(SKELETON_SUFFIX)}
+    if not found:   # nothing to convert is a mistake (the wrong folder), not a success
+        raise FileNotFoundError(f"{os.path.abspath(txt_dir)}: no {SKELETON_SUFFIX} files"
+                                f"{where_they_are(txt_dir, SKELETON_SUFFIX)}")
     for name in sorted(found):
         if found[name]:
             sample = name.removesuffix(SKELETON_SUFFIX)

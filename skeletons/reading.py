@@ -56,6 +56,14 @@ def sample_kind(kind: SampleKind | str | None, path: str | Path) -> SampleKind:
     return kind
 
 
+def check_file(path: str | Path) -> Path:
+    """``path``, refused in one line when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.absolute()}: skeleton file not found")
+    return path
+
+
 def check_sequence(X: np.ndarray, path: str | Path, layout: Layout | None = None) -> np.ndarray:
     """The sequence if the descriptors can use it, else ValueError naming the file and the problem.
     With ``layout`` the sequence must be one or two of its bodies; without, an NTU or NW-UCLA one."""
@@ -91,7 +99,7 @@ def load_uncentred(path: str | Path, mode: str = "paper", kind: SampleKind | str
                    layout: Layout | None = None) -> tuple[Uncentred, np.ndarray]:
     """(the sample before its final centring, ``load_sequence``'s sequence: that one centred and
     checked). The skeleton pack stores the first, compactly, and redoes the centring."""
-    path = Path(path)
+    path = check_file(path)
     check_mode(mode)
     kind = sample_kind(kind, path)
     try:

@@ -96,6 +96,11 @@ def test_predict_malformed_file_is_one_line_error(demo_run, tmp_path):
     out = predict(work, str(bad))
     assert out.returncode != 0
     assert len(out.stderr.strip().splitlines()) == 1 and str(bad) in out.stderr
+    missing = tmp_path / "S001C001P001R001A009.skeleton"
+    for command in (predict(work, str(missing)),
+                    subprocess.run([sys.executable, str(REPO / "visualize.py"), str(missing)], capture_output=True,
+                                   text=True, cwd=work)):
+        assert command.returncode != 0 and command.stderr == f"error: {missing}: skeleton file not found\n"
 
 
 def test_per_descriptor_bn_statistics_equal_separate_batchnorms():

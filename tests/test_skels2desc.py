@@ -181,3 +181,15 @@ def test_visualize_writes_figure_and_images(tmp_path, ntu_raw_dir):
         saved = np.asarray(Image.open(tmp_path / "img" / f"S001C001P001R001A050_{desc}.png"))
         np.testing.assert_array_equal(saved, expected[desc])
     assert visualize.main(visualize.parse([str(tmp_path / "bad.txt")])) == 2
+
+
+def test_a_folder_whose_sequences_are_one_level_down_is_named(ucla_dir, tmp_path):
+    """CTR-GCN's NW-UCLA data unpacks to ucla/all_sqe/*.json."""
+    inner = tmp_path / "ucla" / "all_sqe"
+    inner.mkdir(parents=True)
+    for path in sorted(Path(ucla_dir).glob("*.json"))[:3]:
+        shutil.copy(path, inner)
+    with pytest.raises(ValueError) as error:
+        extract_split("ucla", None, "train", tmp_path / "ucla", tmp_path / "desc", workers=1, progress=False)
+    assert str(error.value) == (f"{tmp_path / 'ucla'}: no .json files of the ucla cview train split "
+                                f"(they are in {inner}: pass that folder instead)")

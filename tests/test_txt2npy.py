@@ -131,6 +131,17 @@ def test_cli_errors_are_one_line(tmp_path):
     assert "Traceback" not in absent.stderr + bad_list.stderr
 
 
+def test_a_folder_without_skeleton_files_is_an_error_that_finds_the_unzipped_folder(ntu_raw_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    empty = run_txt2npy("-d", "ntu60", "-txt", tmp_path / "empty", "-npy", tmp_path / "npy")
+    assert empty.returncode == 2 and empty.stderr == f"txt2npy.py: error: {tmp_path / 'empty'}: no .skeleton files\n"
+    unzipped = copy_samples(ntu_raw_dir, tmp_path / "raw" / "nturgb+d_skeletons", SAMPLES[:1])   # as the zip unpacks
+    parent = run_txt2npy("-d", "ntu60", "-txt", tmp_path / "raw", "-npy", tmp_path / "npy")
+    assert parent.returncode == 2 and parent.stderr == (f"txt2npy.py: error: {tmp_path / 'raw'}: no .skeleton files "
+                                                        f"(they are in {unzipped}: pass that folder instead)\n")
+    assert not (tmp_path / "npy").exists()
+
+
 def test_bad_name_fails_without_stopping_others(ntu_raw_dir, tmp_path):
     txt = copy_samples(ntu_raw_dir, tmp_path / "txt", SAMPLES[:1])
     shutil.copy(txt / f"{SAMPLES[0]}.skeleton", txt / "S001C009P001R001A001.skeleton")   # camera 9
