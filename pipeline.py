@@ -255,14 +255,20 @@ def run_test(args: argparse.Namespace) -> None:
 
 
 def run_figure(args: argparse.Namespace) -> Path:
-    """The first test sample beside its five descriptor images (as visualize.py draws it)."""
+    """The first test sample beside its five descriptor images (as visualize.py draws it); in
+    clean mode the first one it does not exclude."""
+    from descriptors.core import ExcludedSequence
     from descriptors.figures import file_figure
 
     ds = get_dataset(args.dataset)
-    path = split_from_folder(args.dspath, Split.of(args.dataset, args.protocol, "test"))[0]
-    out = args.ckpt / f"{sample_id(path)}_descriptors.png"
-    file_figure(path, out, args.mode, args.img_size, kind=ds.kind, layout=ds.layout)
-    return out
+    for path in split_from_folder(args.dspath, Split.of(args.dataset, args.protocol, "test")):
+        out = args.ckpt / f"{sample_id(path)}_descriptors.png"
+        try:
+            file_figure(path, out, args.mode, args.img_size, kind=ds.kind, layout=ds.layout)
+        except ExcludedSequence:
+            continue
+        return out
+    raise ValueError(f"{args.dspath}: no test sample to draw")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -309,6 +309,20 @@ def degenerate_reason(X: np.ndarray, mode: str = "paper") -> str | None:
     return None
 
 
+class ExcludedSequence(ValueError):
+    """A sequence clean mode leaves out (``degenerate_reason``); ``str(e)`` names the file."""
+
+
+def check_included(X: np.ndarray, mode: str, path: str | Path) -> str | None:
+    """Paper mode: ``degenerate_reason`` (kept, its images black, as the release makes them).
+    Clean mode: ExcludedSequence for such a sequence, which it leaves out of every split, of
+    prediction and of figures alike, as the field's loaders drop unusable samples."""
+    reason = degenerate_reason(X, mode)
+    if reason and mode != "paper":
+        raise ExcludedSequence(f"{path}: {reason} (clean mode excludes such sequences; paper mode keeps them)")
+    return reason
+
+
 def descriptor_images(X: np.ndarray, layout: Layout | None = None, mode: str = "paper",
                       img_size: int = DEFAULT_IMG_SIZE) -> dict[str, np.ndarray]:
     """The five images of a sequence (T, B*V, C): GD and FDD (H, W, 3), JDD/ADD/LAD (H, W), uint8.

@@ -35,7 +35,8 @@ from skeletons.kinds import SampleKind
 from skeletons.reading import check_mode, load_sequence
 
 from . import provenance
-from .core import DEFAULT_IMG_SIZE, degenerate_reason, descriptor_images, png_bytes
+from .core import (DEFAULT_IMG_SIZE, ExcludedSequence, check_included, degenerate_reason, descriptor_images,
+                   png_bytes)
 from .names import DESCRIPTORS, descriptor_dir, image_name, split_lock_path, split_sources_path
 
 DEFAULT_PNG_LEVEL = 1             # zlib level 1: about twice as fast as Pillow's default, same pixels
@@ -81,14 +82,15 @@ class Loaded:
     X: np.ndarray | None = None
     row: dict | None = None
     note: str = ""             # failed: the reason; else why its images are black (paper-mode degenerate input)
+    excluded: bool = False     # clean mode leaves it out (note: why)
 
 
 def load_item(job: Job, item: Item) -> Loaded:
     try:
         X = load_sequence(item.path, job.mode, job.kind, job.layout)
-        degenerate = degenerate_reason(X, job.mode)
-        if degenerate and job.mode != "paper":
-            raise ValueError(f"{degenerate} (clean mode refuses such sequences; paper mode keeps them)")
+        degenerate = check_included(X, job.mode, item.path)
+    except ExcludedSequence:   # clean mode leaves it out of the split: named, not failed
+        return Loaded(item, note=degenerate_reason(X, job.mode), excluded=True)
     except Exception as error:  # one bad sample must not stop a 100k-sample run; it is reported
         return Loaded(item, note=naming(error, item.path))
     row = {"index": item.index, "sample": sample_id(item.path), "label": item.label,
@@ -99,6 +101,8 @@ def load_item(job: Job, item: Item) -> Loaded:
 def write_item(job: Job, loaded: Loaded, images: dict[str, np.ndarray] | None) -> Outcome:
     """Write a loaded sample's five images (atomically); the outcome for the summary and manifest."""
     sample = sample_id(loaded.item.path)
+    if loaded.excluded:
+        return Outcome(EXCLUDED, sample, reason=loaded.note)
     if loaded.X is None:
         return Outcome("failed", sample, reason=loaded.note)
     name = image_name(loaded.item.index, loaded.item.label)
@@ -124,6 +128,7 @@ def process_sample(job: Job, item: Item) -> Outcome:
 
 
 UNWRITABLE = "unwritable"   # an Outcome status: the images could not be written (the disk, not the sample)
+EXCLUDED = "excluded"       # an Outcome status: clean mode leaves the sample out (a degenerate sequence)
 
 
 class ExtractionStopped(OSError):
@@ -176,6 +181,7 @@ class Summary:
     removed: int = 0           # images of samples no longer in the split
     failed: list[tuple[str, str]] = field(default_factory=list)
     degenerate: list[tuple[str, str]] = field(default_factory=list)   # paper mode: kept, but black images
+    excluded: list[tuple[str, str]] = field(default_factory=list)     # clean mode: left out of the split
 
     @property
     def ok(self) -> bool:
@@ -184,13 +190,17 @@ class Summary:
     def lines(self) -> list[str]:
         names = ", ".join(folder.name for folder in self.folders.values())
         changes = "".join(f", {n} {what}" for n, what in ((self.renamed, "renumbered"),
-                                                           (self.removed, "stale images removed")) if n)
+                                                           (self.removed, "stale images removed"),
+                                                           (len(self.excluded), "excluded")) if n)
         out = [f"{self.split}: {self.total} samples, {self.written} written, {self.skipped} already done, "
                f"{len(self.failed)} failed{changes}",
                f"  folders in {next(iter(self.folders.values())).parent}: {names}"]
         if self.degenerate:
             out.append(f"  {len(self.degenerate)} degenerate sample(s) kept as the release makes them:")
             out += [f"    {name}: {reason}" for name, reason in self.degenerate]
+        if self.excluded:
+            out.append(f"  {len(self.excluded)} degenerate sample(s) excluded, as clean mode does (docs/METHOD.md):")
+            out += [f"    {name}: {reason}" for name, reason in self.excluded]
         out += [f"  failed {name}: {reason}" for name, reason in self.failed]
         return out
 
@@ -275,6 +285,7 @@ class SplitWriter:
         self.rows: dict[int, dict] = {}
         self.sources: dict[str, list[int]] = {}
         self.degenerate: dict[str, str] = {}
+        self.excluded: dict[str, str] = {}    # clean mode: degenerate samples left out, with why
         self.failed = 0
         self._pending, self._flushed_at = 0, time.monotonic()
 
@@ -307,6 +318,8 @@ class SplitWriter:
                                         **self.record_fields)
         record["sources"] = provenance.sources_digest(self.sources)
         record["degenerate"] = dict(sorted(self.degenerate.items()))
+        if self.excluded:
+            record["excluded"] = dict(sorted(self.excluded.items()))
         for desc, folder in self.folders.items():
             provenance.write_record(folder, {**record, "descriptor": desc})
         self._pending, self._flushed_at = 0, time.monotonic()
@@ -430,7 +443,10 @@ def _make_images(job: Job, compute: list[Item], workers: int, engine: str, devic
                 if outcome.status == UNWRITABLE:
                     raise ExtractionStopped(f"{outcome.reason}; {summary.written} sample(s) written before it are "
                                             f"kept; rerun the same command once there is room", summary)
-                if outcome.status == "failed":
+                if outcome.status == EXCLUDED:
+                    summary.excluded.append((outcome.sample, outcome.reason))
+                    out.excluded[outcome.sample] = outcome.reason
+                elif outcome.status == "failed":
                     summary.failed.append((outcome.sample, outcome.reason))
                     out.failed += 1
                 else:

@@ -18,7 +18,7 @@ from descriptors.names import DESCRIPTORS  # noqa: E402
 from skeletons.datasets import sample_id  # noqa: E402
 from skeletons.kinds import SampleKind  # noqa: E402
 
-from .core import DEFAULT_IMG_SIZE, descriptor_images  # noqa: E402
+from .core import DEFAULT_IMG_SIZE, check_included, descriptor_images  # noqa: E402
 from skeletons.reading import load_sequence  # noqa: E402
 
 from .extract import save_png  # noqa: E402
@@ -92,6 +92,7 @@ def file_figure(path: str | Path, out: str | Path, mode: str = "paper", img_size
     """Read a sample file (as ``load_sequence`` does: a custom .npy with the custom kind and its
     layout), make its five images, save its figure at ``out``; return the images."""
     X = load_sequence(path, mode, kind, layout)
+    check_included(X, mode, path)
     layout = layout or layout_for_joints(X.shape[1])[0]
     images = descriptor_images(X, layout, mode, img_size)
     save_sample_figure(X, images, sample_id(path), out, mode, n_frames, layout)

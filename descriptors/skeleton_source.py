@@ -39,7 +39,7 @@ from skeletons.reading import check_mode, load_sequence, load_uncentred
 
 from . import provenance
 from .names import split_stem
-from .core import DEFAULT_IMG_SIZE
+from .core import DEFAULT_IMG_SIZE, degenerate_reason
 from .seals import SEAL_SUFFIX, seal_path, usable, write_seal
 from .dataset import CACHE_REMEDY, descriptor_selection, files_digest, remove_superseded
 from .torch_engine import descriptor_images_torch
@@ -94,7 +94,10 @@ class SkeletonSequences(torch.utils.data.Dataset):
                 path, reason = scan.problems[0]
                 hint = f"; {len(scan.problems)} file(s) skipped, first {path.name}: {reason}"
             raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {self.split} split{hint}")
-        self.paths = scan.paths
+        self.split_paths = scan.paths      # every file of the split: the pack holds them all
+        self.paths = scan.paths            # the samples served (clean mode leaves degenerate ones out)
+        self.positions = list(range(len(self.paths)))   # each one's place in the split: its image index
+        self.excluded: dict[str, str] = {}
         self.problems = scan.problems
         self.samples = [sample_id(p) for p in self.paths]
         self.labels0 = torch.tensor([label_of(s, dataset) - 1 for s in self.samples])
@@ -103,6 +106,24 @@ class SkeletonSequences(torch.utils.data.Dataset):
         self.verify_pack = verify_pack     # check every byte of a pack found on disk, not only its size
         self.pack_path = self._build_pack() if pack else None
         self._pack = None   # memory maps, opened lazily in each worker (a memmap pickles its data)
+        if mode != "paper":
+            self._exclude_degenerate()
+
+    def _exclude_degenerate(self) -> None:
+        """Leave out what clean-mode extraction leaves out (descriptors.core.check_included), keeping
+        the others' places, so rows and fingerprints are those of the descriptor folders. Reads
+        every sequence once (from the pack when there is one)."""
+        keep = []
+        for i, sample in enumerate(self.samples):
+            if reason := degenerate_reason(self.load(i), self.mode):
+                self.excluded[sample] = reason
+            else:
+                keep.append(i)
+        if self.excluded:
+            self.paths = [self.paths[i] for i in keep]
+            self.positions = keep
+            self.samples = [self.samples[i] for i in keep]
+            self.labels0 = self.labels0[keep]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -110,7 +131,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
     def rows(self) -> list[dict]:
         """(index, sample, label 1-based) of every sample: a manifest's identity columns."""
         return [{"index": i, "sample": s, "label": int(label) + 1}
-                for i, (s, label) in enumerate(zip(self.samples, self.labels0))]
+                for i, s, label in zip(self.positions, self.samples, self.labels0)]
 
     def load(self, i: int) -> np.ndarray:
         """Sample ``i``'s (T, B * V, C) sequence: from the pack when there is one, else its file."""
@@ -119,7 +140,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
         if self._pack is None:
             self._pack = read_pack(self.pack_path)
         data, index = self._pack
-        entry = dict(zip(INDEX_COLUMNS, index[i].tolist()))
+        entry = dict(zip(INDEX_COLUMNS, index[self.positions[i]].tolist()))
         start, frames, joints = entry["start"], entry["frames"], entry["joints"]
         raw = decode(data[start:start + entry["nbytes"]], frames * joints * self.layout.dims, entry["encoding"])
         return centre(raw.reshape(frames, joints, -1), entry["rule"], entry["root"], entry["body_joints"])
@@ -163,7 +184,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
         digest of the layout and of every file's name, size and mtime_ns, so a changed file gets a
         new pack."""
         # The format (an old pack is never misread) and the layout (a custom one reads other shapes).
-        digest = files_digest(self.paths, f"pack format {PACK_FORMAT}\n{layout_record(self.layout)}\n")
+        digest = files_digest(self.split_paths, f"pack format {PACK_FORMAT}\n{layout_record(self.layout)}\n")
         return self.pack_dir / f"{self.pack_prefix()}_{digest}{PACK_SUFFIX}"
 
     def pack_prefix(self) -> str:
@@ -187,11 +208,11 @@ class SkeletonSequences(torch.utils.data.Dataset):
         return path
 
     def _write_pack(self, path: Path, index_path: Path) -> None:
-        index = np.zeros((len(self.paths), len(INDEX_COLUMNS)), np.int64)
+        index = np.zeros((len(self.split_paths), len(INDEX_COLUMNS)), np.int64)
         start = 0
         with atomic_path(path, make_parents=True) as tmp:
             with open(tmp, "wb") as out:
-                for i, p in enumerate(self.paths):
+                for i, p in enumerate(self.split_paths):
                     uncentred, X = load_uncentred(p, self.mode, self.kind, self.layout)
                     encoding, payload, how = encode_sample(uncentred, X)
                     padding = -len(payload) % ALIGN

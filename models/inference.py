@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from descriptors.core import DEFAULT_IMG_SIZE, descriptor_images
+from descriptors.core import DEFAULT_IMG_SIZE, check_included, descriptor_images
 from descriptors.dataset import as_three_channels, bgr_chw
 from models.checkpoint import load_model
 from models.provenance import RELEASE_NOTICE, check_consistent, check_layout, check_role
@@ -99,6 +99,7 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     release = [n for n, c in ckpts.items() if c.kind != "ours"]
     notes = [RELEASE_NOTICE.format(names=", ".join(release))] if release else []
     X = load_sequence(path, mode, ds.kind, ds.layout)
+    check_included(X, mode, path)   # clean mode excludes what its models never saw
     images = descriptor_images(X, ds.layout, mode, img_size)
     batch = tuple(as_three_channels(bgr_chw(images[d]))[None] for d in FUSION_ORDER)
     # A one-batch "loader" through test.py's inference: same input handling, same Fuse5 dispatch.

@@ -91,6 +91,13 @@ def best_picked_on_test(config: TestConfig, ckpts: dict) -> list[str]:
     return picked_on_test
 
 
+def excluded_samples(data) -> dict[str, str]:
+    """{sample: why} of the test samples clean mode left out: the folders' record, or the sequences'."""
+    if isinstance(data, SkeletonSequences):
+        return dict(data.excluded)
+    return next((dict(r["excluded"]) for r in data.provenance.values() if r and r.get("excluded")), {})
+
+
 def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     ds = get_dataset(config.dataset)
     config.protocol = default_protocol(config.dataset, config.protocol)
@@ -117,6 +124,11 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     priority = config.priority.split(",") if config.priority else None
     rows, order = ev.fusion_rows({n: o for n, o in outputs.items() if n != FUSION}, outputs.get(FUSION), labels,
                                  priority, {n: c.best_acc for n, c in ckpts.items()}, archs)
+    excluded = excluded_samples(data)
+    if excluded:
+        print(f"note: {len(excluded)} test sample(s) excluded in clean mode (degenerate sequences, left out as the "
+              f"field's loaders leave out unusable samples, named in the results JSON); the figures are over the "
+              f"{len(data)} others", file=sys.stderr)
     info = {
         "dataset": config.dataset, "protocol": config.protocol, "desc": desc, "epoch": config.epoch,
         "class_names": list(class_names(config.dataset)),
@@ -125,6 +137,7 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
         "checkpoints": {n: {"path": str(c.path), "kind": c.kind, "epoch": c.epoch, "best_acc": c.best_acc,
                             "settings": c.settings} for n, c in ckpts.items()},
         "missing": missing,
+        "excluded": excluded,
         "best_epoch_picked_on_test": picked_on_test,
         "sample_index": [s.index for s in samples],
     }

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -267,10 +268,36 @@ def test_overflowing_and_degenerate_input_are_named(seq, tmp_path):
     assert [name for name, _ in summary.degenerate] == ["a02_s09_e04_v02"]   # 1 frame, kept in paper mode
     assert any("1 degenerate sample(s)" in line for line in summary.lines())
     clean = extract(seq, tmp_path / "clean", mode="clean")
-    assert "a02_s09_e04_v02" in {name for name, _ in clean.failed}
+    assert "a02_s09_e04_v02" in {name for name, _ in clean.excluded}   # clean mode leaves it out
 
 
-def test_clean_images_give_a_clean_checkpoint_and_clean_predictions(seq, tmp_path):
+def test_clean_mode_excludes_degenerate_samples_in_every_path_alike(seq, tmp_path):
+    from descriptors.figures import file_figure
+    from descriptors.skeleton_source import SkeletonSequences
+
+    out = tmp_path / "clean"
+    clean = extract(seq, out, mode="clean")
+    assert clean.ok and [name for name, _ in clean.excluded] == ["a02_s09_e04_v02"]
+    assert clean.excluded[0][1].startswith("1 frame") and any("1 degenerate sample(s) excluded" in line
+                                                                for line in clean.lines())
+    folder = descriptor_dir(out, Split.of("ucla", None, "train"), "GD")
+    record = provenance.read_record(folder)
+    assert list(record["excluded"]) == ["a02_s09_e04_v02"]
+    assert "a02_s09_e04_v02" not in {row["sample"] for row in provenance.read_manifest(folder)}
+    again = extract(seq, out, mode="clean")   # a rerun: nothing to make, the same sample left out
+    assert (again.written, again.excluded) == (0, clean.excluded) and again.ok
+    for pack in (False, True):   # from skeletons: the same samples out, the same fingerprint as the folders
+        data = SkeletonSequences(seq, "ucla", None, "train", "clean", pack=pack)
+        assert data.excluded == dict(clean.excluded) and "a02_s09_e04_v02" not in data.samples
+        assert data.record(SIZE, "GD")["fingerprint"] == record["fingerprint"]
+        assert np.array_equal(data[len(data) - 1].sequence, SkeletonSequences(seq, "ucla", None, "train", "clean")[
+            len(data) - 1].sequence)
+    assert SkeletonSequences(seq, "ucla", None, "train", "paper").excluded == {}   # paper mode keeps it
+    with pytest.raises(ValueError, match="a02_s09_e04_v02.json: 1 frame.*clean mode excludes such sequences"):
+        file_figure(seq / "a02_s09_e04_v02.json", tmp_path / "figure.png", "clean", SIZE)
+
+
+def test_clean_images_give_a_clean_checkpoint_and_clean_predictions(seq, tmp_path, capsys):
     """train.py records the mode of the folders it read (no --mode given); predict.py then makes
     clean-mode images for that model."""
     import train
@@ -289,6 +316,16 @@ def test_clean_images_give_a_clean_checkpoint_and_clean_predictions(seq, tmp_pat
         provenance.read_record(descriptor_dir(out, Split.of("ucla", None, "train"), "GD"))["fingerprint"]
     result = predict_file(seq / "a01_s01_e00_v03.json", ckpt, "ucla", desc="GD")
     assert result.mode == "clean" and result.images["GD"].shape[:2] == (SIZE, SIZE)
+    with pytest.raises(ValueError, match="1 frame.*clean mode excludes such sequences"):
+        predict_file(seq / "a02_s09_e04_v03.json", ckpt, "ucla", desc="GD")   # a 1-frame test sample
+    import test as test_script
+    capsys.readouterr()
+    assert test_script.main(test_script.get_args_parser().parse_args(
+        ["-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(out), "-ckpt", str(ckpt), "--workers", "0"])) == 0
+    err = capsys.readouterr().err
+    assert "note: 1 test sample(s) excluded in clean mode" in err
+    doc = json.loads(next(ckpt.glob("*_results.json")).read_text())
+    assert list(doc["excluded"]) == ["a02_s09_e04_v03"] and "a02_s09_e04_v03" not in doc["samples"]["sample"]
 
 
 def test_a_folder_whose_record_names_another_descriptor_is_not_written_into(made, seq):
