@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from cli import options as cli
-from skeletons.datasets import class_names, get_dataset, sample_id
+from skeletons.datasets import class_names, get_dataset, label_of, sample_id
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", metavar="DIR", help="save the five descriptor images as DIR/<sample>_<DESC>.png")
     p.add_argument("--figure", metavar="PNG", help="save the skeleton strip beside the five images")
     return p
+
+
+def numbered_classes(dataset: str) -> bool:
+    return get_dataset(dataset).kind.numbered_classes
+
+
+def true_label(dataset: str, name: str) -> int | None:
+    """The 1-based class the sample's name (or a custom dataset's labels.csv) gives, if any."""
+    try:
+        return label_of(name, dataset)
+    except (ValueError, KeyError, AttributeError):
+        return None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -50,7 +62,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{name}: {', '.join(result.models)} ({args.dataset})")
-    numbered = get_dataset(args.dataset).kind.numbered_classes   # NTU names classes A001..A120
+    if (truth := true_label(args.dataset, name)) is not None:   # NTU and NW-UCLA names carry it
+        print(f"  true class: {'A%03d ' % truth if numbered_classes(args.dataset) else ''}"
+              f"{class_names(args.dataset)[truth - 1]}")
+    numbered = numbered_classes(args.dataset)   # NTU names classes A001..A120
     for rank, (cls, label, prob) in enumerate(result.top(class_names(args.dataset), args.k), 1):
         print(f"  {rank}. {prob:6.1%}  A{label:03d} {cls}" if numbered else f"  {rank}. {prob:6.1%}  {cls}")
     return 0

@@ -29,7 +29,7 @@ from common.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
 from common.errors import ignore_interrupts, naming
 from common.files import where_they_are
 from common.locks import folder_lock
-from skeletons.datasets import Split, get_dataset, label_of, sample_id, scan_split_folder
+from skeletons.datasets import Split, get_dataset, label_of, presence_note, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
 from skeletons.kinds import SampleKind
 from skeletons.reading import check_mode, load_sequence
@@ -182,6 +182,7 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     degenerate: list[tuple[str, str]] = field(default_factory=list)   # paper mode: kept, but black images
     excluded: list[tuple[str, str]] = field(default_factory=list)     # clean mode: left out of the split
+    presence: str | None = None   # a partial split: how much of the official one is there
 
     @property
     def ok(self) -> bool:
@@ -195,6 +196,8 @@ class Summary:
         out = [f"{self.split}: {self.total} samples, {self.written} written, {self.skipped} already done, "
                f"{len(self.failed)} failed{changes}",
                f"  folders in {next(iter(self.folders.values())).parent}: {names}"]
+        if self.presence:
+            out.append(f"  {self.presence}")
         if self.degenerate:
             out.append(f"  {len(self.degenerate)} degenerate sample(s) kept as the release makes them:")
             out += [f"    {name}: {reason}" for name, reason in self.degenerate]
@@ -389,7 +392,8 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
         raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {split} split"
                          f"{where_they_are(seq_dir, ds.seq_suffix) or ds.kind.conversion_hint()}")
     folders = {desc: descriptor_dir(out_root, split, desc) for desc in DESCRIPTORS}
-    summary = Summary(str(split), folders, total=len(scan.paths) + len(scan.problems))
+    summary = Summary(str(split), folders, total=len(scan.paths) + len(scan.problems),
+                      presence=presence_note({split: len(scan.paths)}))
     summary.failed += [(str(path), reason) for path, reason in scan.problems]
     items = [Item(i, p, label_of(sample_id(p), dataset)) for i, p in enumerate(scan.paths)]
     sources = {sample_id(item.path): provenance.source_stat(item.path) for item in items}

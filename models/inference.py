@@ -21,7 +21,8 @@ from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.layouts import Layout
 from skeletons.reading import check_file, file_kind, load_sequence
 from descriptors.names import FUSION, FUSION_ORDER
-from .names import BEST, model_checkpoints
+from .logs import last_logged_epoch
+from .names import BEST, LOG_SUFFIX, checkpoint_prefix, model_checkpoints
 
 
 @dataclass
@@ -65,6 +66,27 @@ def find_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, d
     return found
 
 
+def model_notes(ckpt_dir: str | Path, dataset: str, protocol: str, desc: str, epoch: int | str) -> list[str]:
+    """Which of the models asked for are used and which are missing (as test.py says it)."""
+    found, missing = split_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
+    if not missing:
+        return []
+    return [f"note: using {', '.join(found)}; missing {', '.join(missing)} (first: {next(iter(missing.values()))}): "
+            f"the prediction is the used models' alone"]
+
+
+def unfinished_notes(ckpt_dir: str | Path, dataset: str, protocol: str, ckpts: dict) -> list[str]:
+    """A line for each model whose training has not reached the epochs it was started for."""
+    notes = []
+    for name, ckpt in ckpts.items():
+        target = ckpt.settings.get("epochs") if ckpt.kind == "ours" else None
+        logged = last_logged_epoch(Path(ckpt_dir) / f"{checkpoint_prefix(dataset, protocol, name)}{LOG_SUFFIX}")
+        if target and logged is not None and logged < target:
+            notes.append(f"warning: {name}'s training stopped at epoch {logged} of {target} (unfinished); rerun its "
+                         f"train.py command to finish it")
+    return notes
+
+
 def check_file_kind(path: str | Path, ds: Dataset) -> None:
     """Refuse a file of another dataset's kind (an NW-UCLA .json given to NTU models), by its name."""
     if ds.kind.names_file(path):
@@ -88,6 +110,7 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     check_file(path)   # before the models are loaded
     check_file_kind(path, ds)
     found = find_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
+    notes = model_notes(ckpt_dir, dataset, protocol, desc, epoch)
     models = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
     ckpts = {n: ckpt for n, (_, ckpt) in models.items()}
     for name, ckpt in ckpts.items():
@@ -97,7 +120,8 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     pixels = check_consistent(ckpts)
     mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))
     release = [n for n, c in ckpts.items() if c.kind != "ours"]
-    notes = [RELEASE_NOTICE.format(names=", ".join(release))] if release else []
+    notes += [RELEASE_NOTICE.format(names=", ".join(release))] if release else []
+    notes += unfinished_notes(ckpt_dir, dataset, protocol, ckpts)
     X = load_sequence(path, mode, ds.kind, ds.layout)
     check_included(X, mode, path)   # clean mode excludes what its models never saw
     images = descriptor_images(X, ds.layout, mode, img_size)

@@ -12,6 +12,15 @@ LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_acc", "test_loss", 
               "seconds", "images_per_s")
 
 
+def last_logged_epoch(path: str | Path) -> int | None:
+    """The last epoch a run's CSV log holds (None without a readable log)."""
+    try:
+        rows = list(csv.DictReader(io.StringIO(Path(path).read_text())))
+        return int(rows[-1]["epoch"]) if rows else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def write_csv_log(path: str | Path, rows: list[dict]) -> None:
     """Rewrite the whole (small) CSV log atomically, so a resumed run's log has no duplicate epochs."""
     buf = io.StringIO()

@@ -27,7 +27,7 @@ RUN_KEYS = ("dataset", "protocol", "descriptor", "num_classes", "arch", "width",
 NOT_RECORDED = "(not recorded)"
 LATER_KEYS = {"augment": None}   # settings added later: what a checkpoint without them did (no augmentation)
 # Recorded but not compared: training from skeletons or from the PNGs gives bit-equal images.
-INFO_KEYS = ("source",)
+INFO_KEYS = ("source", "epochs")   # recorded, not compared: --epochs may grow to continue a run
 WAYS_OUT = "start over with --overwrite (removes this run's checkpoints and log) or use another -ckpt folder"
 
 def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict,
@@ -42,7 +42,7 @@ def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict
             "batch_size": args.batch_size, "world_size": world_size, "seed": args.seed,
             "label_smoothing": args.label_smoothing, "val_fraction": args.val_fraction, "max_steps": args.max_steps,
             "amp": None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), "augment": augment,
-            "data": data, "source": source}
+            "data": data, "source": source, "epochs": args.epochs}
 
 
 def _show(value) -> str:

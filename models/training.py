@@ -23,7 +23,7 @@ from descriptors.dataset import DescriptorImages, reading_splits
 from descriptors.names import FUSION
 from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
 from skeletons.augment import Augment
-from skeletons.datasets import PARTS, Split, default_protocol, get_dataset
+from skeletons.datasets import PARTS, Split, default_protocol, get_dataset, presence_note
 from .checkpoint import CheckpointError, CheckpointWriteError, save_checkpoint
 from .config import IMAGES, SKELETONS, TrainConfig
 from .distributed import DistInfo, barrier, cleanup_distributed, init_distributed, shard
@@ -221,6 +221,8 @@ def announce(run: Run, loaders: Loaders, net: Model, device: torch.device, info:
     config, num_classes = run.config, run.settings["num_classes"]
     if device.type == "cpu" and (notice := cpu_cost_notice(net.model, config.keep_last)):
         log(notice)
+    if note := presence_note({data.split: len(data) for data in (run.train_set, run.test_set)}):
+        log(note)
     held_out = f" / {len(loaders.val_set)} held out" if loaders.val_set is not None else ""
     log(f"training {run.prefix}: {len(loaders.fit_set)} train / {len(run.test_set)} test images{held_out}, "
         f"{num_classes} classes, {sum(p.numel() for p in net.model.parameters()) / 1e6:.2f} M parameters, "

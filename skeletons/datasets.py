@@ -321,3 +321,25 @@ def official_samples(dataset: str) -> frozenset[str]:
         names.update(f"{setup}C{c:03d}{p}R{r:03d}A{a:03d}" for p in performers for c in NTU_CAMERAS
                      for r in NTU_REPLICATIONS for a in actions)
     return frozenset(names)
+
+
+@lru_cache(maxsize=None)
+def official_split_size(split: Split) -> int | None:
+    """How many samples the official release gives ``split`` (missing skeletons left out), for
+    NTU RGB+D; None where the project ships no official list."""
+    if get_dataset(split.dataset).kind.name != "ntu":
+        return None
+    names = official_samples(split.dataset) - official_missing(split.dataset)
+    return len(split_names(names, split))
+
+
+def presence_note(present: Mapping[Split, int]) -> str | None:
+    """One line when splits hold fewer samples than the official ones (a partial download, or
+    NTU-60's folder given for NTU-120), else None. ``present``: {split: samples there}."""
+    partial = [(split, n, official) for split, n in present.items()
+               if (official := official_split_size(split)) is not None and n < official]
+    if not partial:
+        return None
+    counts = "; ".join(f"{split}: {n:,} of {official:,} ({n / official:.1%})" for split, n, official in partial)
+    return f"notice: fewer samples than the official split{'s' if len(partial) > 1 else ''} ({counts}); " \
+           f"the figures are not comparable with published ones"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from skeletons.datasets import (Split, check_protocol, class_names, get_dataset, label_of, official_missing,
-                                official_samples, parse_ntu_name, parse_ucla_name, read_name_list,
-                                scan_split_folder, split_from_folder, split_names)
+                                official_samples, official_split_size, parse_ntu_name, parse_ucla_name,
+                                presence_note, read_name_list, scan_split_folder, split_from_folder, split_names)
 
 # docs/METHOD.md §2: (train, test) sizes after removing the missing samples.
 NTU_SPLIT_SIZES = {
@@ -218,3 +218,18 @@ def test_entries_that_are_not_files_are_named_in_their_split_and_never_opened(tm
     assert [p.name for p in test.paths] == [good[1]]
     assert [(p.name, reason) for p, reason in test.problems] == [
         ("S001C001P001R001A004.skeleton.npy", "a folder, not a regular file; not read")]
+
+
+def test_official_split_sizes_are_the_published_ones_and_partial_splits_are_named():
+    """Computed from the shipped sample and missing lists alone (no ../shared needed)."""
+    sizes = {(d, p): (official_split_size(Split.of(d, p, "train")), official_split_size(Split.of(d, p, "test")))
+             for d, p in NTU_SPLIT_SIZES}
+    assert sizes == NTU_SPLIT_SIZES
+    train, test = Split.of("ntu60", "csub", "train"), Split.of("ntu60", "csub", "test")
+    assert presence_note({train: 40091, test: 16487}) is None
+    assert presence_note({train: 28, test: 16487}) == ("notice: fewer samples than the official split (ntu60 csub "
+                                                       "train: 28 of 40,091 (0.1%)); the figures are not comparable "
+                                                       "with published ones")
+    # NTU-60's folder given for NTU-120: its 40,091 training samples are 64% of NTU-120's
+    assert "ntu120 csub train: 40,091 of 63,026 (63.6%)" in presence_note({Split.of("ntu120", "csub", "train"): 40091})
+    assert official_split_size(Split.of("ucla", None, "train")) is None   # no official list shipped

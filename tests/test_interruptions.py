@@ -73,7 +73,8 @@ def test_txt2npy_interrupted_keeps_every_converted_file(demo_raw, tmp_path):
                                        f".parse_args({args!r})))"))
     assert_one_interrupted_line(status, err)
     done = sorted(npy.glob("*.skeleton.npy"))
-    assert done and not [p for p in npy.iterdir() if not p.name.endswith(".skeleton.npy")]   # no temp file
+    # a worker stopped mid-write leaves at most a hidden temp file, never a half-written .skeleton.npy
+    assert done and all(p.name.startswith(".") and ".tmp" in p.name for p in npy.iterdir() if p not in done)
     for path in done:
         assert load_skeleton_npy(path)["nbodys"]   # each one complete
     rerun = subprocess.run([sys.executable, "txt2npy.py", *args], cwd=REPO, capture_output=True, text=True)
@@ -127,3 +128,31 @@ def test_skels2desc_on_a_full_disk_names_it_and_the_same_command_finishes_later(
     folder = descriptor_dir(small_disk, Split.of("ucla", None, "train"), "GD")
     assert len(provenance.read_manifest(folder)) == len(provenance.list_image_names(folder)) == total
     assert provenance.read_record(folder)["complete"]
+
+
+def test_predict_names_missing_and_unfinished_models_and_the_true_class(demo_raw, demo_descriptors, tmp_path,
+                                                                        monkeypatch, capsys):
+    import predict
+    import train
+    from models import training
+
+    ckpt = tmp_path / "ckpt"
+    run_epoch = training.run_epoch
+
+    def stop_at_epoch_two(epoch, *args):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return run_epoch(epoch, *args)
+
+    monkeypatch.setattr(training, "run_epoch", stop_at_epoch_two)
+    argv = ["-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(demo_descriptors), "-ckpt", str(ckpt),
+            "--width", "0.0625", "--workers", "0", "--no-progress", "--epochs", "3"]
+    assert train.main(train.get_args_parser().parse_args(argv)) == 130   # Ctrl-C in epoch 2
+    sample = sorted((Path(demo_raw) / "ucla").glob("a01_*.json"))[0]
+    capsys.readouterr()
+    assert predict.main(predict.get_args_parser().parse_args(
+        [str(sample), "-d", "ucla", "-ckpt", str(ckpt), "--epoch", "last", "-gpu", "-1"])) == 0
+    out, err = capsys.readouterr()
+    assert "note: using GD; missing JDD, ADD, LAD, FDD, all" in err
+    assert "warning: GD's training stopped at epoch 1 of 3 (unfinished)" in err
+    assert "  true class: pick up with one hand\n" in out

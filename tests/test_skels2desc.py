@@ -193,3 +193,14 @@ def test_a_folder_whose_sequences_are_one_level_down_is_named(ucla_dir, tmp_path
         extract_split("ucla", None, "train", tmp_path / "ucla", tmp_path / "desc", workers=1, progress=False)
     assert str(error.value) == (f"{tmp_path / 'ucla'}: no .json files of the ucla cview train split "
                                 f"(they are in {inner}: pass that folder instead)")
+
+
+def test_a_partial_split_is_named_in_the_summary(demo_raw, tmp_path):
+    from skeletons.convert import convert_folder
+
+    npy = tmp_path / "npy"
+    convert_folder(Path(demo_raw) / "ntu" / "txt60skel", npy, "ntu60", workers=1, progress=False)
+    summary = extract_split("ntu60", "csub", "test", npy, tmp_path / "desc", workers=1, img_size=16, progress=False)
+    present = len(split_from_folder(npy, Split.of("ntu60", "csub", "test")))
+    line = f"notice: fewer samples than the official split (ntu60 csub test: {present:,} of 16,487"
+    assert summary.presence.startswith(line) and f"  {summary.presence}" in summary.lines()

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.error import URLError
 
 import numpy as np
@@ -26,6 +25,7 @@ from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.networks import WeightsUnavailableError, build_model
 from common.errors import error_line
 from models.recipe import make_scheduler
+from models.config import TrainConfig
 from models.reruns import INFO_KEYS, RUN_KEYS, plan_run, run_settings
 from skeletons.layouts import UCLA, layout_record
 from descriptors.names import descriptor_dir
@@ -92,9 +92,7 @@ def last(ckpt: Path):
 # ----------------------------------------------------------------------------- plan_run
 
 def test_plan_run_statuses(tmp_path):
-    args = SimpleNamespace(dataset="ucla", protocol="cview", desc="GD", arch="resnet_c", width=0.0625,
-                           bn_stats="shared", pretrained=False, lr=1e-3, batch_size=8, seed=0,
-                           label_smoothing=None, val_fraction=0.0, max_steps=None)
+    args = TrainConfig(dataset="ucla", protocol="cview", desc="GD", width=0.0625, lr=1e-3, batch_size=8)
     data = {"train": {"GD": {"fingerprint": "a" * 20, "samples": N, "mode": "paper", "img_size": SIZE}},
             "test": {"GD": {"fingerprint": "b" * 20, "samples": N, "mode": "paper", "img_size": SIZE}}}
     settings = run_settings(args, num_classes=10, mode="paper", img_size=SIZE, data=data, amp_dtype=None,
