@@ -1,6 +1,6 @@
 """One command from raw skeletons to results: the README's sequence for one dataset and protocol.
 
-    python pipeline.py --demo                          # synthetic demo data, CPU, about a minute
+    python pipeline.py --demo                          # synthetic demo data, CPU, about 30 s on 2 cores
     python pipeline.py --demo --layout coco17          # the demo's actions as COCO-17 2D keypoints
     python pipeline.py -d ntu60 -p csub -gpu 0         # txt2npy -> skels2desc -> train x6 -> test
     python pipeline.py -d ucla -gpu 0 --epochs 100

@@ -51,7 +51,8 @@ def run(config: TestConfig) -> int:
         print(interrupted_line("nothing was written"), file=sys.stderr)
         return INTERRUPTED_STATUS
     print(ev.format_table(doc["rows"]))
-    print(f"\nbest honest row: {doc['best_honest_row']}; results: {json_path}; confusion matrix: {png}")
+    print(f"\nbest honest row (the highest on this test split: a choice made on test data): "
+          f"{doc['best_honest_row']}; results: {json_path}; confusion matrix: {png}")
     return 0
 
 

@@ -440,7 +440,7 @@ def _make_images(job: Job, compute: list[Item], workers: int, engine: str, devic
     """Make and write the images of the samples to compute, by the numpy or torch engine. Stopped
     (Ctrl-C, a full disk), it lists the images written so far first, so a rerun keeps them."""
     try:
-        with tqdm(total=len(compute), unit="sample", disable=not progress, desc=summary.split) as bar:
+        with tqdm(total=len(compute), unit="sample", disable=not progress or not compute, desc=summary.split) as bar:
             outcomes = _run(partial(process_sample, job), compute, workers, len(compute)) \
                 if engine == "numpy" else torch_outcomes(job, compute, workers, device)
             for outcome in outcomes:

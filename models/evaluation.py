@@ -149,7 +149,9 @@ class Row:
 
     def metrics(self, labels: np.ndarray, num_classes: int) -> dict:
         per_class = per_class_accuracy(self.pred, labels, num_classes)
-        top5 = None if self.scores is None else float(topk_correct(self.scores, labels, TOP_K).mean())
+        # With TOP_K classes or fewer every sample is in its top 5: no figure rather than a trivial 100%.
+        top5 = None if self.scores is None or num_classes <= TOP_K else \
+            float(topk_correct(self.scores, labels, TOP_K).mean())
         return {"key": self.key, "label": self.label, "honest": self.honest,
                 "top1": float((self.pred == labels).mean()), "top5": top5,
                 "mean_class": mean_class_accuracy(per_class),
@@ -349,8 +351,10 @@ def paper_table(docs: Sequence[dict]) -> str:
     columns = paper_columns()
     cells: dict[tuple[str, tuple[str, str]], float] = {}
     labels: dict[str, str] = {}
+    epochs: dict[tuple[str, str], set[str]] = {}   # which checkpoints each column's figures come from
     for doc in docs:
         col = (doc["dataset"], doc["protocol"])
+        epochs.setdefault(col, set()).add(str(doc.get("epoch", "?")))
         for m in doc["rows"]:
             labels.setdefault(m["key"], m["label"].split(" (ties:")[0])
             cells[(m["key"], col)] = m["top1"]
@@ -358,12 +362,19 @@ def paper_table(docs: Sequence[dict]) -> str:
         raise ValueError("no results to tabulate")
     # Rows in the order one full -desc all run lists them; the oracle stays last.
     keys = sorted(labels, key=lambda k: (k == "oracle", _row_rank(k)))
-    head = ["descriptor / rule"] + [f"{ds} {p}" for ds, p in columns]
+    # Each column says its checkpoints (best epoch or last), and says so loudly when they are mixed.
+    head = ["descriptor / rule"] + [f"{ds} {p}" + (f" ({epoch_note(epochs[(ds, p)])})" if (ds, p) in epochs else "")
+                                    for ds, p in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k in keys:
         vals = [f"{100 * cells[(k, c)]:.2f}" if (k, c) in cells else "" for c in columns]
         lines.append("| " + " | ".join([labels[k]] + vals) + " |")
     return "\n".join(lines) + "\n"
+
+
+def epoch_note(epochs: set[str]) -> str:
+    """'best', or 'mixed: best, last' when a column's figures come from different checkpoints."""
+    return next(iter(epochs)) if len(epochs) == 1 else f"mixed: {', '.join(sorted(epochs))}"
 
 
 def _row_rank(key: str) -> int:

@@ -224,7 +224,8 @@ def announce(run: Run, loaders: Loaders, net: Model, device: torch.device, info:
     if note := presence_note({data.split: len(data) for data in (run.train_set, run.test_set)}):
         log(note)
     held_out = f" / {len(loaders.val_set)} held out" if loaders.val_set is not None else ""
-    log(f"training {run.prefix}: {len(loaders.fit_set)} train / {len(run.test_set)} test images{held_out}, "
+    unit = "sequences" if run.from_skeletons else "images"   # skeletons: the images are made batch by batch
+    log(f"training {run.prefix}: {len(loaders.fit_set)} train / {len(run.test_set)} test {unit}{held_out}, "
         f"{num_classes} classes, {sum(p.numel() for p in net.model.parameters()) / 1e6:.2f} M parameters, "
         f"{info.world_size} process(es) on {device}")
     if config.label_smoothing is None:

@@ -31,6 +31,16 @@ def test_topk_and_per_class_accuracy_on_known_scores():
     assert cm.tolist() == [[1, 0, 1], [0, 0, 0], [0, 1, 1]]
 
 
+def test_top5_is_left_out_with_five_classes_or_fewer():
+    """Every sample is in its top 5 then: a trivial 100% is shown as '-', not as a figure."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 40)
+    few = ev.score_row("r", "three classes", rng.normal(size=(40, 3))).metrics(labels, 3)
+    many = ev.score_row("r", "ten classes", rng.normal(size=(40, 10))).metrics(labels, 10)
+    assert few["top5"] is None and 0 < many["top5"] < 1
+    assert ev.format_table([few]).splitlines()[1].split()[-2] == "-"
+
+
 def test_mean_class_differs_from_top1_on_unbalanced_classes():
     labels = np.array([0, 0, 0, 1])
     pred = np.array([0, 0, 0, 0])
@@ -159,6 +169,10 @@ def test_results_document_png_and_paper_table(tmp_path):
     cells = [c.strip() for c in gd.strip(" |").split("|")]
     assert cells[1:] == [""] * (len(ev.paper_columns()) - 1) + ["75.00"]   # only the NW-UCLA column ran
     assert lines[-1].startswith(f"| {ev.ORACLE_LABEL}")
+    assert "ucla cview (?)" in lines[0]   # a document that does not say its epoch
+    best, last = dict(doc, epoch="best"), dict(doc, epoch="last")
+    assert "| ucla cview (best) |" in ev.paper_table([best]).splitlines()[0]
+    assert "| ucla cview (mixed: best, last) |" in ev.paper_table([best, last]).splitlines()[0]
 
 
 def test_load_results_names_the_bad_file(tmp_path):

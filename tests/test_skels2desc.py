@@ -204,3 +204,14 @@ def test_a_partial_split_is_named_in_the_summary(demo_raw, tmp_path):
     present = len(split_from_folder(npy, Split.of("ntu60", "csub", "test")))
     line = f"notice: fewer samples than the official split (ntu60 csub test: {present:,} of 16,487"
     assert summary.presence.startswith(line) and f"  {summary.presence}" in summary.lines()
+
+
+def test_a_rerun_with_nothing_to_make_shows_no_progress_bar(ucla_dir, tmp_path, capsys):
+    seq = tmp_path / "ucla"
+    seq.mkdir()
+    for name in UCLA_SAMPLES:
+        shutil.copy(ucla_dir / f"{name}.json", seq)
+    extract_split("ucla", None, "test", seq, tmp_path / "desc", workers=1, img_size=16, progress=True)
+    assert "ucla cview test: 100%" in capsys.readouterr().err   # the first run draws its bar
+    again = extract_split("ucla", None, "test", seq, tmp_path / "desc", workers=1, img_size=16, progress=True)
+    assert again.written == 0 and capsys.readouterr().err == ""
