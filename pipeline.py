@@ -262,7 +262,8 @@ def run_figure(args: argparse.Namespace) -> Path:
 
     ds = get_dataset(args.dataset)
     for path in split_from_folder(args.dspath, Split.of(args.dataset, args.protocol, "test")):
-        out = args.ckpt / f"{sample_id(path)}_descriptors.png"
+        # named with the dataset too: the demo's NTU actions and their COCO-17 copies share sample ids
+        out = args.ckpt / f"{args.dataset}_{sample_id(path)}_descriptors.png"
         try:
             file_figure(path, out, args.mode, args.img_size, kind=ds.kind, layout=ds.layout)
         except ExcludedSequence:

@@ -46,7 +46,7 @@ def test_demo_pipeline_runs_end_to_end_and_beats_chance(demo_run):
     assert rows["mean_softmax.singles+all"]["top1"] >= 0.4, rows["mean_softmax.singles+all"]
     assert rows["all"]["top1"] >= 0.25, rows["all"]  # Fuse5 works in eval (per-descriptor BN statistics)
     assert (work / "data/demo/checkpoints" / "ntu60_csub_all_last_confusion.png").is_file()
-    assert len(list((work / "data/demo/checkpoints").glob("*_descriptors.png"))) == 1
+    assert len(list((work / "data/demo/checkpoints").glob("ntu60_*_descriptors.png"))) == 1
     assert "mean of softmax" in proc.stdout and "oracle: any of 5 correct" in proc.stdout
 
 
