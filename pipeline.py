@@ -28,9 +28,9 @@ from common.errors import INTERRUPTED_STATUS, interrupted_line
 from descriptors import provenance
 from descriptors.extract import extract_split
 from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
-from models.names import DEFAULT_CHECKPOINT_DIR, LAST, checkpoint_path, checkpoint_prefix
+from models.names import DEFAULT_CHECKPOINT_DIR, LAST, checkpoint_path, checkpoint_prefix, keep_run_files
 from models.config import BN_STATS, DEMO_PRESET, IMAGES, SKELETONS, TestConfig, TrainConfig, preset_settings
-from skeletons.convert import convert_folder, plan_conversion
+from skeletons.convert import convert_folder, plan_conversion, stale_conversions
 from skeletons.datasets import CUSTOM, PARTS, Split, default_protocol, get_dataset, sample_id, split_from_folder
 
 DEMO_ROOT = Path("data/demo")
@@ -188,6 +188,14 @@ def run_demo_data(args: argparse.Namespace) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> None:
+    """Make the converted folder follow its raw folder: convert what is new or changed, and remove
+    what no raw file stands for any more (as skels2desc makes the descriptor folders follow)."""
+    orphans, outdated = stale_conversions(args.txt, args.dspath)
+    for path in orphans + outdated:
+        path.unlink()
+    if orphans:
+        step("txt2npy", f"removed {len(orphans)} converted file(s) whose .skeleton is gone from {args.txt} "
+                        f"(first: {orphans[0].name})")
     planned, pending = plan_conversion(args.txt, args.dspath, args.dataset)
     if not pending and planned.ok:
         step("txt2npy", f"complete ({args.dspath})")
@@ -224,9 +232,10 @@ def run_training(args: argparse.Namespace) -> None:
                              batch_size=args.batch_size, lr=args.lr, bn_stats=args.bn_stats, seed=args.seed,
                              mode=args.mode, cache=True, no_progress=True, amp=args.amp, overwrite=args.overwrite,
                              **({"img_size": args.img_size} if args.source == SKELETONS else {}))
-        if not args.overwrite and data_changed(args, desc):
-            step(f"train {desc}", f"{prefix}: its images changed since it was trained; training it again")
-            config.overwrite = True
+        if not args.overwrite and data_changed(args, desc):   # said, and the finished model kept
+            kept = keep_run_files(args.ckpt, prefix)
+            step(f"train {desc}", f"{prefix}: its images changed since it was trained; the earlier model's files "
+                                  f"are kept in {kept}; training it again")
         if (status := train_cli.run(config)) == INTERRUPTED_STATUS:
             raise StepInterrupted()
         if status != 0:

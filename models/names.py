@@ -2,7 +2,9 @@
 run: <prefix>_<N>_epoch.tar, <prefix>_epoch_best.tar, <prefix>_last.tar, <prefix>_log.csv."""
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 from descriptors.names import DESCRIPTORS, FUSION, check_descriptor, protocol_suffix
@@ -10,6 +12,7 @@ from descriptors.names import DESCRIPTORS, FUSION, check_descriptor, protocol_su
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"
 BEST, LAST = "best", "last"   # --epoch: the best epoch's checkpoint, the last one's
+SUPERSEDED_DIR = "superseded"   # under -ckpt: earlier models that a retrain replaced, kept
 
 
 def checkpoint_prefix(dataset: str, protocol: str | None, desc: str) -> str:
@@ -67,6 +70,19 @@ def run_files(ckpt_dir: str | Path, prefix: str) -> list[Path]:
     files = [path for _, path in sorted(epoch_checkpoints(folder, prefix).items())]
     files += [folder / f"{prefix}{end}" for end in (BEST_SUFFIX, LAST_SUFFIX, LOG_SUFFIX)]
     return [p for p in files if p.is_file()]
+
+
+def keep_run_files(ckpt_dir: str | Path, prefix: str) -> Path | None:
+    """Move a run's files into <ckpt>/superseded/<prefix>_<time>/ (a retrain that would replace a
+    finished model keeps it there); the folder, or None when there were none."""
+    files = run_files(ckpt_dir, prefix)
+    if not files:
+        return None
+    kept = Path(ckpt_dir) / SUPERSEDED_DIR / f"{prefix}_{time.strftime('%Y%m%d-%H%M%S')}"
+    kept.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        os.replace(path, kept / path.name)
+    return kept
 
 
 def remove_run_files(ckpt_dir: str | Path, prefix: str) -> int:

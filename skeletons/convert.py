@@ -150,6 +150,26 @@ def plan_conversion(txt_dir: str | Path, npy_dir: str | Path, dataset: str, *,
     return summary, tasks
 
 
+def stale_conversions(txt_dir: str | Path, npy_dir: str | Path) -> tuple[list[Path], list[Path]]:
+    """(converted files whose raw file is gone, converted files older than their raw file): what
+    a converted folder holds that its raw folder no longer says (pipeline.py makes it follow)."""
+    txt_dir, npy_dir = Path(txt_dir), Path(npy_dir)
+    if not npy_dir.is_dir():
+        return [], []
+    raw = {e.name.removesuffix(SKELETON_SUFFIX): e.stat().st_mtime_ns
+           for e in os.scandir(txt_dir) if e.name.endswith(SKELETON_SUFFIX) and not not_a_file(e)}
+    orphans, outdated = [], []
+    for entry in sorted(os.scandir(npy_dir), key=lambda e: e.name):
+        if not entry.name.endswith(NPY_SUFFIX) or entry.name.startswith("."):
+            continue
+        sample = entry.name.removesuffix(NPY_SUFFIX)
+        if sample not in raw:
+            orphans.append(Path(entry.path))
+        elif raw[sample] > entry.stat().st_mtime_ns:
+            outdated.append(Path(entry.path))
+    return orphans, outdated
+
+
 def convert_folder(txt_dir: str | Path, npy_dir: str | Path, dataset: str, *,
                    missing: str | Path | Iterable[str] | None = None, workers: int | None = None,
                    overwrite: bool = False, include_missing: bool = False,

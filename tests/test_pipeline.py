@@ -186,10 +186,20 @@ def test_other_mode_or_size_is_refused_and_a_new_sample_retrains_every_model(dem
     assert again.returncode == 0, again.stderr[-3000:]
     out = again.stdout
     assert "txt2npy: 1 files to convert" in out and "descriptors test: complete" in out
-    assert out.count("its images changed since it was trained; training it again") == 6
+    assert out.count("its images changed since it was trained; the earlier model's files are kept in") == 6
     after = {p.name: read_settings(p)["data"]["train"] for p in ckpt.glob("*_last.tar")}
     assert before.keys() == after.keys() and len(after) == 6
     for name in after:
         assert all(after[name][d]["samples"] == before[name][d]["samples"] + 1 for d in after[name])
+    kept = {p.name: read_settings(p)["data"]["train"] for p in (ckpt / "superseded").glob("*/*_last.tar")}
+    assert kept == before   # the finished models are kept, not deleted
     third = run(PIPELINE, work)
     assert third.returncode == 0 and third.stdout.count("already trained: ") == 6
+    # the converted folder follows its raw folder: the .skeleton removed, its .npy goes, the models retrain
+    new.unlink()
+    fourth = run(PIPELINE, work)
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    assert "txt2npy: removed 1 converted file(s) whose .skeleton is gone from" in fourth.stdout
+    assert not (work / "data/demo/ntu/npy60skel" / f"{new.name}.npy").exists()
+    assert fourth.stdout.count("its images changed since it was trained") == 6
+    assert all(read_settings(p)["data"]["train"] == before[p.name] for p in ckpt.glob("*_last.tar"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skeletons.convert import check_complete, convert_folder
+from skeletons.convert import check_complete, convert_folder, stale_conversions
 from skeletons.datasets import official_missing
 from skeletons.ntu import load_skeleton_npy
 
@@ -160,3 +160,14 @@ def test_check_complete_lists_absent_samples(ntu_raw_dir, tmp_path):
     assert cli.returncode == 1
     assert "2 of 113,945 expected samples present, 113,943 absent" in cli.stdout
     assert "... and 113,940 more" in cli.stdout
+
+
+def test_stale_conversions_are_those_without_a_raw_file_or_older_than_it(ntu_raw_dir, tmp_path):
+    txt, npy = copy_samples(ntu_raw_dir, tmp_path / "txt", SAMPLES[:3]), tmp_path / "npy"
+    assert convert_folder(txt, npy, "ntu60", workers=1, progress=False).ok
+    assert stale_conversions(txt, npy) == ([], [])
+    (txt / f"{SAMPLES[0]}.skeleton").unlink()                          # removed from the raw folder
+    changed = txt / f"{SAMPLES[1]}.skeleton"                            # replaced after its conversion
+    later = (npy / f"{SAMPLES[1]}.skeleton.npy").stat().st_mtime_ns + 10**9
+    os.utime(changed, ns=(later, later))
+    assert stale_conversions(txt, npy) == ([npy / f"{SAMPLES[0]}.skeleton.npy"], [npy / f"{SAMPLES[1]}.skeleton.npy"])
