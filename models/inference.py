@@ -15,6 +15,7 @@ import torch
 from descriptors.core import DEFAULT_IMG_SIZE, check_included, descriptor_images
 from descriptors.dataset import as_three_channels, bgr_chw
 from models.checkpoint import load_model
+from models.reruns import settings_flags
 from models.provenance import RELEASE_NOTICE, check_consistent, check_layout, check_role
 from models.evaluation import mean_softmax, model_outputs
 from skeletons.datasets import Dataset, check_protocol, get_dataset
@@ -114,8 +115,9 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     models = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
     ckpts = {n: ckpt for n, (_, ckpt) in models.items()}
     for name, ckpt in ckpts.items():
-        check_role(ckpt, name, dataset, protocol, train_command(ds, protocol, name))
-        check_layout(ckpt, ds.layout, f"{path} ({ds.layout.name} layout)", train_command(ds, protocol, name))
+        retrain = train_command(ds, protocol, name) + settings_flags(ckpt.settings)   # as it was trained
+        check_role(ckpt, name, dataset, protocol, retrain)
+        check_layout(ckpt, ds.layout, f"{path} ({ds.layout.name} layout)", retrain)
     # The images must be made exactly as the training images were: same mode and size.
     pixels = check_consistent(ckpts)
     mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))

@@ -9,9 +9,11 @@ from pathlib import Path
 import torch
 
 from descriptors import provenance
+from skeletons.reading import MODES
+
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_settings, restore_rng_states
 from .names import LAST_SUFFIX, run_files
-from .config import IMAGES
+from .config import IMAGES, SKELETONS, TrainConfig
 from .run_data import DATA_FIELDS
 
 # The settings that decide what the optimiser does or which data it sees: a run continues only
@@ -43,6 +45,25 @@ def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict
             "label_smoothing": args.label_smoothing, "val_fraction": args.val_fraction, "max_steps": args.max_steps,
             "amp": None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), "augment": augment,
             "data": data, "source": source, "epochs": args.epochs}
+
+
+# The train.py flag of each recorded setting a suggested command must carry over (docs/WORKFLOW.md).
+SETTING_FLAGS = {"arch": "--arch", "width": "--width", "bn_stats": "--bn-stats", "mode": "--mode", "lr": "--lr",
+                 "batch_size": "--batch-size", "epochs": "--epochs", "seed": "--seed", "val_fraction": "--val-fraction",
+                 "label_smoothing": "--label-smoothing"}
+
+
+def settings_flags(settings: dict) -> str:
+    """' --width 0.0625 --lr 0.001 ...': the train.py flags that give a new run the recorded
+    run's settings, where they are not train.py's defaults (commands printed in messages)."""
+    defaults = {**vars(TrainConfig()), "mode": MODES[0]}   # the mode folders without a record are taken in
+    flags = [f"{flag} {settings[key]}" for key, flag in SETTING_FLAGS.items()
+             if settings.get(key) is not None and settings[key] != defaults[key]]
+    flags += ["--amp"] if settings.get("amp") else []
+    flags += ["--augment"] if settings.get("augment") else []
+    if settings.get("source") == SKELETONS:   # images made while training: their size is a setting (the
+        flags.append(f"--img-size {settings['img_size']}")   # caller says where the sequences are)
+    return "".join(f" {flag}" for flag in flags)
 
 
 def _show(value) -> str:

@@ -12,9 +12,10 @@ from descriptors.core import DEFAULT_IMG_SIZE
 from descriptors.dataset import DescriptorImages, SampleInfo, make_command, reading_splits
 from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
 from models import evaluation as ev
-from models.checkpoint import load_model
+from models.checkpoint import load_model, read_settings
 from models.config import DEFAULT_ARCH, IMAGES, TestConfig
 from models.inference import split_checkpoints, train_command as model_train_command
+from models.reruns import settings_flags
 from models.provenance import RELEASE_NOTICE, check_against_folder, check_consistent, check_layout, check_role
 from models.loop import pick_device
 from common.atomic import write_text_atomic
@@ -23,15 +24,22 @@ from descriptors.names import FUSION, FUSION_ORDER, check_descriptor
 from models.names import BEST, checkpoint_prefix
 
 
-def train_command(config: TestConfig, desc: str) -> str:
+def train_command(config: TestConfig, desc: str, settings: dict | None = None) -> str:
+    """The train.py command of one model, where this evaluation reads, with ``settings`` (another
+    model's recorded ones) carried over so that the models can be fused."""
+    where = (f" --source skeletons -dspath {config.dspath or get_dataset(config.dataset).seq_dir}"
+             if config.source != IMAGES else f" -despth {config.despth}")
     return model_train_command(get_dataset(config.dataset), config.protocol, desc,
-                               f" -despth {config.despth} -ckpt {config.ckpt}")
+                               f"{where} -ckpt {config.ckpt}{settings_flags(settings or {})}")
 
 
 def find_checkpoints(config: TestConfig, desc: str) -> tuple[dict[str, Path], dict[str, dict]]:
-    """(name -> existing checkpoint, name -> {path, command} of the missing ones)."""
+    """(name -> existing checkpoint, name -> {path, command} of the missing ones; the commands
+    carry the settings the existing models were trained with)."""
     found, missing_paths = split_checkpoints(config.ckpt, config.dataset, config.protocol, desc, config.epoch)
-    missing = {n: {"path": str(p.absolute()), "command": train_command(config, n)} for n, p in missing_paths.items()}
+    recorded = next((s for p in found.values() if (s := read_settings(p))), None)
+    missing = {n: {"path": str(p.absolute()), "command": train_command(config, n, recorded)}
+               for n, p in missing_paths.items()}
     if not found:
         lines = "\n  ".join(f"{m['path']}  (make it with: {m['command']})" for m in missing.values())
         raise FileNotFoundError(f"no checkpoint to evaluate; missing:\n  {lines}")

@@ -3,6 +3,7 @@ errors, the paper table, and full-size release-format state dicts."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,11 @@ from PIL import Image
 
 from descriptors.dataset import DescriptorImages, write_synthetic_split
 from models import evaluation as ev
-from models.checkpoint import load_model, save_checkpoint
+from models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from models.networks import build_model
 from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir, image_name
 from models.names import checkpoint_path
+from models.reruns import SETTING_FLAGS
 from skeletons.datasets import Split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,3 +255,31 @@ def test_release_checkpoints_are_accepted_with_one_note(tiny_run, tmp_path, caps
                            "-ckpt", str(release), "--workers", "0") == 0
         err = capsys.readouterr().err
         assert err.count("record neither the descriptor mode nor the image size") == 1
+
+
+def test_a_missing_models_suggested_command_trains_it_with_the_others_settings(own_root, tmp_path, capsys):
+    """The command test.py prints for a missing model, run as printed, trains a model that can be
+    fused with the existing ones: the same non-default settings (width, rate, batch, epochs, seed)."""
+    import shlex
+    import train
+
+    ckpt = tmp_path / "ckpt"
+    assert train.main(train.get_args_parser().parse_args(
+        ["-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(own_root), "-ckpt", str(ckpt), "--width", "0.0625",
+         "--lr", "1e-3", "--batch-size", "8", "--epochs", "2", "--seed", "3", "--workers", "0", "--no-progress"])) == 0
+    capsys.readouterr()
+    assert run_test_py("-d", "ucla", "-desc", "all", "-gpu", "-1", "-despth", str(own_root), "-ckpt", str(ckpt),
+                       "--epoch", "last", "--workers", "0") == 0
+    err = capsys.readouterr().err
+    command = re.search(r"missing \S+ucla_JDD_last\.tar: skipped; make it with: (.*)", err).group(1)
+    assert "--width 0.0625 --lr 0.001 --batch-size 8 --epochs 2 --seed 3" in command
+    argv = shlex.split(command)
+    assert argv[:2] == ["python", "train.py"]
+    done = subprocess.run([sys.executable, *argv[1:], "-gpu", "-1"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    made = load_checkpoint(ckpt / "ucla_JDD_last.tar").settings
+    gd = load_checkpoint(ckpt / "ucla_GD_last.tar").settings
+    assert {k: made[k] for k in SETTING_FLAGS} == {k: gd[k] for k in SETTING_FLAGS}
+    assert run_test_py("-d", "ucla", "-desc", "all", "-gpu", "-1", "-despth", str(own_root), "-ckpt", str(ckpt),
+                       "--epoch", "last", "--workers", "0") == 0   # GD and JDD now fuse
