@@ -21,7 +21,8 @@ from models.loop import pick_device
 from common.atomic import write_text_atomic
 from skeletons.datasets import Split, class_names, default_protocol, get_dataset
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor
-from models.names import BEST, checkpoint_prefix
+from models.logs import last_logged_epoch
+from models.names import BEST, LOG_SUFFIX, checkpoint_prefix
 
 
 def train_command(config: TestConfig, desc: str, settings: dict | None = None) -> str:
@@ -33,15 +34,30 @@ def train_command(config: TestConfig, desc: str, settings: dict | None = None) -
                                f"{where} -ckpt {config.ckpt}{settings_flags(settings or {})}")
 
 
+def pruned_epoch(config: TestConfig, desc: str) -> str | None:
+    """For --epoch K whose file is gone although the run's log says epoch K was trained: what
+    happened (train.py --keep-last keeps only the newest epoch files) and what to do instead."""
+    if not str(config.epoch).isdigit():
+        return None
+    log = Path(config.ckpt) / f"{checkpoint_prefix(config.dataset, config.protocol, desc)}{LOG_SUFFIX}"
+    last = last_logged_epoch(log)
+    if last is None or last < int(config.epoch):
+        return None
+    return (f"epoch {config.epoch} was trained (its log goes to epoch {last}) and its file removed by train.py "
+            f"--keep-last, which keeps only the newest epoch files: evaluate --epoch best or last, or train with "
+            f"--keep-last 0 to keep every epoch")
+
+
 def find_checkpoints(config: TestConfig, desc: str) -> tuple[dict[str, Path], dict[str, dict]]:
     """(name -> existing checkpoint, name -> {path, command} of the missing ones; the commands
     carry the settings the existing models were trained with)."""
     found, missing_paths = split_checkpoints(config.ckpt, config.dataset, config.protocol, desc, config.epoch)
     recorded = next((s for p in found.values() if (s := read_settings(p))), None)
-    missing = {n: {"path": str(p.absolute()), "command": train_command(config, n, recorded)}
+    missing = {n: {"path": str(p.absolute()), "command": train_command(config, n, recorded),
+                   "why": pruned_epoch(config, n) or f"make it with: {train_command(config, n, recorded)}"}
                for n, p in missing_paths.items()}
     if not found:
-        lines = "\n  ".join(f"{m['path']}  (make it with: {m['command']})" for m in missing.values())
+        lines = "\n  ".join(f"{m['path']}  ({m['why']})" for m in missing.values())
         raise FileNotFoundError(f"no checkpoint to evaluate; missing:\n  {lines}")
     return found, missing
 
@@ -113,7 +129,7 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     found, missing = find_checkpoints(config, desc)
     device = pick_device(config.gpu, log=lambda line: print(line, file=sys.stderr))
     for name, m in missing.items():
-        print(f"missing {m['path']}: skipped; make it with: {m['command']}", file=sys.stderr)
+        print(f"missing {m['path']}: skipped; {m['why']}", file=sys.stderr)
     models, ckpts = load_models(config, found, ds.num_classes, device)
     # Read each needed descriptor once per sample; every model sees the same batches in one order.
     descs = [d for d in FUSION_ORDER if FUSION in models or d in models]

@@ -283,3 +283,21 @@ def test_a_missing_models_suggested_command_trains_it_with_the_others_settings(o
     assert {k: made[k] for k in SETTING_FLAGS} == {k: gd[k] for k in SETTING_FLAGS}
     assert run_test_py("-d", "ucla", "-desc", "all", "-gpu", "-1", "-despth", str(own_root), "-ckpt", str(ckpt),
                        "--epoch", "last", "--workers", "0") == 0   # GD and JDD now fuse
+
+
+def test_an_epoch_removed_by_keep_last_is_said_so_not_blamed_on_settings(own_root, tmp_path, capsys):
+    import train
+
+    ckpt = tmp_path / "ckpt"
+    assert train.main(train.get_args_parser().parse_args(
+        ["-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(own_root), "-ckpt", str(ckpt), "--width", "0.0625",
+         "--epochs", "3", "--keep-last", "1", "--workers", "0", "--no-progress"])) == 0
+    assert not (ckpt / "ucla_GD_1_epoch.tar").exists() and (ckpt / "ucla_GD_3_epoch.tar").exists()
+    capsys.readouterr()
+    assert run_test_py("-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(own_root), "-ckpt", str(ckpt),
+                       "--epoch", "1", "--workers", "0") == 2
+    err = capsys.readouterr().err
+    assert "epoch 1 was trained (its log goes to epoch 3) and its file removed by train.py --keep-last" in err
+    assert "make it with" not in err
+    assert run_test_py("-d", "ucla", "-desc", "GD", "-gpu", "-1", "-despth", str(own_root), "-ckpt", str(ckpt),
+                       "--epoch", "3", "--workers", "0") == 0
