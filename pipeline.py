@@ -24,7 +24,7 @@ import torch
 from cli import test as test_cli, train as train_cli
 from cli import options as cli
 from common.atomic import write_text_atomic
-from common.errors import INTERRUPTED_STATUS, interrupted_line
+from common.errors import INTERRUPTED_STATUS, one_line_run
 from descriptors import provenance
 from descriptors.extract import extract_split
 from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
@@ -282,34 +282,33 @@ def run_figure(args: argparse.Namespace) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
+    return one_line_run(lambda: run_steps(args), (OSError, ValueError, RuntimeError),
+                        "finished steps and saved epochs are kept")
+
+
+def run_steps(args: argparse.Namespace) -> int:
+    """Every step of the README's sequence, each skipped when its outputs are complete."""
     start = time.time()
+    args = resolve(args)
+    if args.demo:
+        # The demo's tiny networks lose far more to OpenMP threads contending for busy
+        # cores than they gain from them (9 vs 490 img/s measured on 2 loaded cores).
+        torch.set_num_threads(1)
+        run_demo_data(args)
+    cli.setup_dataset(args)
+    args = resolve_paths(args)
+    if args.txt is not None:
+        run_convert(args)
+    if args.source == SKELETONS:
+        step("descriptors", "none on disk: made batch by batch while training (--source skeletons)")
+    else:
+        run_descriptors(args)
     try:
-        args = resolve(args)
-        if args.demo:
-            # The demo's tiny networks lose far more to OpenMP threads contending for busy
-            # cores than they gain from them (9 vs 490 img/s measured on 2 loaded cores).
-            torch.set_num_threads(1)
-        if args.demo:
-            run_demo_data(args)
-        cli.setup_dataset(args)
-        args = resolve_paths(args)
-        if args.txt is not None:
-            run_convert(args)
-        if args.source == SKELETONS:
-            step("descriptors", "none on disk: made batch by batch while training (--source skeletons)")
-        else:
-            run_descriptors(args)
         run_training(args)
         run_test(args)
-        figure = run_figure(args)
-    except (OSError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(interrupted_line("finished steps and saved epochs are kept"), file=sys.stderr)
-        return INTERRUPTED_STATUS
     except StepInterrupted:   # the step said so in its own line
         return INTERRUPTED_STATUS
+    figure = run_figure(args)
     step("done", f"{time.time() - start:.0f} s. results JSON and confusion matrix in "
                  f"{args.ckpt}/; a sample and its five descriptor images: {figure}")
     return 0

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from cli import options as cli
-from common.errors import INTERRUPTED_STATUS, interrupted_line
+from common.errors import one_line_run
 from skeletons.convert import check_complete, convert_folder
 from skeletons.datasets import DATASETS
 
@@ -37,7 +37,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     ds = DATASETS[args.dataset]
     txt_dir, npy_dir = args.txt or ds.raw_dir, args.npy or ds.seq_dir
-    try:
+
+    def convert() -> int:
         if args.check_complete:
             result = check_complete(npy_dir, args.dataset, missing=args.missing)
             print(result.report(npy_dir, show=args.show))
@@ -45,14 +46,12 @@ def main(args: argparse.Namespace) -> int:
         summary = convert_folder(txt_dir, npy_dir, args.dataset, missing=args.missing, workers=args.workers,
                                  overwrite=args.overwrite, include_missing=args.include_missing,
                                  progress=not args.no_progress)
-    except (OSError, ValueError) as exc:
-        print(f"txt2npy.py: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:   # every file converted so far is complete (written atomically)
-        print(interrupted_line(f"the files converted so far are kept in {npy_dir}"), file=sys.stderr)
-        return INTERRUPTED_STATUS
-    print(summary.report())
-    return 0 if summary.ok else 1
+        print(summary.report())
+        return 0 if summary.ok else 1
+
+    # every file converted before a stop is complete (written atomically)
+    return one_line_run(convert, (OSError, ValueError), f"the files converted so far are kept in {npy_dir}",
+                        prefix="txt2npy.py: error: ")
 
 
 if __name__ == "__main__":

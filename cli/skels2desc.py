@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.errors import INTERRUPTED_STATUS, interrupted_line
+from common.errors import one_line_run
 from common.locks import LockHeldError
 from descriptors.extract import DEFAULT_PNG_LEVEL, ENGINES, default_device, extract_split
 from skeletons.datasets import CUSTOM, default_protocol, get_dataset
@@ -48,22 +48,21 @@ def build_parser(datasets: tuple[str, ...], doc: str | None = None) -> argparse.
 
 def main(argv: list[str] | None, datasets: tuple[str, ...], doc: str | None = None) -> int:
     args = build_parser(datasets, doc).parse_args(argv)
-    try:
-        cli.setup_dataset(args)
-        ds = get_dataset(args.dataset)
-        protocol = default_protocol(args.dataset, getattr(args, "protocol", None))
-        seq_dir = getattr(args, "dspath", None) or ds.seq_dir
-        summary = extract_split(args.dataset, protocol, args.part, seq_dir, args.despth, mode=args.mode,
-                                workers=args.workers, img_size=args.img_size, png_level=args.png_level,
-                                overwrite=args.overwrite, progress=not args.no_progress, wait=args.wait,
-                                on_wait=lambda message: print(f"waiting: {message}", file=sys.stderr),
-                                engine=args.engine, device=args.device or default_device())
-    except (OSError, ValueError, LockHeldError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(interrupted_line("the images written so far are kept and listed"), file=sys.stderr)
-        return INTERRUPTED_STATUS
+    return one_line_run(lambda: extract(args), (OSError, ValueError, LockHeldError),
+                        "the images written so far are kept and listed")
+
+
+def extract(args: argparse.Namespace) -> int:
+    """One split's extraction as the options say; its summary printed; 1 when a sample failed."""
+    cli.setup_dataset(args)
+    ds = get_dataset(args.dataset)
+    protocol = default_protocol(args.dataset, getattr(args, "protocol", None))
+    seq_dir = getattr(args, "dspath", None) or ds.seq_dir
+    summary = extract_split(args.dataset, protocol, args.part, seq_dir, args.despth, mode=args.mode,
+                            workers=args.workers, img_size=args.img_size, png_level=args.png_level,
+                            overwrite=args.overwrite, progress=not args.no_progress, wait=args.wait,
+                            on_wait=lambda message: print(f"waiting: {message}", file=sys.stderr),
+                            engine=args.engine, device=args.device or default_device())
     print("\n".join(summary.lines()))
     if ds.custom is not None and ds.custom.unlisted:
         unlisted = ds.custom.unlisted

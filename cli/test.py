@@ -3,9 +3,8 @@ expected errors as one line."""
 from __future__ import annotations
 
 import argparse
-import sys
 
-from common.errors import INTERRUPTED_STATUS, interrupted_line
+from common.errors import one_line_run
 from common.locks import LockHeldError
 from models import evaluation as ev
 from models.config import IMAGES, SKELETONS, TestConfig, from_args, set_parser_defaults
@@ -34,8 +33,8 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
 
 
 def run(config: TestConfig) -> int:
-    """One evaluation (or the paper table); 2 with the one-line error of an expected failure."""
-    try:
+    """One evaluation (or the paper table); 2 with the one-line error of an expected failure, 130 on Ctrl-C."""
+    def test() -> int:
         if config.paper_table:
             print(paper_table(config))
             return 0
@@ -44,16 +43,12 @@ def run(config: TestConfig) -> int:
         cli.setup_dataset(config)
         doc, rows = evaluate(config)
         json_path, png = write_outputs(config, doc, rows)
-    except (ValueError, OSError, LockHeldError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(interrupted_line("nothing was written"), file=sys.stderr)
-        return INTERRUPTED_STATUS
-    print(ev.format_table(doc["rows"]))
-    print(f"\nbest honest row (the highest on this test split: a choice made on test data): "
-          f"{doc['best_honest_row']}; results: {json_path}; confusion matrix: {png}")
-    return 0
+        print(ev.format_table(doc["rows"]))
+        print(f"\nbest honest row (the highest on this test split: a choice made on test data): "
+              f"{doc['best_honest_row']}; results: {json_path}; confusion matrix: {png}")
+        return 0
+
+    return one_line_run(test, (ValueError, OSError, LockHeldError), "nothing was written")
 
 
 def main(args: argparse.Namespace) -> int:

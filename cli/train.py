@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from common.errors import INTERRUPTED_STATUS, error_line, interrupted_line
+from common.errors import error_line, one_line_run
 from common.locks import LockHeldError
 from descriptors.core import DEFAULT_IMG_SIZE
 from models.checkpoint import CheckpointError
@@ -73,17 +72,14 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
 
 
 def run(config: TrainConfig) -> int:
-    """One training; 2 with the one-line error of an expected failure."""
-    try:
+    """One training; 2 with the one-line error of an expected failure, 130 on Ctrl-C."""
+    def train() -> int:
         cli.setup_dataset(config)
         fit(config)
-    except (FileNotFoundError, ValueError, CheckpointError, WeightsUnavailableError, LockHeldError) as e:
-        print(f"error: {error_line(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(interrupted_line("the epochs saved so far are kept"), file=sys.stderr)
-        return INTERRUPTED_STATUS
-    return 0
+        return 0
+
+    return one_line_run(train, (FileNotFoundError, ValueError, CheckpointError, WeightsUnavailableError,
+                                LockHeldError), "the epochs saved so far are kept", describe=error_line)
 
 
 def main(args: argparse.Namespace) -> int:

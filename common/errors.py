@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -41,6 +43,24 @@ INTERRUPTED_STATUS = 130   # what a shell reports for a process stopped by Ctrl-
 def interrupted_line(kept: str) -> str:
     """The one line a front end prints on Ctrl-C instead of a traceback; ``kept`` says what stays."""
     return f"interrupted; {kept}; rerun the same command to continue"
+
+
+FAILED_STATUS = 2   # an expected failure, told in one line
+
+
+def one_line_run(body: Callable[[], int], expected: tuple[type[BaseException], ...], kept: str, *,
+                 describe: Callable[[BaseException], str] = str, prefix: str = "error: ") -> int:
+    """A front end's run: ``body``'s exit status; an ``expected`` error printed as one line on
+    stderr (FAILED_STATUS), Ctrl-C as ``interrupted_line(kept)`` (INTERRUPTED_STATUS); never a
+    traceback."""
+    try:
+        return body()
+    except expected as error:
+        print(f"{prefix}{describe(error)}", file=sys.stderr)
+        return FAILED_STATUS
+    except KeyboardInterrupt:
+        print(interrupted_line(kept), file=sys.stderr)
+        return INTERRUPTED_STATUS
 
 
 def ignore_interrupts() -> None:

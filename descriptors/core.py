@@ -310,7 +310,12 @@ def degenerate_reason(X: np.ndarray, mode: str = "paper") -> str | None:
 
 
 class ExcludedSequence(ValueError):
-    """A sequence clean mode leaves out (``degenerate_reason``); ``str(e)`` names the file."""
+    """A sequence clean mode leaves out; ``str(e)`` names the file, ``reason`` is
+    ``degenerate_reason``'s."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason} (clean mode excludes such sequences; paper mode keeps them)")
+        self.reason = reason
 
 
 def check_included(X: np.ndarray, mode: str, path: str | Path) -> str | None:
@@ -319,7 +324,7 @@ def check_included(X: np.ndarray, mode: str, path: str | Path) -> str | None:
     prediction and of figures alike, as the field's loaders drop unusable samples."""
     reason = degenerate_reason(X, mode)
     if reason and mode != "paper":
-        raise ExcludedSequence(f"{path}: {reason} (clean mode excludes such sequences; paper mode keeps them)")
+        raise ExcludedSequence(path, reason)
     return reason
 
 

@@ -35,8 +35,7 @@ from skeletons.kinds import SampleKind
 from skeletons.reading import check_mode, load_sequence
 
 from . import provenance
-from .core import (DEFAULT_IMG_SIZE, ExcludedSequence, check_included, degenerate_reason, descriptor_images,
-                   png_bytes)
+from .core import DEFAULT_IMG_SIZE, ExcludedSequence, check_included, descriptor_images, png_bytes
 from .names import DESCRIPTORS, descriptor_dir, image_name, split_lock_path, split_sources_path
 
 DEFAULT_PNG_LEVEL = 1             # zlib level 1: about twice as fast as Pillow's default, same pixels
@@ -89,8 +88,8 @@ def load_item(job: Job, item: Item) -> Loaded:
     try:
         X = load_sequence(item.path, job.mode, job.kind, job.layout)
         degenerate = check_included(X, job.mode, item.path)
-    except ExcludedSequence:   # clean mode leaves it out of the split: named, not failed
-        return Loaded(item, note=degenerate_reason(X, job.mode), excluded=True)
+    except ExcludedSequence as excluded:   # clean mode leaves it out of the split: named, not failed
+        return Loaded(item, note=excluded.reason, excluded=True)
     except Exception as error:  # one bad sample must not stop a 100k-sample run; it is reported
         return Loaded(item, note=naming(error, item.path))
     row = {"index": item.index, "sample": sample_id(item.path), "label": item.label,

@@ -28,11 +28,11 @@ def seal_path(pack: Path) -> Path:
     return pack.with_name(pack.name + SEAL_SUFFIX)
 
 
-def block_crcs(path: Path) -> list[int]:
-    """CRC-32 of each BLOCK bytes of ``path``, read in order."""
+def block_crcs(path: Path, block_size: int = BLOCK) -> list[int]:
+    """CRC-32 of each ``block_size`` bytes of ``path``, read in order."""
     crcs = []
     with open(path, "rb") as f:
-        while block := f.read(BLOCK):
+        while block := f.read(block_size):
             crcs.append(zlib.crc32(block))
     return crcs
 
@@ -60,15 +60,15 @@ def seal_problem(files: Sequence[Path], verify: bool = False) -> str | None:
             return f"{f.name} is missing" if entry is not None else f"{f.name} is not sealed"
         if (size := f.stat().st_size) != entry["size"]:
             return f"{f.name} is {size:,} bytes, sealed at {entry['size']:,} (truncated or rewritten)"
-        if verify and block == BLOCK and (crcs := block_crcs(f)) != entry["crc32"]:
+        if verify and (crcs := block_crcs(f, block)) != entry["crc32"]:   # the seal's own block size
             bad = next(k for k, (a, b) in enumerate(zip(crcs, entry["crc32"])) if a != b)
-            return f"{f.name}: bytes {bad * BLOCK:,}-{(bad + 1) * BLOCK - 1:,} differ from its seal (damaged)"
+            return f"{f.name}: bytes {bad * block:,}-{(bad + 1) * block - 1:,} differ from its seal (damaged)"
     return None
 
 
 def usable(files: Sequence[Path], what: str, verify: bool = False) -> bool:
-    """Whether a pack found on disk may be used. When it may not, say so in one line (stderr) and
-    clear it away so it is made again: a damaged one moved aside, an unsealed one removed."""
+    """Whether a pack found on disk may be used. A damaged one is named in one line (stderr) and
+    moved aside; an unsealed one is left where it is, for the pack made again to replace."""
     if not files[0].is_file():
         return False
     problem = seal_problem(files, verify)

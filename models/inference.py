@@ -23,7 +23,7 @@ from skeletons.layouts import Layout
 from skeletons.reading import check_file, file_kind, load_sequence
 from descriptors.names import FUSION, FUSION_ORDER
 from .logs import last_logged_epoch
-from .names import BEST, LOG_SUFFIX, checkpoint_prefix, model_checkpoints
+from .names import BEST, log_path, model_checkpoints
 
 
 @dataclass
@@ -58,18 +58,17 @@ def split_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, 
 
 
 def find_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
-                     epoch: str = BEST) -> dict[str, Path]:
-    """Existing checkpoints of the models asked for (``all``: the five single models and Fuse5)."""
+                     epoch: str = BEST) -> tuple[dict[str, Path], dict[str, Path]]:
+    """``split_checkpoints``, refused in one line when none of the models asked for exists."""
     found, missing = split_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
     if not found:   # then every path is missing, in order: the first is the first model's
         raise FileNotFoundError(f"no checkpoint in {Path(ckpt_dir).absolute()} for {dataset} {protocol} -desc {desc} "
                                 f"(looked for {next(iter(missing.values())).name}, ...); train with train.py first")
-    return found
+    return found, missing
 
 
-def model_notes(ckpt_dir: str | Path, dataset: str, protocol: str, desc: str, epoch: int | str) -> list[str]:
+def model_notes(found: dict[str, Path], missing: dict[str, Path]) -> list[str]:
     """Which of the models asked for are used and which are missing (as test.py says it)."""
-    found, missing = split_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
     if not missing:
         return []
     return [f"note: using {', '.join(found)}; missing {', '.join(missing)} (first: {next(iter(missing.values()))}): "
@@ -81,7 +80,7 @@ def unfinished_notes(ckpt_dir: str | Path, dataset: str, protocol: str, ckpts: d
     notes = []
     for name, ckpt in ckpts.items():
         target = ckpt.settings.get("epochs") if ckpt.kind == "ours" else None
-        logged = last_logged_epoch(Path(ckpt_dir) / f"{checkpoint_prefix(dataset, protocol, name)}{LOG_SUFFIX}")
+        logged = last_logged_epoch(log_path(ckpt_dir, dataset, protocol, name))
         if target and logged is not None and logged < target:
             notes.append(f"warning: {name}'s training stopped at epoch {logged} of {target} (unfinished); rerun its "
                          f"train.py command to finish it")
@@ -110,8 +109,8 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     protocol = check_protocol(dataset, protocol or ds.protocols[0])
     check_file(path)   # before the models are loaded
     check_file_kind(path, ds)
-    found = find_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
-    notes = model_notes(ckpt_dir, dataset, protocol, desc, epoch)
+    found, missing = find_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
+    notes = model_notes(found, missing)
     models = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
     ckpts = {n: ckpt for n, (_, ckpt) in models.items()}
     for name, ckpt in ckpts.items():

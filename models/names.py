@@ -36,6 +36,11 @@ def checkpoint_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, de
     return Path(ckpt_dir) / name
 
 
+def log_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str) -> Path:
+    """<prefix>_log.csv: the run's per-epoch log (models/logs.py)."""
+    return Path(ckpt_dir) / f"{checkpoint_prefix(dataset, protocol, desc)}{LOG_SUFFIX}"
+
+
 def model_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
                       epoch: int | str = BEST) -> dict[str, Path]:
     """Checkpoint of every model that ``-desc`` names: 'all' = the five single models and Fuse5."""

@@ -22,7 +22,7 @@ from common.atomic import write_text_atomic
 from skeletons.datasets import Split, class_names, default_protocol, get_dataset
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor
 from models.logs import last_logged_epoch
-from models.names import BEST, LOG_SUFFIX, checkpoint_prefix
+from models.names import BEST, checkpoint_prefix, log_path
 
 
 def train_command(config: TestConfig, desc: str, settings: dict | None = None) -> str:
@@ -39,8 +39,7 @@ def pruned_epoch(config: TestConfig, desc: str) -> str | None:
     happened (train.py --keep-last keeps only the newest epoch files) and what to do instead."""
     if not str(config.epoch).isdigit():
         return None
-    log = Path(config.ckpt) / f"{checkpoint_prefix(config.dataset, config.protocol, desc)}{LOG_SUFFIX}"
-    last = last_logged_epoch(log)
+    last = last_logged_epoch(log_path(config.ckpt, config.dataset, config.protocol, desc))
     if last is None or last < int(config.epoch):
         return None
     return (f"epoch {config.epoch} was trained (its log goes to epoch {last}) and its file removed by train.py "

@@ -29,7 +29,7 @@ from .config import IMAGES, SKELETONS, TrainConfig
 from .distributed import DistInfo, barrier, cleanup_distributed, init_distributed, shard
 from .logs import format_epoch_line, write_csv_log
 from .loop import RunOptions, amp_setup, evaluate, pick_device, train_one_epoch
-from .names import (BEST, LAST, LOG_SUFFIX, checkpoint_path, checkpoint_prefix, prune_checkpoints, remove_run_files,
+from .names import (BEST, LAST, checkpoint_path, checkpoint_prefix, log_path, prune_checkpoints, remove_run_files,
                     run_files, run_lock_path)
 from .networks import build_model
 from .recipe import holdout_split, make_criterion, make_scheduler, soft_target_floor
@@ -117,7 +117,7 @@ def prepare(config: TrainConfig, device: torch.device, info: DistInfo, log) -> R
     return Run(config, from_skeletons, train_set, test_set, mode, img_size, augment, amp_dtype, scaler, settings,
                folders, record_stamps(folders), prefix,
                checkpoint_path(config.ckpt, config.dataset, config.protocol, config.desc, LAST),
-               Path(config.ckpt) / f"{prefix}{LOG_SUFFIX}")
+               log_path(config.ckpt, config.dataset, config.protocol, config.desc))
 
 
 def decide(run: Run, info: DistInfo, log) -> RunPlan:

@@ -98,3 +98,21 @@ def test_a_damaged_skeleton_pack_is_moved_aside_and_made_again(demo_raw, tmp_pat
     assert pack.with_name(pack.name + DAMAGED_SUFFIX).is_file()
     for i in range(len(plain)):
         assert np.array_equal(again[i].sequence, plain[i].sequence)
+
+
+def test_verify_reads_a_seal_with_its_own_block_size(own_root):
+    """A seal written with other blocks (another version's BLOCK) is still checked, not skipped."""
+    import json
+
+    from descriptors.seals import block_crcs
+
+    made = DescriptorImages(own_root, "ucla", None, "train", "GD", cache=True, uint8=True)
+    (pack,) = made.cache_paths
+    del made
+    seal = json.loads(seal_path(pack).read_text())
+    block = 4096
+    seal["block"], seal["files"][pack.name]["crc32"] = block, block_crcs(pack, block)
+    seal_path(pack).write_text(json.dumps(seal))
+    assert seal_problem([pack], verify=True) is None
+    flip(pack)
+    assert "differ from its seal" in seal_problem([pack], verify=True)
