@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 
-def not_a_file(entry: os.DirEntry) -> str | None:
-    """None for a regular file (or a link to one), else the one-line reason it is not read."""
+def not_a_file(entry: os.DirEntry | str | Path) -> str | None:
+    """None for a regular file (or a link to one), else the one-line reason it is not read. Asked
+    before a file is opened: opening a FIFO would wait for a writer forever."""
     try:
-        mode = entry.stat().st_mode   # follows links
+        mode = (entry.stat() if isinstance(entry, os.DirEntry) else os.stat(entry)).st_mode   # follows links
     except OSError as error:
         return f"unreadable link or entry ({error.strerror or error})"
     if stat.S_ISREG(mode):

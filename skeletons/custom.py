@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import NoReturn
 import numpy as np
 
 from common.atomic import atomic_path
+from common.files import not_a_file
 from .centring import FIRST_FRAME, Uncentred
 from .datasets import CUSTOM, CUSTOM_PROTOCOL, PARTS, CustomSample, Dataset, register_dataset
 from .kinds import SampleKind, sample_id
@@ -162,6 +164,8 @@ def _label_rows(path: Path, reader, num_classes: int) -> list[tuple[int, str, in
 
 def _load_array(path: Path, header_only: bool = False) -> np.ndarray:
     """np.load without pickle; ``header_only`` maps the file instead of reading it."""
+    if os.path.lexists(path) and (reason := not_a_file(path)):   # a FIFO would block the open below
+        _fail(path, reason)
     try:
         with path.open("rb") as handle:
             magic = handle.read(len(NPY_MAGIC))

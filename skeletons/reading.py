@@ -3,11 +3,13 @@ skeletons, prediction, figures): the dataset kind's reader (body selection by mo
 centring (skeletons/centring.py) and the checks that name the file in one line."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from common.errors import naming
+from common.files import not_a_file
 
 from .centring import Uncentred
 from .custom import CUSTOM_KIND
@@ -57,10 +59,13 @@ def sample_kind(kind: SampleKind | str | None, path: str | Path) -> SampleKind:
 
 
 def check_file(path: str | Path) -> Path:
-    """``path``, refused in one line when there is no such file."""
+    """``path``, refused in one line when there is no such file, or it is no regular file (a FIFO
+    would block the reader forever)."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"{path.absolute()}: skeleton file not found")
+    if reason := not_a_file(path):
+        raise ValueError(f"{path}: {reason}")
     return path
 
 

@@ -2,6 +2,7 @@
 the five descriptor images; the 2D descriptors' values and image-plane invariances; one-line errors."""
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from pathlib import Path
@@ -233,6 +234,12 @@ def raw(name: str, content: bytes) -> callable:
     return lambda root: (root / name).write_bytes(content)
 
 
+def fifo(root: Path) -> None:
+    path = root / "skeletons" / "a.npy"
+    path.unlink()
+    os.mkfifo(path)
+
+
 def pickled(root: Path) -> None:
     np.save(root / "skeletons" / "a.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
 
@@ -283,6 +290,7 @@ BAD_DATASETS = [
     (lambda root: (root / "skeletons" / "a.npy").write_bytes(pickle.dumps([1, 2])),
      "skeletons/a.npy: not a .npy file (np.save writes them)"),
     (truncated, "skeletons/a.npy: unreadable .npy file (mmap length is greater than file size)"),
+    (fifo, "skeletons/a.npy: a FIFO, not a regular file; not read"),   # opening it would block forever
     (raw("labels.csv", LABELS.replace("b,2", "b\xe9,2").encode("latin-1")),
      "labels.csv:3: not UTF-8 text (byte b'\\xe9'); save it as UTF-8 (\"CSV UTF-8\" in a spreadsheet)"),
     (raw("classes.txt", "walk\nwav\xe9\nsit\n".encode("latin-1")),

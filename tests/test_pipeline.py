@@ -3,6 +3,7 @@ Fuse5's per-descriptor BatchNorm statistics."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,9 @@ def test_predict_malformed_file_is_one_line_error(demo_run, tmp_path):
                     subprocess.run([sys.executable, str(REPO / "visualize.py"), str(missing)], capture_output=True,
                                    text=True, cwd=work)):
         assert command.returncode != 0 and command.stderr == f"error: {missing}: skeleton file not found\n"
+    os.mkfifo(missing)   # a FIFO would block the reader forever: refused before it is opened
+    out = predict(work, str(missing))
+    assert out.returncode != 0 and out.stderr == f"error: {missing}: a FIFO, not a regular file; not read\n"
 
 
 def test_per_descriptor_bn_statistics_equal_separate_batchnorms():
