@@ -248,8 +248,8 @@ def run_place(args: argparse.Namespace) -> dict:
     in the process itself (no loader workers)."""
     place = {"dataset": args.dataset, "protocol": args.protocol, "gpu": args.gpu, "ckpt": str(args.ckpt),
              "source": args.source, **({"workers": 0} if args.demo else {})}
-    if args.dataset == CUSTOM:
-        place.update(data=str(args.data), layout=str(args.layout))
+    if get_dataset(args.dataset).custom is not None:   # a custom or one-file dataset: where it is
+        place.update(data=args.data, layout=args.layout, label_map=args.label_map)
     if args.source == SKELETONS:
         return {**place, "dspath": str(args.dspath)}
     return {**place, "despth": str(args.despth)}

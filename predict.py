@@ -3,6 +3,7 @@
     python predict.py data/ntu/txt60skel/S001C001P001R001A023.skeleton -d ntu60 -p csub
     python predict.py data/ucla/a01_s01_e00_v01.json -d ucla --images out/ --figure out/sample.png
     python predict.py clip.npy -d custom --data ROOT --layout coco17     # your own skeletons
+    python predict.py test_3 -d ctrgcn --data NTU60_CS.npz                # a sample of a data file, by name
     (FILE: NTU .skeleton or .skeleton.npy, an NW-UCLA .json, or a custom dataset's .npy; -desc all =
     the five single models and Fuse5 fused by the mean of their softmax, the honest score fusion of
     test.py)
@@ -10,15 +11,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cli import options as cli
 from skeletons.datasets import class_names, get_dataset, label_of, sample_id
+from skeletons.unpacked import sample_file
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
-    p.add_argument("file", help="one sample: .skeleton, .skeleton.npy, NW-UCLA .json or (-d custom) .npy")
+    p.add_argument("file", help="one sample: .skeleton, .skeleton.npy, NW-UCLA .json, (-d custom) .npy, or "
+                                "(-d pyskl/ctrgcn) a sample's name in the data file")
     cli.add_dataset(p, required=True)
     cli.add(p, "protocol")
     cli.add(p, "desc")
@@ -49,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         cli.setup_dataset(args)
+        if not os.path.lexists(args.file) and (unpacked := sample_file(get_dataset(args.dataset), args.file)):
+            args.file = str(unpacked)
         result = predict_file(args.file, args.ckpt, args.dataset, args.protocol, args.desc, args.epoch,
                               device=inference_device(args.gpu))
         name = sample_id(args.file)

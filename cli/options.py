@@ -16,12 +16,14 @@ from descriptors.names import DESCRIPTORS, FUSION
 from models.config import PRESETS, RunConfig, TestConfig, defaults
 from skeletons.custom import register_custom_dataset
 from skeletons.datasets import BUILTIN_DATASETS, CUSTOM
+from skeletons.formats import FILE_DATASETS
 from skeletons.layouts import shipped_layouts
 from skeletons.reading import MODES
 
-DATASET_CHOICES = (*BUILTIN_DATASETS, CUSTOM)
+DATASET_CHOICES = (*BUILTIN_DATASETS, CUSTOM, *FILE_DATASETS)
 PROTOCOL_HELP = "protocol: csub or cview (NTU-60), csub or csetup (NTU-120); default: the dataset's first " \
-                "(csub; NW-UCLA has only cview, a custom dataset only split, its labels.csv's)"
+                "(csub; NW-UCLA has only cview, a custom dataset only split, its labels.csv's; -d pyskl: the " \
+                "prefix of a split pair of the file, e.g. xsub for xsub_train/xsub_val; -d ctrgcn: split)"
 
 RUN = defaults(RunConfig)   # the defaults the scripts share with training and testing
 
@@ -33,11 +35,17 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "protocol": (("-p", "--protocol"), {"default": None, "help": PROTOCOL_HELP}),
     "data": (("--data",), {"metavar": "ROOT", "default": None,
                            "help": "-d custom: your dataset folder (ROOT/skeletons/<sample>.npy, ROOT/labels.csv, "
-                                   "ROOT/classes.txt; README: Your own skeletons)"}),
+                                   "ROOT/classes.txt; README: Your own skeletons); -d pyskl: a PYSKL annotation "
+                                   ".pkl; -d ctrgcn: a CTR-GCN NTU .npz (unpacked once into data/<pyskl|ctrgcn>/"
+                                   "<file stem>; docs/CUSTOM_DATA.md)"}),
     "layout": (("--layout",), {"metavar": "FILE_OR_NAME", "default": None,
-                               "help": "joint layout of your own skeletons (-d custom; visualize.py: of a .npy "
+                               "help": "joint layout of your own skeletons (-d custom; -d pyskl/ctrgcn: default the "
+                                       "shipped one that fits the file's joints and values; visualize.py: of a .npy "
                                        "sample): a layout .json file or a shipped one "
                                        f"({', '.join(shipped_layouts())})"}),
+    "label_map": (("--label-map",), {"metavar": "FILE", "default": None,
+                                     "help": "-d pyskl/ctrgcn: class names, one per line, label 0 first (default: "
+                                             "NTU RGB+D's for NTU samples, else 'class 0', 'class 1', ...)"}),
     "desc": (("-desc", "--desc"), {"choices": (*DESCRIPTORS, FUSION), "default": FUSION,
                                    "help": "one descriptor's ResNet_c, or all (Fuse5; in test/predict: the five "
                                            "single models and Fuse5)"}),
@@ -112,10 +120,11 @@ def add(p: argparse.ArgumentParser, name: str, **overrides) -> argparse.Action:
 
 
 def add_dataset(p: argparse.ArgumentParser, **overrides) -> None:
-    """-d with its --data and --layout (which name a custom dataset)."""
+    """-d with its --data, --layout and --label-map (which name a custom or one-file dataset)."""
     add(p, "dataset", **overrides)
     add(p, "data")
     add(p, "layout")
+    add(p, "label_map")
 
 
 def add_run_place(p: argparse.ArgumentParser, required: bool) -> None:
@@ -139,16 +148,27 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> arg
 
 
 def setup_dataset(args: argparse.Namespace) -> None:
-    """Make ``-d custom --data ROOT --layout FILE_OR_NAME`` a dataset of the table (the folder and the
-    layout are read and checked here: one-line ValueError); refuse --data or --layout without it."""
+    """Make ``-d custom --data ROOT --layout FILE_OR_NAME`` or ``-d pyskl|ctrgcn --data FILE`` a dataset
+    of the table (the folder or file and the layout are read and checked here: one-line ValueError);
+    refuse --data, --layout or --label-map without them."""
     data, layout = getattr(args, "data", None), getattr(args, "layout", None)
+    label_map = getattr(args, "label_map", None)
     if args.dataset == CUSTOM:
         if not data or not layout:
             raise ValueError(f"-d {CUSTOM} needs --data ROOT (the dataset folder) and --layout FILE_OR_NAME "
                              f"(a layout file or one of {', '.join(shipped_layouts())})")
+        if label_map:
+            raise ValueError(f"--label-map is for -d {' or '.join(FILE_DATASETS)}; a custom dataset's classes are "
+                             f"its classes.txt")
         register_custom_dataset(data, layout)
-    elif data or layout:
-        raise ValueError(f"--data and --layout are for a custom dataset: add -d {CUSTOM}, or drop them")
+    elif args.dataset in FILE_DATASETS:
+        what, register = FILE_DATASETS[args.dataset]
+        if not data:
+            raise ValueError(f"-d {args.dataset} needs --data FILE ({what})")
+        register(data, layout, label_map)
+    elif data or layout or label_map:
+        raise ValueError(f"--data, --layout and --label-map are for -d {CUSTOM} or {' or '.join(FILE_DATASETS)}: "
+                         f"add -d, or drop them")
 
 
 def shown(path: str | Path) -> str:

@@ -18,11 +18,13 @@ def build_parser(datasets: tuple[str, ...], doc: str | None = None) -> argparse.
     a custom dataset its --data and --layout instead of -dspath."""
     parser = cli.parser(doc or "Turn a split's skeleton sequences into the five descriptor image folders "
                                "(GD, JDD, ADD, LAD, FDD).")
-    single = len(datasets) == 1
-    cli.add(parser, "dataset", choices=datasets, required=not single, default=datasets[0] if single else None)
-    if datasets == (CUSTOM,):
+    default = len(datasets) == 1 or CUSTOM in datasets   # skels2desc_custom.py: -d custom unless told
+    cli.add(parser, "dataset", choices=datasets, required=not default, default=datasets[0] if default else None)
+    if CUSTOM in datasets:
         cli.add(parser, "data", required=True)
-        cli.add(parser, "layout", required=True)
+        cli.add(parser, "layout")
+        cli.add(parser, "label_map")
+        cli.add(parser, "protocol")
     else:
         if len(get_dataset(datasets[0]).protocols) > 1:
             cli.add(parser, "protocol")

@@ -32,6 +32,7 @@ from common.locks import folder_lock
 from skeletons.datasets import Split, get_dataset, label_of, presence_note, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
 from skeletons.kinds import SampleKind
+from skeletons.unpacked import origin_fields
 from skeletons.reading import check_mode, load_sequence
 
 from . import provenance
@@ -216,7 +217,7 @@ def check_settings(folders: dict[str, Path], wanted: dict, overwrite: bool) -> N
         found = record or provenance.read_legacy_settings(folder)
         if found is None:
             continue
-        fields = provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS if record else ())
+        fields = provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS + ("origin",) if record else ())
         here = {**wanted, "descriptor": desc}
         differ = [f"{k}: {provenance.shown(found[k])} (this run: {provenance.shown(here[k])})"
                   for k in provenance.differing(found, here, fields)]
@@ -397,7 +398,7 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     items = [Item(i, p, label_of(sample_id(p), dataset)) for i, p in enumerate(scan.paths)]
     sources = {sample_id(item.path): provenance.source_stat(item.path) for item in items}
     fields = {"dataset": dataset, "protocol": split.protocol, "part": part, "mode": mode, "img_size": img_size,
-              "layout": layout_record(ds.layout)}
+              "layout": layout_record(ds.layout), **origin_fields(ds, split.protocol, part)}
     Path(out_root).mkdir(parents=True, exist_ok=True)
     sources_path = split_sources_path(out_root, split)
     with folder_lock(split_lock_path(out_root, split), wait=wait, on_wait=on_wait):

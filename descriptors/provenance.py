@@ -39,6 +39,9 @@ LEGACY_SETTINGS = "descriptors.json"
 PIXEL_FIELDS = ("mode", "img_size", "layout")
 # Fields that say which data a folder is (checked against the folder's place in the tree).
 IDENTITY_FIELDS = ("dataset", "protocol", "part", "descriptor")
+# Where a one-file dataset's folder came from: {format, sha256, split} (compared), and the file's
+# path (told); records of other datasets have neither.
+ORIGIN_FIELDS = ("origin", "origin_file")
 
 
 def manifest_path(folder: str | Path) -> Path:
@@ -118,11 +121,14 @@ def read_manifest(folder: str | Path) -> list[dict] | None:
 # --------------------------------------------------------------------------- record
 
 def make_record(*, dataset: str, protocol: str, part: str, descriptor: str | None, mode: str, img_size: int,
-                png_level: int, rows: list[dict], complete: bool, failed: int = 0, layout: dict | None = None) -> dict:
+                png_level: int, rows: list[dict], complete: bool, failed: int = 0, layout: dict | None = None,
+                origin: dict | None = None, origin_file: str | None = None) -> dict:
+    """The record; ``origin`` ({format, sha256, split}) and ``origin_file`` only for a dataset
+    unpacked from one file (skeletons/unpacked.py), whose records then say which file made them."""
     return {"version": RECORD_VERSION, "dataset": dataset, "protocol": protocol, "part": part,
             "descriptor": descriptor, "mode": mode, "img_size": int(img_size), "layout": layout,
             "png_level": int(png_level), "samples": len(rows), "failed": int(failed), "fingerprint": fingerprint(rows),
-            "complete": complete}
+            "complete": complete, **({"origin": origin, "origin_file": origin_file} if origin else {})}
 
 
 def write_record(folder: str | Path, record: dict) -> None:

@@ -36,6 +36,7 @@ from skeletons.compact import ALIGN, decode, encode_sample   # samples start at 
 from skeletons.datasets import Split, get_dataset, label_of, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
 from skeletons.reading import check_mode, load_sequence, load_uncentred
+from skeletons.unpacked import origin_fields
 
 from . import provenance
 from .names import split_stem
@@ -165,7 +166,8 @@ class SkeletonSequences(torch.utils.data.Dataset):
         record = provenance.make_record(dataset=self.dataset, protocol=self.protocol, part=self.part,
                                         descriptor=None, mode=self.mode, img_size=DEFAULT_IMG_SIZE, png_level=0,
                                         rows=self.rows(), complete=True, failed=len(self.problems),
-                                        layout=layout_record(self.layout))
+                                        layout=layout_record(self.layout),
+                                        **origin_fields(get_dataset(self.dataset), self.protocol, self.part))
         del record["png_level"]
         return {**record, "sources": self.sources_digest, "source": SOURCE, "seq_dir": str(self.seq_dir)}
 

@@ -39,8 +39,9 @@ class RunConfig:
     """Where a run's data and models are: what training and testing share."""
     dataset: str | None = None
     protocol: str | None = None          # None: the dataset's first (skeletons.datasets.default_protocol)
-    data: str | None = None              # -d custom: the dataset folder
+    data: str | None = None              # -d custom: the dataset folder; -d pyskl/ctrgcn: the data file
     layout: str | None = None            # -d custom: its joint layout (file or shipped name)
+    label_map: str | None = None         # -d pyskl/ctrgcn: class names, label 0 first
     desc: str = FUSION
     gpu: int = 0
     despth: str = DEFAULT_DESCRIPTOR_ROOT

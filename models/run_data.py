@@ -12,6 +12,7 @@ from skeletons.augment import Augment
 from .config import IMAGES, SKELETONS
 
 DATA_FIELDS = ("fingerprint", "sources", "samples", "mode", "img_size", "layout")
+ORIGIN_FIELDS = provenance.ORIGIN_FIELDS   # kept too where a record has them (one-file datasets)
 AGREED_FIELDS = ("mode", "img_size", "layout")   # one value for all the folders a model reads
 
 
@@ -35,7 +36,8 @@ def folder_data(ds) -> list[FolderData]:
         record = records.get(desc) or {}
         facts = {"fingerprint": record.get("fingerprint"), "sources": record.get("sources"), "samples": len(ds),
                  "mode": record.get("mode"),
-                 "img_size": ds.folder_image_size(k), "layout": record.get("layout")}
+                 "img_size": ds.folder_image_size(k), "layout": record.get("layout"),
+                 **{name: record[name] for name in ORIGIN_FIELDS if name in record}}
         out.append(FolderData(ds.part, desc, folder, facts, make_command(ds.split, ds.root)))
     return out
 
@@ -45,7 +47,7 @@ def skeleton_data(data, desc: str, img_size: int) -> list[FolderData]:
     (the same fingerprints: the images are bit-equal)."""
     descs, _ = descriptor_selection(desc)
     record = data.record(img_size)   # DATA_FIELDS are the same for every descriptor: one pass over the split
-    facts = {k: record[k] for k in DATA_FIELDS}
+    facts = {k: record[k] for k in (*DATA_FIELDS, *ORIGIN_FIELDS) if k in record}
     remake = f"the sequence files in {data.seq_dir}"
     return [FolderData(data.part, d, data.seq_dir, dict(facts), remake) for d in descs]
 

@@ -54,7 +54,9 @@ class SampleTable(Protocol):
     def sample(self, sample: str) -> CustomSample: ...
 
 
-ProtocolRule = Callable[[Sample], bool]   # (sample) -> True when the sample is in the training split
+# (sample) -> True when the sample is in the training split, False in the test split, None in neither
+# (a one-file dataset's split lists need not name every sample).
+ProtocolRule = Callable[[Sample], "bool | None"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class Dataset:
     @property
     def extract_script(self) -> str:
         """The skels2desc front end of the dataset's sample files."""
-        return f"skels2desc_{self.kind.name}.py"
+        return self.kind.extractor or f"skels2desc_{self.kind.name}.py"
 
     def data_flags(self) -> str:
         """' --data ROOT --layout FILE_OR_NAME' for a custom dataset (commands printed in errors), else ''."""

@@ -63,6 +63,8 @@ class SampleKind:
     """The script that makes its sample files from the raw ones (NTU: txt2npy.py), if there is one."""
     numbered_classes: bool = False
     """Its classes are known by number as well as by name (NTU's A001..A120)."""
+    extractor: str = ""
+    """Its extraction front end when not skels2desc_<name>.py (one-file formats use the custom one)."""
 
     @property
     def needs_conversion(self) -> bool:

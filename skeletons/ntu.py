@@ -31,7 +31,6 @@ and for stray characters but not parsed, so a malformed number made only of digi
 """
 from __future__ import annotations
 
-import pickle
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,6 +42,7 @@ from numpy.lib import format as npy_format
 
 from common.atomic import atomic_path
 from common.errors import cause_text
+from common.safe_pickle import ALLOWED_TEXT, SafeUnpickler
 from .bodies import clean_uncentred
 from .centring import FIRST_FRAME, Uncentred
 from .kinds import SampleKind, sample_id
@@ -372,31 +372,10 @@ def save_skeleton_npy(path: str | Path, data: dict) -> None:
         np.save(tmp, data, allow_pickle=True)
 
 
-# The only globals np.save's pickle of a 0-d object array holding a dict of float arrays names:
-# numpy 1.x writes numpy.core.multiarray, numpy 2.x numpy._core.multiarray. They map to this
-# numpy's own functions, so old files load without importing the deprecated numpy.core.
-_RECONSTRUCT = np.ndarray((0,)).__reduce__()[0]      # numpy's _reconstruct
-_SCALAR = np.float64(0).__reduce__()[0]               # numpy's scalar (a pickled numpy scalar)
-_NPY_GLOBALS = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-                **{(module, name): function for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-                   for name, function in (("_reconstruct", _RECONSTRUCT), ("scalar", _SCALAR))}}
-_ALLOWED = "only numpy arrays, dict, list, str, int, float are allowed"
-
-
-class _SkeletonUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays and plain data only: any other global (os.system, builtins.open,
-    ...) is refused before it is looked up, so loading a crafted file runs no code of its choice."""
-
-    def __init__(self, file, path: Path):
-        super().__init__(file)              # encoding "ASCII", as np.load
-        self.path = path
-
-    def find_class(self, module: str, name: str):
-        try:
-            return _NPY_GLOBALS[module, name]
-        except KeyError:
-            raise SkeletonFormatError(self.path, None, f"refused to load: the pickle references "
-                                      f"{module}.{name} ({_ALLOWED})") from None
+def _refused(path: Path):
+    """The error a txt2npy file gets for a pickle global outside ``common.safe_pickle``'s list."""
+    return lambda module, name: SkeletonFormatError(path, None, f"refused to load: the pickle references "
+                                                    f"{module}.{name} ({ALLOWED_TEXT})")
 
 
 def _read_npy_header(f, path: Path) -> tuple[tuple, np.dtype]:
@@ -421,7 +400,7 @@ def _read_pickled_npy(path: Path) -> object:
             raise SkeletonFormatError(path, None, f"not a txt2npy skeleton file: it holds a {dtype} array of "
                                       f"shape {shape}, not a dict saved with np.save")
         try:
-            array = _SkeletonUnpickler(f, path).load()
+            array = SafeUnpickler(f, _refused(path)).load()
         except SkeletonFormatError:
             raise
         except Exception as exc:  # pickle raises EOFError, UnpicklingError, ValueError, TypeError...

@@ -1,0 +1,128 @@
+"""CTR-GCN's NTU npz files as a dataset (``-d ctrgcn --data NTU60_CS.npz``).
+
+The file (CTR-GCN's data/ntu/seq_transformation.py) holds x_train, y_train, x_test, y_test:
+``x`` (N, T, 150) float32, two bodies of 25 joints x (x, y, z), zero-padded after each sample's
+last frame and for a missing second body; ``y`` (N, num_classes) one-hot. Samples have no names:
+they are named by part and position as CTR-GCN's score files name them (``train_0``, ...,
+``test_0``, ...). A sample's length is its last frame that is not all zero; an all-zero second
+body means one person. The file's one protocol is ``split`` (CS or CV is the file itself).
+Arrays are read row by row from the zip (stored or compressed), so a file of any size streams.
+"""
+from __future__ import annotations
+
+import functools
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from .datasets import Dataset
+from .kinds import SampleKind
+from .unpacked import PARTS, Unpacking, class_names_of, peer_kind, register_unpacked_dataset
+
+CTRGCN = "ctrgcn"
+CTRGCN_KIND: SampleKind = peer_kind(CTRGCN)
+PROTOCOL = "split"
+BODIES, JOINTS, DIMS = 2, 25, 3
+KEYS = tuple(f"{axis}_{part}" for part in PARTS for axis in ("x", "y"))
+
+
+def _fail(path: Path, problem: str):
+    raise ValueError(f"{path}: {problem}")
+
+
+def _member_header(archive: zipfile.ZipFile, key: str, path: Path):
+    """(open member stream, shape, dtype, fortran order) of ``key``.npy in the npz."""
+    try:
+        stream = archive.open(f"{key}.npy")
+        version = npy_format.read_magic(stream)
+        read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, fortran, dtype = read(stream)
+    except KeyError:
+        _fail(path, f"no {key} array (a CTR-GCN npz holds {', '.join(KEYS)})")
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        _fail(path, f"{key}: unreadable array ({error})")
+    return stream, shape, dtype, fortran
+
+
+def read_labels(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
+    """0-based labels of a one-hot (N, classes) array, or of an (N,) integer one."""
+    stream, shape, dtype, fortran = _member_header(archive, key, path)
+    if dtype.hasobject:
+        _fail(path, f"{key}: holds Python objects, which are not read")
+    with stream:
+        y = np.frombuffer(stream.read(), dtype=dtype)
+    if y.size != int(np.prod(shape)):
+        _fail(path, f"{key}: truncated ({y.size} of {int(np.prod(shape))} values)")
+    y = y.reshape(shape, order="F" if fortran else "C")
+    if y.ndim == 1 and y.dtype.kind in "iu":
+        return y.astype(np.int64)
+    if y.ndim != 2 or not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+        _fail(path, f"{key}: shape {shape} is not one-hot labels (N, classes)")
+    return y.argmax(axis=1)
+
+
+def _rows(archive: zipfile.ZipFile, key: str, count: int, path: Path):
+    """The (T, 150) rows of ``key``, read one at a time."""
+    stream, shape, dtype, fortran = _member_header(archive, key, path)
+    if len(shape) != 3 or shape[0] != count or shape[2] != BODIES * JOINTS * DIMS or dtype.kind != "f" or fortran:
+        _fail(path, f"{key}: shape {shape} {dtype} is not (N={count}, T, {BODIES * JOINTS * DIMS}) float, C order")
+    size = shape[1] * shape[2] * dtype.itemsize
+    with stream:
+        for k in range(count):
+            data = stream.read(size)
+            if len(data) != size:
+                _fail(path, f"{key}: truncated at sample {k}")
+            yield np.frombuffer(data, dtype=dtype).reshape(shape[1:])
+
+
+def row_bodies(row: np.ndarray) -> np.ndarray:
+    """(T, 150) padded row -> (M, T', 25, 3) float32: frames after the last non-zero one cut, an
+    all-zero second body dropped; M = 0 when the row is all zero."""
+    bodies = row.reshape(len(row), BODIES, JOINTS, DIMS).transpose(1, 0, 2, 3)
+    used = np.flatnonzero(np.any(row != 0, axis=1))
+    if used.size == 0:
+        return bodies[:0, :0].astype(np.float32)
+    bodies = bodies[:, : used[-1] + 1]
+    keep = [0] + [m for m in range(1, BODIES) if np.any(bodies[m])]
+    return np.ascontiguousarray(bodies[keep], dtype=np.float32)
+
+
+def read_ctrgcn(path: Path, label_map: str | Path | None = None) -> Unpacking:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        _fail(path, f"not an npz file ({error})")
+    labels = {part: read_labels(archive, f"y_{part}", path) for part in PARTS}
+    widths = {_member_header(archive, f"y_{part}", path)[1][-1] for part in PARTS}
+    num_classes = max(widths) if all(len(_member_header(archive, f"y_{p}", path)[1]) == 2 for p in PARTS) \
+        else int(max(y.max() for y in labels.values() if y.size)) + 1
+    skipped: list[tuple[str, str]] = []
+
+    def samples():
+        with archive:
+            for part in PARTS:
+                for k, row in enumerate(_rows(archive, f"x_{part}", len(labels[part]), path)):
+                    name, bodies = f"{part}_{k}", row_bodies(row)
+                    if bodies.shape[1] == 0:
+                        skipped.append((name, "all zero"))
+                    elif not np.isfinite(bodies).all():
+                        skipped.append((name, "non-finite coordinates"))
+                    else:
+                        yield name, int(labels[part][k]), bodies
+
+    splits = {PROTOCOL: {part: [f"{part}_{k}" for k in range(len(labels[part]))] for part in PARTS}
+              | {"names": {part: f"x_{part}" for part in PARTS}}}
+    return Unpacking(samples(), splits, num_classes,
+                     class_names_of(num_classes, label_map, num_classes in (60, 120)), skipped,
+                     {"bodies": "as CTR-GCN's denoising kept them; an all-zero second body dropped",
+                      "frames": "up to each sample's last frame that is not all zero"})
+
+
+def register_ctrgcn_dataset(path: str | Path, layout: str | Path | None = None,
+                            label_map: str | Path | None = None) -> Dataset:
+    """``-d ctrgcn --data FILE.npz``: the file unpacked (once) and made the table's ``ctrgcn`` row."""
+    read = functools.partial(read_ctrgcn, label_map=label_map)
+    extra = ("--label-map", str(label_map)) if label_map else ()
+    return register_unpacked_dataset(CTRGCN_KIND, path, read, layout, extra)
