@@ -6,7 +6,7 @@ import argparse
 
 from common.errors import one_line_run
 from common.locks import LockHeldError
-from models import evaluation as ev
+from models import evaluation as ev, scores
 from models.config import IMAGES, SKELETONS, TestConfig, from_args, set_parser_defaults
 from models.testing import evaluate, paper_table, write_outputs
 
@@ -26,6 +26,14 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     cli.add(p, "loader_workers")
     p.add_argument("--priority", help="vote tie-break order, most trusted first, e.g. all,GD,FDD,JDD,ADD,LAD")
     p.add_argument("--out", help="folder for results JSON / PNG / paper table (default: -ckpt)")
+    p.add_argument("--on", choices=("test", ev.HELDOUT),
+                   help="test: the test split; heldout: the part of train the models' --val-fraction held out (scores "
+                        "to tune ensemble weights on, ensemble.py --tune-on), written as <prefix>_<epoch>_heldout_*")
+    p.add_argument("--save-score", nargs="+", choices=scores.SAVE_FORMATS, metavar="FORMAT",
+                   help="also write each row's scores as CTR-GCN's --save-score pickle (ctrgcn: "
+                        "<prefix>_<epoch>_<ROW>_test_score.pkl) and/or PYSKL's --out list (pyskl: "
+                        "<prefix>_<epoch>_<ROW>_result.pkl); our <prefix>_<epoch>_scores.npz is always written "
+                        "(docs/ENSEMBLES.md)")
     p.add_argument("--paper-table", action="store_true",
                    help="tabulate every results JSON in -ckpt and --out in the paper's layout (this project's "
                         "figures only; the paper's published numbers are not included)")
@@ -44,8 +52,8 @@ def run(config: TestConfig) -> int:
         doc, rows = evaluate(config)
         json_path, png = write_outputs(config, doc, rows)
         print(ev.format_table(doc["rows"]))
-        print(f"\nbest honest row (the highest on this test split: a choice made on test data): "
-              f"{doc['best_honest_row']}; results: {json_path}; confusion matrix: {png}")
+        print(f"\nbest honest row (the highest on this {config.on} split: a choice made on its labels): "
+              f"{doc['best_honest_row']}; results: {json_path}; scores: {doc['scores_file']}; confusion matrix: {png}")
         return 0
 
     return one_line_run(test, (ValueError, OSError, LockHeldError), "nothing was written")

@@ -88,6 +88,8 @@ class TestConfig(RunConfig):
     priority: str | None = None
     out: str | None = None
     paper_table: bool = False
+    on: str = "test"                     # test, or heldout: the part of train the models' --val-fraction held out
+    save_score: tuple[str, ...] = ()     # also write the scores in these formats: ctrgcn, pyskl
 
 
 # Named settings over the defaults (--preset). release: the defaults themselves. cpu: the demo's

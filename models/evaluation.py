@@ -21,6 +21,7 @@ from common.atomic import write_bytes_atomic, write_text_atomic
 from skeletons.datasets import BUILTIN_DATASETS, DATASETS
 from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER
 from models.config import DEFAULT_ARCH
+from models.scores import LOGITS, PROBABILITIES
 
 if TYPE_CHECKING:  # torch is imported lazily: the pure metrics need only numpy
     import torch
@@ -28,6 +29,8 @@ if TYPE_CHECKING:  # torch is imported lazily: the pure metrics need only numpy
 ORACLE_LABEL = "oracle: any of 5 correct, uses test labels, not an accuracy"
 TOP_K = 5
 RESULTS_SUFFIX = "_results.json"
+HELDOUT = "heldout"          # test.py --on heldout: the part of train that --val-fraction held out
+ENSEMBLE_RESULTS_NAME = "ensemble_results.json"   # ensemble.py --out's (not a test.py results file)
 CONFUSION_SUFFIX = "_confusion.png"
 PAPER_TABLE_NAME = "paper_table.md"
 LABELS_NOTE = ("samples.label and predictions are 1-based class labels, as in the image names and manifests: "
@@ -146,20 +149,21 @@ class Row:
     pred: np.ndarray
     scores: np.ndarray | None = None      # (N, C) probabilities or logits; None -> no top-5
     honest: bool = True
+    kind: str | None = None               # what ``scores`` are: logits (networks), probabilities (softmax fusions)
 
     def metrics(self, labels: np.ndarray, num_classes: int) -> dict:
         per_class = per_class_accuracy(self.pred, labels, num_classes)
         # With TOP_K classes or fewer every sample is in its top 5: no figure rather than a trivial 100%.
         top5 = None if self.scores is None or num_classes <= TOP_K else \
             float(topk_correct(self.scores, labels, TOP_K).mean())
-        return {"key": self.key, "label": self.label, "honest": self.honest,
+        return {"key": self.key, "label": self.label, "honest": self.honest, "scores": self.kind,
                 "top1": float((self.pred == labels).mean()), "top5": top5,
                 "mean_class": mean_class_accuracy(per_class),
                 "per_class": [None if np.isnan(a) else float(a) for a in per_class]}
 
 
-def score_row(key: str, label: str, scores: np.ndarray) -> Row:
-    return Row(key, label, np.asarray(scores).argmax(axis=1), np.asarray(scores))
+def score_row(key: str, label: str, scores: np.ndarray, kind: str = LOGITS) -> Row:
+    return Row(key, label, np.asarray(scores).argmax(axis=1), np.asarray(scores), kind=kind)
 
 
 FUSE5_HEADS = (("main", "Fuse5 main head (all 5 features)"),
@@ -193,11 +197,12 @@ def fusion_rows(single_logits: Mapping[str, np.ndarray], fuse5: Mapping | None,
         rows += [score_row(f"{FUSION}.{head}", text, fuse5[head]) for head, text in FUSE5_HEADS[1:]]
     if len(singles) >= 2:
         rows.append(score_row("mean_softmax.singles", f"mean of softmax: {'+'.join(singles)}",
-                              mean_softmax([single_logits[d] for d in singles])))
+                              mean_softmax([single_logits[d] for d in singles]), PROBABILITIES))
         if fuse5 is not None:
             rows.append(score_row("mean_softmax.singles+all",
                                   f"mean of softmax: {'+'.join(singles)}+Fuse5",
-                                  mean_softmax([single_logits[d] for d in singles] + [fuse5["main"]])))
+                                  mean_softmax([single_logits[d] for d in singles] + [fuse5["main"]]),
+                                  PROBABILITIES))
     voters = singles + ([FUSION] if fuse5 is not None else [])
     order: list[str] = []
     if len(voters) >= 3:
@@ -340,8 +345,10 @@ def paper_columns() -> list[tuple[str, str]]:
 
 
 def find_results(folders: Iterable[str | Path]) -> list[Path]:
-    """Results JSONs under ``folders`` (recursively), oldest first so newer runs win cells."""
-    files = {p.resolve() for f in folders if Path(f).is_dir() for p in Path(f).rglob(f"*{RESULTS_SUFFIX}")}
+    """Results JSONs of test splits under ``folders`` (recursively; not those of held-out parts),
+    oldest first so newer runs win cells."""
+    files = {p.resolve() for f in folders if Path(f).is_dir() for p in Path(f).rglob(f"*{RESULTS_SUFFIX}")
+             if not p.name.endswith(f"_{HELDOUT}{RESULTS_SUFFIX}") and p.name != ENSEMBLE_RESULTS_NAME}
     return sorted(files, key=lambda p: p.stat().st_mtime)
 
 

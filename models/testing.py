@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from descriptors.core import DEFAULT_IMG_SIZE
@@ -21,7 +22,9 @@ from models.loop import pick_device
 from common.atomic import write_text_atomic
 from skeletons.datasets import Split, class_names, default_protocol, get_dataset
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor
+from models import scores
 from models.logs import last_logged_epoch
+from models.recipe import holdout_split
 from models.names import BEST, checkpoint_prefix, log_path
 
 
@@ -74,22 +77,52 @@ def check_test_images(config: TestConfig, ckpts: dict, data: DescriptorImages) -
         print(RELEASE_NOTICE.format(names=", ".join(release)), file=sys.stderr)
 
 
+def read_part(config: TestConfig) -> str:
+    """The split part an evaluation reads: test, or train for its held-out part (--on heldout)."""
+    return "train" if config.on == ev.HELDOUT else "test"
+
+
+def held_out(ckpts: dict, count: int) -> list[int] | None:
+    """--on heldout: the positions in the train split that the models' --val-fraction held out
+    (all models must have held out the same ones); None for --on test."""
+    drawn = {(c.settings.get("val_fraction") or 0.0, c.settings.get("seed", 0)) for c in ckpts.values()}
+    if len(drawn) > 1:
+        each = ", ".join(f"{name}: {c.settings.get('val_fraction')}, {c.settings.get('seed', 0)}"
+                         for name, c in ckpts.items())
+        raise ValueError(f"--on {ev.HELDOUT}: the models held out different parts of train (--val-fraction, --seed "
+                         f"of {each}); evaluate models trained alike")
+    (fraction, seed), = drawn
+    if not fraction:
+        raise ValueError(f"--on {ev.HELDOUT}: the models were trained without --val-fraction, so no part of train was "
+                         f"held out; train them with --val-fraction 0.1 (for example) to score a validation part")
+    return holdout_split(count, fraction, seed)[1]
+
+
 def test_data(config: TestConfig, ckpts: dict, descs: list[str], device: torch.device):
-    """(dataset, loader) of the test split: the descriptor folders, or images made on ``device``
-    from the sequence files in the mode and size the models were trained with (--source skeletons)."""
+    """(dataset, positions read or None for all, loader) of the part evaluated: the descriptor
+    folders, or images made on ``device`` from the sequence files in the mode and size the models
+    were trained with (--source skeletons)."""
     kw = {"batch_size": config.batch_size, "shuffle": False, "num_workers": config.workers,
           "pin_memory": device.type == "cuda"}
+    part = read_part(config)
     if config.source == IMAGES:
-        data = DescriptorImages(config.despth, config.dataset, config.protocol, "test", descs, uint8=True)
+        data = DescriptorImages(config.despth, config.dataset, config.protocol, part, descs, uint8=True)
         check_test_images(config, ckpts, data)
-        return data, torch.utils.data.DataLoader(data, **kw)
+        positions = held_out(ckpts, len(data)) if config.on == ev.HELDOUT else None
+        return data, positions, torch.utils.data.DataLoader(subset(data, positions), **kw)
     pixels = check_consistent(ckpts)
     mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))
-    data = SkeletonSequences(config.dspath or get_dataset(config.dataset).seq_dir, config.dataset, config.protocol, "test",
+    data = SkeletonSequences(config.dspath or get_dataset(config.dataset).seq_dir, config.dataset, config.protocol, part,
                              mode)
     for name, ckpt in ckpts.items():
         check_layout(ckpt, data.layout, str(data.seq_dir), train_command(config, name))
-    return data, skeleton_loader(data, ImageMaker(descs, data.layout, mode, img_size, device), **kw)
+    positions = held_out(ckpts, len(data)) if config.on == ev.HELDOUT else None
+    maker = ImageMaker(descs, data.layout, mode, img_size, device)
+    return data, positions, skeleton_loader(subset(data, positions), maker, **kw)
+
+
+def subset(data, positions: list[int] | None):
+    return data if positions is None else torch.utils.data.Subset(data, positions)
 
 
 def load_models(config: TestConfig, found: dict[str, Path], num_classes: int,
@@ -133,16 +166,18 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     # Read each needed descriptor once per sample; every model sees the same batches in one order.
     descs = [d for d in FUSION_ORDER if FUSION in models or d in models]
     # skels2desc cannot rewrite the test folders while they are read (it names this run)
-    reads = [Split.of(config.dataset, config.protocol, "test")] if config.source == IMAGES else []
+    reads = [Split.of(config.dataset, config.protocol, read_part(config))] if config.source == IMAGES else []
     with reading_splits(config.despth, reads, config.wait, lambda line: print(f"waiting: {line}", file=sys.stderr)):
-        data, loader = test_data(config, ckpts, descs, device)
-        print(f"evaluating {', '.join(models)} on {len(data)} test samples of {config.dataset} {config.protocol} "
-              f"({device})", file=sys.stderr)
+        data, positions, loader = test_data(config, ckpts, descs, device)
+        print(f"evaluating {', '.join(models)} on {len(loader.dataset)} {config.on} samples of {config.dataset} "
+              f"{config.protocol} ({device})", file=sys.stderr)
         outputs = ev.model_outputs(models, loader, descs, device)
     picked_on_test = best_picked_on_test(config, ckpts)
-    labels = data.labels0.numpy()
+    positions = list(range(len(data))) if positions is None else positions
+    labels = data.labels0.numpy()[positions]
     samples = data.samples if config.source == IMAGES else [SampleInfo(i, int(label) + 1, sample) for i, (sample, label)
                                                           in enumerate(zip(data.samples, data.labels0))]
+    samples = [samples[i] for i in positions]
     archs = {n: c.settings.get("arch", DEFAULT_ARCH) for n, c in ckpts.items()}
     priority = config.priority.split(",") if config.priority else None
     rows, order = ev.fusion_rows({n: o for n, o in outputs.items() if n != FUSION}, outputs.get(FUSION), labels,
@@ -153,7 +188,7 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
               f"field's loaders leave out unusable samples, named in the results JSON); the figures are over the "
               f"{len(data)} others", file=sys.stderr)
     info = {
-        "dataset": config.dataset, "protocol": config.protocol, "desc": desc, "epoch": config.epoch,
+        "dataset": config.dataset, "protocol": config.protocol, "desc": desc, "epoch": config.epoch, "part": config.on,
         "class_names": list(class_names(config.dataset)),
         "descriptor_root": str(config.despth), "device": str(device), "vote_priority": order,
         "settings": {k: v for k, v in vars(config).items() if k != "paper_table"},
@@ -168,9 +203,53 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     return ev.results_document(rows, labels, sample_ids, ds.num_classes, **info), rows
 
 
+def output_stem(config: TestConfig, desc: str) -> str:
+    """'<prefix>_<epoch>' for the test split, '<prefix>_<epoch>_heldout' for --on heldout."""
+    part = f"_{ev.HELDOUT}" if config.on == ev.HELDOUT else ""
+    return f"{checkpoint_prefix(config.dataset, config.protocol, desc)}_{config.epoch}{part}"
+
+
+def write_scores(config: TestConfig, doc: dict, rows: list, out: Path) -> dict[str, str]:
+    """The scores of every row that has them, in the dataset's row order: our .npz always, and the
+    formats of --save-score (one file per row); {what: path} of the files written."""
+    ds = get_dataset(config.dataset)
+    ids, labels0 = doc["samples"]["sample"], np.asarray(doc["samples"]["label"]) - 1
+    order, names = dataset_row_order(ds, config.protocol, read_part(config), ids)
+    scored = {r.key: (r.scores[order], r.kind) for r in rows if r.scores is not None}
+    stem = output_stem(config, doc["desc"])
+    files = {"npz": str(scores.write_ours(out / f"{stem}{scores.SCORES_SUFFIX}", names, labels0[order], scored,
+                                          dataset=config.dataset, protocol=config.protocol, part=config.on,
+                                          epoch=str(config.epoch)))}
+    part = ev.HELDOUT if config.on == ev.HELDOUT else "test"
+    for fmt in config.save_score:
+        for key, (values, _) in scored.items():
+            if fmt == scores.CTRGCN:
+                files[f"{fmt} {key}"] = str(scores.write_ctrgcn(out / f"{stem.removesuffix('_' + ev.HELDOUT)}_{key}_"
+                                                                      f"{part}_score.pkl", names, values))
+            else:
+                suffix = "_result.pkl" if part == "test" else f"_{part}_result.pkl"
+                files[f"{fmt} {key}"] = str(scores.write_pyskl(out / f"{stem.removesuffix('_' + ev.HELDOUT)}_{key}"
+                                                                     f"{suffix}", values))
+    return files
+
+
+def dataset_row_order(ds, protocol: str, part: str, ids: list[str]) -> tuple[list[int], list[str]]:
+    """(positions of ``ids`` in the dataset's own row order, the samples' names there): a PYSKL or
+    CTR-GCN file's order and names (score files in their layouts are paired by position); else
+    our order (sorted ids) and the ids."""
+    table = ds.custom
+    if not hasattr(table, "row_order"):
+        return list(range(len(ids))), list(ids)
+    where = {sid: k for k, sid in enumerate(ids)}
+    order = [where[sid] for sid in table.row_order(protocol, part) if sid in where]
+    return order, [table.names[ids[k]] for k in order]
+
+
 def write_outputs(config: TestConfig, doc: dict, rows: list) -> tuple[Path, Path]:
     out = Path(config.out or config.ckpt)
-    stem = f"{checkpoint_prefix(config.dataset, config.protocol, doc['desc'])}_{config.epoch}"
+    stem = output_stem(config, doc["desc"])
+    doc["score_files"] = write_scores(config, doc, rows, out)
+    doc["scores_file"] = doc["score_files"]["npz"]
     best = next(r for r in rows if r.key == doc["best_honest_row"])
     png = out / f"{stem}{ev.CONFUSION_SUFFIX}"
     doc["confusion_png"] = {"path": str(png), "row": best.key}

@@ -1,0 +1,67 @@
+"""Fuse the class scores of several models, ours and others' (CTR-GCN, PYSKL, any npz of ids and
+scores), and print each stream's accuracy and the fusion's (docs/ENSEMBLES.md).
+
+    python ensemble.py checkpoints/ntu60_csub_all_last_scores.npz ctrgcn_joint/epoch1_test_score.pkl
+    python ensemble.py ours=checkpoints/ntu60_csub_all_last_scores.npz#GD,all gcn=epoch1_test_score.pkl \\
+        --tune-on checkpoints/ntu60_csub_all_last_heldout_scores.npz gcn_heldout_score.pkl --out results/
+    (FILE: [NAME=]PATH[#ROW,ROW]; a file of ours gives its five descriptor models and Fuse5 unless
+    #ROW names rows; samples are matched by id)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli import options as cli
+from common.errors import one_line_run
+from models import ensemble
+from models.evaluation import format_table
+from models.scores import SAVE_FORMATS
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__)
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="score files: ours (*_scores.npz, or the *_results.json beside one), CTR-GCN's --save-score "
+                        "pickles, PYSKL's --out pickles, or an npz of ids, scores (and labels)")
+    p.add_argument("--weights", help="one weight per stream, in the table's order, e.g. 0.6,0.6,0.4,0.4 (default: "
+                                     "equal, or tuned with --tune-on)")
+    p.add_argument("--tune-on", nargs="+", metavar="FILE",
+                   help="the same streams' scores on a held-out part of train (test.py --on heldout): weights are "
+                        "searched there for the best top-1, never on the test split")
+    p.add_argument("--allow-test-tuning", action="store_true",
+                   help="let --tune-on files score the test samples; the results are then labelled optimistic")
+    p.add_argument("--softmax", action="store_true",
+                   help="turn each stream into probabilities before the weighted sum (default: sum the scores as "
+                        "stored, the rule of CTR-GCN's and PYSKL's ensemble scripts)")
+    p.add_argument("--by-position", action="store_true",
+                   help="match files that name no samples (PYSKL's result lists) by position with the first file "
+                        "that does; counts (and labels, where known) must agree")
+    p.add_argument("--out", metavar="DIR", help="write ensemble_results.json and ensemble_scores.npz here")
+    p.add_argument("--save-score", nargs="+", choices=SAVE_FORMATS, default=(), metavar="FORMAT",
+                   help="with --out: also the fused scores as CTR-GCN's (ctrgcn) and/or PYSKL's (pyskl) pickle")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    def body() -> int:
+        if args.save_score and not args.out:
+            raise ValueError("--save-score writes into --out DIR; add --out")
+        result = ensemble.run(args.files, args.weights, args.softmax, args.by_position, args.tune_on,
+                              args.allow_test_tuning)
+        for note in result.notes:
+            print(note, file=sys.stderr)
+        print(format_table(result.rows))
+        weights = ", ".join(f"{s.name} {w:g}" for s, w in zip(result.data.streams, result.weights))
+        print(f"\n{len(result.data.ids)} samples; weights {result.weights_source}: {weights}")
+        print(result.gain_line())
+        if args.out:
+            files = ensemble.write(result, args.out, tuple(args.save_score))
+            print(f"results: {args.out}/ensemble_results.json; fused scores: {', '.join(files.values())}")
+        return 0
+
+    return one_line_run(body, (ValueError, OSError), "nothing was written")
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))

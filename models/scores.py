@@ -1,0 +1,171 @@
+"""Per-sample class scores in files: this project's own .npz (no pickle) and the field's formats,
+written by test.py and ensemble.py and read by ensemble.py (docs/ENSEMBLES.md).
+
+- ours: ``<stem>_scores.npz`` with ``ids`` (sample names, the dataset's row order), ``labels``
+  (0-based), ``row.<KEY>`` (N, C) float32 per row of the results table that has scores, and
+  ``meta`` (a JSON string: the format, each row's score kind, the split part, the dataset);
+  np.load reads it with allow_pickle=False.
+- CTR-GCN (``main.py --save-score``): a pickle of ``{name: (C,) scores}`` in the dataset's row
+  order, raw logits; its ensemble.py pairs the files with the labels by position.
+- PYSKL (``tools/test.py --out result.pkl``): a pickled list of (C,) scores in the split's order,
+  no names; softmax probabilities averaged over clips by default.
+- a plain .npz of ``scores`` (N, C) with ``ids`` (or ``names``) and optionally ``labels``.
+
+Every score file is read with the restricted unpickler (common/safe_pickle.py); each problem is
+a one-line ValueError naming the file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common.atomic import write_bytes_atomic
+from common.safe_pickle import load_pickle
+
+FORMAT = "skeleton-descriptors scores 1"
+SCORES_SUFFIX = "_scores.npz"
+ROW_PREFIX = "row."
+LOGITS, PROBABILITIES, UNKNOWN = "logits", "probabilities", "unknown"
+CTRGCN, PYSKL = "ctrgcn", "pyskl"
+SAVE_FORMATS = (CTRGCN, PYSKL)
+# What a foreign file's scores are when it does not say (each project's test output, by default).
+FOREIGN_KINDS = {CTRGCN: LOGITS, PYSKL: PROBABILITIES, "npz": UNKNOWN}
+
+
+@dataclass
+class ScoreSet:
+    """The scores of one file: one or more streams over one set of samples."""
+    source: Path
+    format: str                      # ours, ctrgcn, pyskl, npz
+    ids: list[str] | None            # None: a file without sample names (a PYSKL list)
+    labels: np.ndarray | None        # 0-based; None when the file has none
+    streams: dict[str, np.ndarray]   # row key -> (N, C) float scores
+    kinds: dict[str, str]            # row key -> logits, probabilities or unknown
+    part: str | None = None          # ours: test or heldout
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(next(iter(self.streams.values())))
+
+
+def _fail(path: Path, problem: str):
+    raise ValueError(f"{path}: {problem}")
+
+
+# --------------------------------------------------------------------------- writing
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def write_ours(path: str | Path, ids: list[str], labels0: np.ndarray, rows: dict[str, tuple[np.ndarray, str]],
+               **meta) -> Path:
+    """Our .npz: ``rows`` {key: ((N, C) scores, kind)}, in the order of ``ids``."""
+    arrays = {"ids": np.array(ids, dtype=str), "labels": np.asarray(labels0, dtype=np.int64),
+              **{f"{ROW_PREFIX}{key}": np.asarray(scores, dtype=np.float32) for key, (scores, _) in rows.items()}}
+    meta = {"format": FORMAT, "kinds": {key: kind for key, (_, kind) in rows.items()}, **meta}
+    arrays["meta"] = np.array(json.dumps(meta))
+    write_bytes_atomic(path, npz_bytes(arrays), make_parents=True)
+    return Path(path)
+
+
+def write_ctrgcn(path: str | Path, ids: list[str], scores: np.ndarray) -> Path:
+    """CTR-GCN's --save-score pickle: {name: (C,) float32} in the given (row) order."""
+    table = {name: np.asarray(row, dtype=np.float32) for name, row in zip(ids, scores)}
+    write_bytes_atomic(path, pickle.dumps(table, protocol=3), make_parents=True)
+    return Path(path)
+
+
+def write_pyskl(path: str | Path, scores: np.ndarray) -> Path:
+    """PYSKL's result pickle: a list of (C,) float32 in the given (split) order."""
+    write_bytes_atomic(path, pickle.dumps([np.asarray(row, dtype=np.float32) for row in scores], protocol=2),
+                       make_parents=True)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- reading
+
+def _checked(path: Path, streams: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    counts = {len(s) for s in streams.values()}
+    for key, scores in streams.items():
+        if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] < 2 or scores.dtype.kind not in "iuf":
+            _fail(path, f"{key}: scores of shape {scores.shape} {scores.dtype}, expected (samples, classes) numbers")
+        if not np.isfinite(scores).all():
+            sample = int(np.argwhere(~np.isfinite(scores))[0][0])
+            _fail(path, f"{key}: NaN or infinite score (sample {sample})")
+    if len(counts) > 1:
+        _fail(path, f"rows of different sample counts {sorted(counts)}")
+    return {key: np.asarray(scores, dtype=np.float64) for key, scores in streams.items()}
+
+
+def _read_npz(path: Path) -> ScoreSet:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except ValueError as error:
+        _fail(path, f"not a score .npz ({str(error).splitlines()[0]}; object arrays are not read)")
+    except (OSError, EOFError) as error:
+        _fail(path, f"not a readable .npz ({error})")
+    if "meta" in arrays:
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except ValueError:
+            meta = {}
+        if meta.get("format") == FORMAT:
+            streams = {key[len(ROW_PREFIX):]: value for key, value in arrays.items() if key.startswith(ROW_PREFIX)}
+            if not streams:
+                _fail(path, "no scored rows")
+            return ScoreSet(path, "ours", [str(i) for i in arrays["ids"]], arrays["labels"].astype(np.int64),
+                            _checked(path, streams), meta["kinds"], meta.get("part"), meta)
+    if "scores" not in arrays:
+        _fail(path, f"not a score file: a plain .npz needs 'scores' (samples, classes) and 'ids'; it has "
+                    f"{', '.join(arrays) or 'nothing'}")
+    ids = arrays.get("ids", arrays.get("names"))
+    labels = arrays.get("labels")
+    if labels is not None and (labels.ndim != 1 or labels.dtype.kind not in "iu"):
+        _fail(path, f"labels of shape {labels.shape} {labels.dtype}, expected (samples,) 0-based integers")
+    streams = _checked(path, {"scores": arrays["scores"]})
+    return ScoreSet(path, "npz", None if ids is None else [str(i) for i in ids],
+                    None if labels is None else labels.astype(np.int64), streams, {"scores": UNKNOWN})
+
+
+def _read_pickle(path: Path) -> ScoreSet:
+    data = load_pickle(path, "score pickle")
+    if isinstance(data, dict) and data and all(isinstance(k, str) for k in data):
+        rows = list(data.values())
+        fmt, ids = CTRGCN, list(data)
+    elif isinstance(data, (list, tuple)) and data:
+        rows, fmt, ids = list(data), PYSKL, None
+    elif isinstance(data, np.ndarray) and data.ndim == 2:
+        rows, fmt, ids = list(data), PYSKL, None
+    else:
+        _fail(path, f"not a score file: a {type(data).__name__}, expected CTR-GCN's {{name: scores}} or PYSKL's "
+                    f"list of scores")
+    if not all(isinstance(r, np.ndarray) and r.ndim == 1 for r in rows) or len({r.shape for r in rows}) != 1:
+        _fail(path, "not a score file: its entries are not score vectors of one length")
+    return ScoreSet(path, fmt, ids, None, _checked(path, {"scores": np.stack(rows)}), {"scores": FOREIGN_KINDS[fmt]})
+
+
+def read_scores(path: str | Path) -> ScoreSet:
+    """A score file of any of the formats above, or a results JSON of test.py (its scores file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.absolute()}: no such score file")
+    if path.suffix == ".json":
+        try:
+            doc = json.loads(path.read_text())
+            scores = Path(doc["scores_file"])
+        except (ValueError, KeyError, TypeError):
+            _fail(path, "not a results JSON of test.py with a scores file (rerun test.py to write one)")
+        return read_scores(scores if scores.is_absolute() else path.parent / scores.name)
+    if path.suffix == ".npz":
+        return _read_npz(path)
+    return _read_pickle(path)
