@@ -18,8 +18,6 @@ Coordinates before a camera sees them are (left, up, forward) of the person or s
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -863,31 +861,3 @@ def generate_coco17(out_dir: str | Path, seed: int = 0, size: str = "full") -> d
     classes = [ntu120_class_names()[action - 1] for action in DEMO_NTU_ACTIONS]
     write_custom_dataset(out_dir, arrays, labels, splits, classes)
     return {"coco17": len(arrays), "coco17_dir": str(out_dir)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="output folder (gets ntu/txt60skel/ and ucla/; with "
-                                                      "--format coco17 it is the custom dataset's folder)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", choices=tuple(SIZES), default="full",
-                        help="full: ~300 NTU + 210 NW-UCLA files (demo pipeline); small: for tests")
-    parser.add_argument("--format", choices=FORMATS, default=FORMATS[0],
-                        help="ntu-ucla: the NTU and NW-UCLA file formats; coco17: the NTU actions as a custom "
-                             "dataset of COCO-17 2D keypoints (-d custom --data OUT --layout coco17)")
-    args = parser.parse_args(argv)
-    try:
-        if args.format == "coco17":
-            summary = generate_coco17(args.out, args.seed, args.size)
-            print(f"COCO-17: {summary['coco17']} .npy samples (2D keypoints) in the custom dataset "
-                  f"{summary['coco17_dir']}")
-            return 0
-        summary = generate_demo(args.out, args.seed, args.size)
-    except OSError as e:
-        print(f"error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    print(f"NTU: {summary['ntu']} .skeleton files in {summary['ntu_dir']} "
-          f"({summary['ntu_two_body']} with two bodies, {summary['ntu_spurious']} of them a spurious extra body)")
-    print(f"NW-UCLA: {summary['ucla']} .json files in {summary['ucla_dir']}")
-    return 0
-

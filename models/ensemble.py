@@ -122,7 +122,9 @@ def _labels(sets: list[tuple[ScoreSet, list[Stream]]], ids: list[str]) -> np.nda
         if data.labels is None or data.ids is None:
             continue
         mine = dict(zip(data.ids, data.labels.tolist()))
-        theirs = np.array([mine.get(s, -1) for s in ids])
+        if not all(s in mine for s in ids):
+            continue   # other samples: refused, and named, when the files are matched
+        theirs = np.array([mine[s] for s in ids])
         if labels is None:
             labels, source = theirs, data.source
         elif not np.array_equal(labels, theirs):

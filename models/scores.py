@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,35 +107,54 @@ def _checked(path: Path, streams: dict[str, np.ndarray]) -> dict[str, np.ndarray
     return {key: np.asarray(scores, dtype=np.float64) for key, scores in streams.items()}
 
 
+def _per_sample(path: Path, name: str, values: np.ndarray | None, count: int, integers: bool = False) -> None:
+    """Refuse ids or labels that are not one per scored sample (or labels that are not 0-based classes)."""
+    if values is None:
+        return
+    if values.ndim != 1 or len(values) != count:
+        _fail(path, f"{name} of shape {values.shape}, expected one per sample ({count})")
+    if integers and (values.dtype.kind not in "iu" or (values < 0).any()):
+        _fail(path, f"{name} must be 0-based class numbers (found {values.dtype} {values.min()})")
+
+
 def _read_npz(path: Path) -> ScoreSet:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except ValueError as error:
         _fail(path, f"not a score .npz ({str(error).splitlines()[0]}; object arrays are not read)")
-    except (OSError, EOFError) as error:
-        _fail(path, f"not a readable .npz ({error})")
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        _fail(path, f"not a readable .npz (truncated or damaged: {error})")
     if "meta" in arrays:
         try:
             meta = json.loads(str(arrays["meta"]))
         except ValueError:
             meta = {}
         if meta.get("format") == FORMAT:
-            streams = {key[len(ROW_PREFIX):]: value for key, value in arrays.items() if key.startswith(ROW_PREFIX)}
-            if not streams:
-                _fail(path, "no scored rows")
-            return ScoreSet(path, "ours", [str(i) for i in arrays["ids"]], arrays["labels"].astype(np.int64),
-                            _checked(path, streams), meta["kinds"], meta.get("part"), meta)
+            return _ours(path, arrays, meta)
     if "scores" not in arrays:
         _fail(path, f"not a score file: a plain .npz needs 'scores' (samples, classes) and 'ids'; it has "
                     f"{', '.join(arrays) or 'nothing'}")
     ids = arrays.get("ids", arrays.get("names"))
     labels = arrays.get("labels")
-    if labels is not None and (labels.ndim != 1 or labels.dtype.kind not in "iu"):
-        _fail(path, f"labels of shape {labels.shape} {labels.dtype}, expected (samples,) 0-based integers")
     streams = _checked(path, {"scores": arrays["scores"]})
+    _per_sample(path, "ids", ids, len(streams["scores"]))
+    _per_sample(path, "labels", labels, len(streams["scores"]), integers=True)
     return ScoreSet(path, "npz", None if ids is None else [str(i) for i in ids],
                     None if labels is None else labels.astype(np.int64), streams, {"scores": UNKNOWN})
+
+
+def _ours(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> ScoreSet:
+    streams = {key[len(ROW_PREFIX):]: value for key, value in arrays.items() if key.startswith(ROW_PREFIX)}
+    missing = [key for key in ("ids", "labels") if key not in arrays] + ([] if "kinds" in meta else ["meta kinds"])
+    if missing or not streams:
+        _fail(path, f"a damaged score file of this project (no {', '.join(missing) or 'scored rows'}); run test.py again")
+    streams = _checked(path, streams)
+    count = len(next(iter(streams.values())))
+    _per_sample(path, "ids", arrays["ids"], count)
+    _per_sample(path, "labels", arrays["labels"], count, integers=True)
+    return ScoreSet(path, "ours", [str(i) for i in arrays["ids"]], arrays["labels"].astype(np.int64), streams,
+                    {key: meta["kinds"].get(key, UNKNOWN) for key in streams}, meta.get("part"), meta)
 
 
 def _read_pickle(path: Path) -> ScoreSet:

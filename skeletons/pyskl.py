@@ -9,9 +9,9 @@ code is refused and runs nothing.
 - Protocols: each pair of split lists ``<prefix>_train`` and ``<prefix>_val`` (or ``_test``; with
   both, ``_test``) is the protocol ``<prefix>`` (xsub, xview, xset); a bare ``train``/``val``
   pair is the protocol ``split`` (Kinetics-style files), ``train1``/``test1`` ``split1``.
-- Bodies: with more than two persons, the two of highest mean keypoint score (without scores, the
-  first two, as PYSKL's FormatGCNInput keeps), the higher first; a person all zero in every frame
-  is padding and dropped.
+- Bodies: a person all zero in every frame is padding and dropped; of more than two persons, the
+  two of highest mean keypoint score, the higher first (without scores, the first two, as PYSKL's
+  FormatGCNInput keeps); one or two persons stay in the file's order.
 - Scores: they choose persons only. A low-score joint keeps its coordinates as the pose estimator
   gave them (PYSKL's GCNs, too, take the coordinates as given, with the score as a channel).
 - Classes: --label-map FILE (one name per line, label 0 first); NTU RGB+D's names when the
@@ -75,14 +75,14 @@ def _annotation_fields(item: object, k: int, path: Path) -> tuple[str, int, np.n
 
 
 def choose_bodies(keypoint: np.ndarray, score: np.ndarray | None) -> np.ndarray:
-    """At most two persons (highest mean score first; without scores the first two), padding
-    persons (all zero) dropped: (M', T, V, C) float32, M' = 0 when there is nobody."""
-    bodies = keypoint.astype(np.float32)
-    if score is not None and len(bodies) > MAX_BODIES:
-        order = np.argsort(-score.reshape(len(score), -1).mean(axis=1), kind="stable")[:MAX_BODIES]
-        bodies = bodies[order]
-    bodies = bodies[:MAX_BODIES]
-    return bodies[[bool(np.any(body)) for body in bodies]]
+    """The persons the descriptors see: padding persons (all zero) dropped, then of more than two
+    the two of highest mean score, the higher first (without scores, the first two); at most two
+    persons keep the file's order. (M', T, V, C) float32, M' = 0 when there is nobody."""
+    present = [m for m in range(len(keypoint)) if np.any(keypoint[m])]
+    if score is not None and len(present) > MAX_BODIES:
+        means = score[present].reshape(len(present), -1).mean(axis=1)
+        present = [present[k] for k in np.argsort(-means, kind="stable")]
+    return keypoint[present[:MAX_BODIES]].astype(np.float32)
 
 
 def read_pyskl(path: Path, label_map: str | Path | None = None) -> Unpacking:
@@ -108,8 +108,8 @@ def read_pyskl(path: Path, label_map: str | Path | None = None) -> Unpacking:
 
     unpacking = Unpacking(samples(), protocols_of(data["split"], path), num_classes,
                           class_names_of(num_classes, label_map, ntu_labels), skipped,
-                          {"bodies": "two of highest mean keypoint score (else the first two); all-zero persons "
-                                     "dropped", "scores": "choose persons only; coordinates as given"})
+                          {"bodies": "all-zero persons dropped; of more than two, the two of highest mean keypoint "
+                                     "score (else the first two)", "scores": "choose persons only; coordinates as given"})
     return unpacking
 
 
