@@ -149,16 +149,18 @@ def fuse(streams: list[Stream], weights: np.ndarray, use_softmax: bool) -> np.nd
 
 def tune_weights(streams: list[Stream], labels: np.ndarray, use_softmax: bool) -> np.ndarray:
     """Weights that maximise top-1 on these (held-out) scores: coordinate search over
-    ``WEIGHT_GRID`` from equal weights, ties broken by the fused softmax's mean true-class
-    probability, then by staying put."""
+    ``WEIGHT_GRID`` from equal weights, ties broken by the mean true-class probability of the
+    weighted mean (so scaling every weight alike, which changes no prediction, gains nothing),
+    then by staying put."""
     parts = [softmax(s.scores) if use_softmax else s.scores for s in streams]
+    rows = np.arange(len(labels))
 
     def objective(weights: np.ndarray) -> tuple[float, float]:
         if not weights.any():
             return -1.0, 0.0
-        fused = sum(w * p for w, p in zip(weights, parts))
-        top1 = float((fused.argmax(axis=1) == labels).mean())
-        return top1, float(softmax(fused)[np.arange(len(labels)), labels].mean())
+        mean = sum(w * p for w, p in zip(weights, parts)) / weights.sum()
+        top1 = float((mean.argmax(axis=1) == labels).mean())
+        return top1, float((mean if use_softmax else softmax(mean))[rows, labels].mean())
 
     weights = np.ones(len(streams))
     best = objective(weights)

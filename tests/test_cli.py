@@ -17,11 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def parsers() -> dict[str, argparse.ArgumentParser]:
     from cli.skels2desc import build_parser
+    from skeletons.formats import FILE_DATASETS
     found = {name: load_script(name).get_args_parser()
-             for name in ("txt2npy", "train", "test", "predict", "pipeline", "visualize")}
+             for name in ("txt2npy", "train", "test", "predict", "pipeline", "visualize", "ensemble")}
     found["skels2desc_ntu"] = build_parser(("ntu60", "ntu120"))
     found["skels2desc_ucla"] = build_parser(("ucla",))
-    found["skels2desc_custom"] = build_parser(("custom",))
+    found["skels2desc_custom"] = build_parser(("custom", *FILE_DATASETS))
     return found
 
 
@@ -31,7 +32,9 @@ REQUIRED = {
     "txt2npy": ["-d", "ntu60"], "train": ["-d", "ucla", "-desc", "GD"], "test": [], "predict": ["x.json", "-d", "ucla"],
     "pipeline": [], "visualize": ["x.json"], "skels2desc_ntu": ["-d", "ntu60", "-a", "train"],
     "skels2desc_ucla": ["-a", "train"], "skels2desc_custom": ["--data", "x", "--layout", "coco17", "-a", "train"],
+    "ensemble": ["x_scores.npz"],
 }
+NO_SHARED_OPTIONS = {"ensemble"}   # it reads score files only: no dataset, folder or device option
 # Where a script gives a shared option another default, and why.
 OWN_DEFAULTS = {
     # pipeline.py --demo changes these defaults; None lets it tell the demo's from the release's.
@@ -56,7 +59,7 @@ def shared_actions():
 def test_every_script_is_covered():
     assert set(PARSERS) == set(REQUIRED)
     scripts = {script for script, _, _ in shared_actions()}
-    assert scripts == set(PARSERS)
+    assert scripts == set(PARSERS) - NO_SHARED_OPTIONS
 
 
 @pytest.mark.parametrize("script,name,action", list(shared_actions()),
