@@ -38,7 +38,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="match files that name no samples (PYSKL's result lists) by position with the first file "
                         "that does; counts (and labels, where known) must agree")
     p.add_argument("--out", metavar="DIR", help="write ensemble_results.json and ensemble_scores.npz here")
-    p.add_argument("--save-score", nargs="+", choices=SAVE_FORMATS, default=(), metavar="FORMAT",
+    p.add_argument("--save-score", nargs="+", choices=SAVE_FORMATS, metavar="FORMAT",
                    help="with --out: also the fused scores as CTR-GCN's (ctrgcn) and/or PYSKL's (pyskl) pickle")
     return p
 
@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"\n{len(result.data.ids)} samples; weights {result.weights_source}: {weights}")
         print(result.gain_line())
         if args.out:
-            files = ensemble.write(result, args.out, tuple(args.save_score))
+            files = ensemble.write(result, args.out, tuple(args.save_score or ()))
             print(f"results: {args.out}/ensemble_results.json; fused scores: {', '.join(files.values())}")
         return 0
 

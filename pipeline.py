@@ -28,7 +28,7 @@ from common.errors import INTERRUPTED_STATUS, one_line_run
 from descriptors import provenance
 from descriptors.extract import extract_split
 from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
-from models.names import DEFAULT_CHECKPOINT_DIR, LAST, checkpoint_path, checkpoint_prefix, keep_run_files
+from models.names import DEFAULT_CHECKPOINT_DIR, TENSORBOARD_DIR, curves_path, LAST, checkpoint_path, checkpoint_prefix, keep_run_files
 from models.config import BN_STATS, DEMO_PRESET, IMAGES, SKELETONS, TestConfig, TrainConfig, preset_settings
 from skeletons.convert import convert_folder, plan_conversion, stale_conversions
 from skeletons.datasets import CUSTOM, PARTS, Split, default_protocol, get_dataset, sample_id, split_from_folder
@@ -108,7 +108,7 @@ def resolve_paths(args: argparse.Namespace) -> argparse.Namespace:
     ds = get_dataset(args.dataset)
     args.protocol = default_protocol(args.dataset, args.protocol)
     if ds.custom is not None and args.dspath:
-        raise ValueError(f"a custom dataset's sequences are in ROOT/skeletons of --data; drop -dspath {args.dspath}")
+        raise ValueError(f"-d {args.dataset} reads its sequences from --data {args.data}; drop -dspath {args.dspath}")
     # The demo mirrors the README layout under data/demo/ instead of data/.
     data = DEMO_ROOT if args.demo else Path("data")
     in_data = lambda readme_path: data / Path(readme_path).relative_to("data")  # noqa: E731
@@ -309,8 +309,11 @@ def run_steps(args: argparse.Namespace) -> int:
     except StepInterrupted:   # the step said so in its own line
         return INTERRUPTED_STATUS
     figure = run_figure(args)
+    fuse5 = checkpoint_prefix(args.dataset, args.protocol, FUSION)
+    curves = curves_path(args.ckpt, fuse5.removesuffix(FUSION) + "<DESC>")
     step("done", f"{time.time() - start:.0f} s. results JSON and confusion matrix in "
-                 f"{args.ckpt}/; a sample and its five descriptor images: {figure}")
+                 f"{args.ckpt}/; a sample and its five descriptor images: {figure}; training curves: {curves} "
+                 f"(TensorBoard: tensorboard --logdir {Path(args.ckpt) / TENSORBOARD_DIR})")
     return 0
 
 

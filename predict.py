@@ -4,6 +4,7 @@
     python predict.py data/ucla/a01_s01_e00_v01.json -d ucla --images out/ --figure out/sample.png
     python predict.py clip.npy -d custom --data ROOT --layout coco17     # your own skeletons
     python predict.py test_3 -d ctrgcn --data NTU60_CS.npz                # a sample of a data file, by name
+    python predict.py FILE -d ntu60 -p csub --onnx exported/              # export.py's graphs, no torch needed
     (FILE: NTU .skeleton or .skeleton.npy, an NW-UCLA .json, or a custom dataset's .npy; -desc all =
     the five single models and Fuse5 fused by the mean of their softmax, the honest score fusion of
     test.py)
@@ -32,6 +33,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=5, help="classes printed")
     p.add_argument("--images", metavar="DIR", help="save the five descriptor images as DIR/<sample>_<DESC>.png")
     p.add_argument("--figure", metavar="PNG", help="save the skeleton strip beside the five images")
+    p.add_argument("--onnx", metavar="DIR", help="classify with the networks export.py wrote to DIR, with numpy and "
+                                                 "onnxruntime only (no torch; -ckpt, --epoch and -gpu are not used)")
     return p
 
 
@@ -47,16 +50,24 @@ def true_label(dataset: str, name: str) -> int | None:
         return None
 
 
+def predict(args: argparse.Namespace):
+    """The prediction by the path asked for: exported graphs (no torch), or the checkpoints."""
+    if args.onnx:
+        from models.onnx_predict import predict_file_onnx
+        return predict_file_onnx(args.file, args.onnx, args.dataset, args.protocol, args.desc)
+    from models.inference import inference_device, predict_file
+    return predict_file(args.file, args.ckpt, args.dataset, args.protocol, args.desc, args.epoch,
+                        device=inference_device(args.gpu))
+
+
 def main(args: argparse.Namespace) -> int:
     from descriptors.figures import save_images, save_sample_figure
-    from models.inference import inference_device, predict_file
 
     try:
         cli.setup_dataset(args)
         if not os.path.lexists(args.file) and (unpacked := sample_file(get_dataset(args.dataset), args.file)):
             args.file = str(unpacked)
-        result = predict_file(args.file, args.ckpt, args.dataset, args.protocol, args.desc, args.epoch,
-                              device=inference_device(args.gpu))
+        result = predict(args)
         name = sample_id(args.file)
         for note in result.notes:
             print(note, file=sys.stderr)

@@ -328,6 +328,21 @@ def check_included(X: np.ndarray, mode: str, path: str | Path) -> str | None:
     return reason
 
 
+def bgr_chw(image: np.ndarray) -> np.ndarray:
+    """A descriptor image as computed (H x W gray or H x W x 3 RGB) -> uint8 (C, H, W) in the
+    release's channel order, as read_bgr gives it from the PNG file."""
+    if image.ndim == 2:
+        return image[None]
+    return np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))  # RGB -> BGR, HWC -> CHW
+
+
+def network_input(image: np.ndarray) -> np.ndarray:
+    """A descriptor image as the networks take it: float32 (3, H, W), 0..255, BGR, a gray image
+    repeated on the three channels (what the loaders give, cast as training casts it)."""
+    chw = bgr_chw(image)
+    return np.broadcast_to(chw, (3, *chw.shape[1:])).astype(np.float32)
+
+
 def descriptor_images(X: np.ndarray, layout: Layout | None = None, mode: str = "paper",
                       img_size: int = DEFAULT_IMG_SIZE) -> dict[str, np.ndarray]:
     """The five images of a sequence (T, B*V, C): GD and FDD (H, W, 3), JDD/ADD/LAD (H, W), uint8.

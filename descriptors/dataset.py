@@ -22,6 +22,7 @@ from common.atomic import atomic_path, writing_into
 from common.locks import PackHold, folder_locks, remove_unless_held
 from skeletons.datasets import Split, get_dataset
 from skeletons.layouts import layout_record
+from descriptors.core import bgr_chw
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir, split_lock_path
 
 from . import provenance
@@ -91,14 +92,6 @@ def read_bgr(path: Path) -> np.ndarray:
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: unreadable descriptor image ({e})") from None
     return bgr_chw(arr)
-
-
-def bgr_chw(image: np.ndarray) -> np.ndarray:
-    """A descriptor image as computed (H x W gray or H x W x 3 RGB) -> uint8 (C, H, W) in the
-    release's channel order, as read_bgr gives it from the PNG file."""
-    if image.ndim == 2:
-        return image[None]
-    return np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))  # RGB -> BGR, HWC -> CHW
 
 
 def as_three_channels(arr: np.ndarray) -> torch.Tensor:

@@ -266,7 +266,7 @@ def run(files: list[str], weights: str | None = None, use_softmax: bool = False,
                     metrics_rows(data.streams, fused, data.labels, label), notes)
 
 
-def write(result: Ensemble, out: str | Path, save_score: tuple[str, ...] = ()) -> dict[str, str]:
+def write(result: Ensemble, out: str | Path, save_score: tuple[str, ...]) -> dict[str, str]:
     """ensemble_results.json and the fused scores (ours, and the formats of ``save_score``) in ``out``."""
     out = Path(out)
     data = result.data

@@ -6,10 +6,8 @@ or a custom dataset's .npy in its layout), and the models must have been trained
 that layout."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from descriptors.core import DEFAULT_IMG_SIZE, check_included, descriptor_images
@@ -19,27 +17,11 @@ from models.reruns import settings_flags
 from models.provenance import RELEASE_NOTICE, check_consistent, check_layout, check_role
 from models.evaluation import mean_softmax, model_outputs
 from skeletons.datasets import Dataset, check_protocol, get_dataset
-from skeletons.layouts import Layout
 from skeletons.reading import check_file, file_kind, load_sequence
 from descriptors.names import FUSION, FUSION_ORDER
 from .logs import last_logged_epoch
+from .prediction import Prediction, model_notes
 from .names import BEST, log_path, model_checkpoints
-
-
-@dataclass
-class Prediction:
-    probabilities: np.ndarray          # (num_classes,) mean of the models' softmax
-    models: dict[str, Path]            # model name -> checkpoint used
-    images: dict[str, np.ndarray]      # the five descriptor images fed to the models
-    sequence: np.ndarray               # (T, V, C) skeleton sequence
-    mode: str                          # descriptor mode the models were trained on
-    layout: Layout                     # the skeletons' joint layout
-    notes: list[str] = field(default_factory=list)   # what the caller should tell the user
-
-    def top(self, names: tuple[str, ...], k: int = 5) -> list[tuple[str, int, float]]:
-        """[(class name, 1-based label, probability)] of the k most probable classes."""
-        best = np.argsort(-self.probabilities)[:k]
-        return [(names[i], int(i) + 1, float(self.probabilities[i])) for i in best]
 
 
 def inference_device(gpu: int) -> str:
@@ -65,14 +47,6 @@ def find_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, d
         raise FileNotFoundError(f"no checkpoint in {Path(ckpt_dir).absolute()} for {dataset} {protocol} -desc {desc} "
                                 f"(looked for {next(iter(missing.values())).name}, ...); train with train.py first")
     return found, missing
-
-
-def model_notes(found: dict[str, Path], missing: dict[str, Path]) -> list[str]:
-    """Which of the models asked for are used and which are missing (as test.py says it)."""
-    if not missing:
-        return []
-    return [f"note: using {', '.join(found)}; missing {', '.join(missing)} (first: {next(iter(missing.values()))}): "
-            f"the prediction is the used models' alone"]
 
 
 def unfinished_notes(ckpt_dir: str | Path, dataset: str, protocol: str, ckpts: dict) -> list[str]:

@@ -7,9 +7,13 @@ import io
 from pathlib import Path
 
 from common.atomic import write_text_atomic
+from descriptors.names import FUSION_ORDER
 
+# Fuse5's eight training losses (models/recipe.py sums them), empty for a single-descriptor run.
+HEAD_LOSSES = ("main", *(f"single_{d}" for d in FUSION_ORDER), "g12", "g345")
+HEAD_FIELDS = tuple(f"loss_{head}" for head in HEAD_LOSSES)
 LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_acc", "test_loss", "test_acc", "best_acc",
-              "seconds", "images_per_s")
+              "seconds", "images_per_s", *HEAD_FIELDS)
 
 
 def last_logged_epoch(path: str | Path) -> int | None:

@@ -10,7 +10,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .distributed import all_reduce_sum
-from .recipe import main_logits, total_loss
+from .recipe import head_losses, main_logits, total_loss
 
 
 def to_device(images, device: torch.device, channels_last: bool = False):
@@ -46,9 +46,11 @@ def forward_loss(model: nn.Module, criterion: nn.Module, images, labels: torch.T
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader,
                     device: torch.device, epoch: int, opts: RunOptions = RunOptions(),
                     scaler: torch.amp.GradScaler | None = None) -> dict:
-    """One pass over ``loader``; mean loss and accuracy over all ranks, images seen, seconds."""
+    """One pass over ``loader``; mean loss and accuracy over all ranks, images seen, seconds (and
+    Fuse5's eight mean head losses)."""
     model.train()
     loss_sum = torch.zeros((), device=device)
+    heads_sum = torch.zeros(8, device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen, start = 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not opts.progress, dynamic_ncols=True)
@@ -65,16 +67,20 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             loss.backward()
             optimizer.step()
         loss_sum += loss.detach() * labels.shape[0]
+        if (heads := head_losses(outputs, labels, criterion)) is not None:
+            heads_sum += heads.double() * labels.shape[0]
         correct += (main_logits(outputs).argmax(1) == labels).sum()
         seen += labels.shape[0]
         if opts.progress and step % opts.refresh == 0:
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
     bar.close()
-    sums = all_reduce_sum(torch.stack([loss_sum.double(), correct.double(),
-                                       torch.tensor(float(seen), device=device, dtype=torch.float64)]))
+    sums = all_reduce_sum(torch.cat([torch.stack([loss_sum.double(), correct.double(),
+                                                  torch.tensor(float(seen), device=device, dtype=torch.float64)]),
+                                     heads_sum]))
     n = max(sums[2].item(), 1.0)
+    heads = (sums[3:] / n).tolist() if heads_sum.any() else None
     return {"loss": sums[0].item() / n, "acc": sums[1].item() / n, "images": int(sums[2].item()),
-            "seconds": time.perf_counter() - start}
+            "seconds": time.perf_counter() - start, "heads": heads}
 
 
 @torch.no_grad()

@@ -1,9 +1,11 @@
 """Checkpoint and run-file naming (docs/METHOD.md §4, the README's layout), and the files of one
-run: <prefix>_<N>_epoch.tar, <prefix>_epoch_best.tar, <prefix>_last.tar, <prefix>_log.csv."""
+run: <prefix>_<N>_epoch.tar, <prefix>_epoch_best.tar, <prefix>_last.tar, <prefix>_log.csv, and its
+curves (<prefix>_curves.png, tensorboard/<prefix>/)."""
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from descriptors.names import DESCRIPTORS, FUSION, check_descriptor, protocol_su
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"
+CURVES_SUFFIX, TENSORBOARD_DIR = "_curves.png", "tensorboard"   # a run's curves (models/curves.py)
 BEST, LAST = "best", "last"   # --epoch: the best epoch's checkpoint, the last one's
 SUPERSEDED_DIR = "superseded"   # under -ckpt: earlier models that a retrain replaced, kept
 
@@ -69,12 +72,21 @@ def run_lock_path(ckpt_dir: str | Path, prefix: str) -> Path:
     return Path(ckpt_dir) / f".{prefix}.lock"
 
 
+def curves_path(ckpt_dir: str | Path, prefix: str) -> Path:
+    return Path(ckpt_dir) / f"{prefix}{CURVES_SUFFIX}"
+
+
+def tensorboard_dir(ckpt_dir: str | Path, prefix: str) -> Path:
+    return Path(ckpt_dir) / TENSORBOARD_DIR / prefix
+
+
 def run_files(ckpt_dir: str | Path, prefix: str) -> list[Path]:
-    """A run's files that exist: <prefix>_<N>_epoch.tar (by epoch), _epoch_best.tar, _last.tar, _log.csv."""
+    """A run's files that exist: <prefix>_<N>_epoch.tar (by epoch), _epoch_best.tar, _last.tar,
+    _log.csv, _curves.png, and its TensorBoard folder."""
     folder = Path(ckpt_dir)
     files = [path for _, path in sorted(epoch_checkpoints(folder, prefix).items())]
-    files += [folder / f"{prefix}{end}" for end in (BEST_SUFFIX, LAST_SUFFIX, LOG_SUFFIX)]
-    return [p for p in files if p.is_file()]
+    files += [folder / f"{prefix}{end}" for end in (BEST_SUFFIX, LAST_SUFFIX, LOG_SUFFIX, CURVES_SUFFIX)]
+    return [p for p in files if p.is_file()] + [d for d in [tensorboard_dir(folder, prefix)] if d.is_dir()]
 
 
 def keep_run_files(ckpt_dir: str | Path, prefix: str) -> Path | None:
@@ -86,7 +98,7 @@ def keep_run_files(ckpt_dir: str | Path, prefix: str) -> Path | None:
     kept = Path(ckpt_dir) / SUPERSEDED_DIR / f"{prefix}_{time.strftime('%Y%m%d-%H%M%S')}"
     kept.mkdir(parents=True, exist_ok=True)
     for path in files:
-        os.replace(path, kept / path.name)
+        os.replace(path, kept / (path.name if path.is_file() else TENSORBOARD_DIR))
     return kept
 
 
@@ -94,5 +106,8 @@ def remove_run_files(ckpt_dir: str | Path, prefix: str) -> int:
     """--overwrite: delete a run's files (that prefix only); how many there were."""
     files = run_files(ckpt_dir, prefix)
     for path in files:
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return len(files)

@@ -59,12 +59,24 @@ def main_logits(outputs) -> torch.Tensor:
     return outputs["main"] if isinstance(outputs, dict) else outputs
 
 
+def fuse5_heads(outputs: dict) -> list[torch.Tensor]:
+    """Fuse5's eight outputs in the order of its loss terms (and of the log's HEAD_FIELDS)."""
+    return [outputs["main"], *outputs["single"], outputs["g12"], outputs["g345"]]
+
+
 def total_loss(outputs, labels: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
     """One CE for a single model; for Fuse5 the sum of 8 (main, five single, g12, g345)."""
     if not isinstance(outputs, dict):
         return criterion(outputs, labels)
-    heads = [outputs["main"], *outputs["single"], outputs["g12"], outputs["g345"]]
-    return sum(criterion(h, labels) for h in heads)
+    return sum(criterion(h, labels) for h in fuse5_heads(outputs))
+
+
+@torch.no_grad()
+def head_losses(outputs, labels: torch.Tensor, criterion: nn.Module) -> torch.Tensor | None:
+    """Fuse5's eight loss terms (detached, for the log and the curves); None for a single model."""
+    if not isinstance(outputs, dict):
+        return None
+    return torch.stack([criterion(h.detach().float(), labels) for h in fuse5_heads(outputs)])
 
 
 

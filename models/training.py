@@ -26,8 +26,9 @@ from skeletons.augment import Augment
 from skeletons.datasets import PARTS, Split, default_protocol, get_dataset, presence_note
 from .checkpoint import CheckpointError, CheckpointWriteError, save_checkpoint
 from .config import IMAGES, SKELETONS, TrainConfig
+from .curves import CurveWriter
 from .distributed import DistInfo, barrier, cleanup_distributed, init_distributed, shard
-from .logs import format_epoch_line, write_csv_log
+from .logs import HEAD_FIELDS, format_epoch_line, write_csv_log
 from .loop import RunOptions, amp_setup, evaluate, pick_device, train_one_epoch
 from .names import (BEST, LAST, checkpoint_path, checkpoint_prefix, log_path, prune_checkpoints, remove_run_files,
                     run_files, run_lock_path)
@@ -249,7 +250,8 @@ def run_epoch(epoch: int, run: Run, loaders: Loaders, net: Model, device: torch.
     row = {"epoch": epoch, "lr": lr, "train_loss": train["loss"], "train_acc": train["acc"],
            "val_acc": val["acc"] if val else "", "test_loss": test["loss"], "test_acc": test["acc"],
            "best_acc": None, "seconds": round(train["seconds"], 2),
-           "images_per_s": train["images"] / max(train["seconds"], 1e-9)}
+           "images_per_s": train["images"] / max(train["seconds"], 1e-9),
+           **(dict(zip(HEAD_FIELDS, train["heads"])) if train["heads"] else {})}
     return row, (val or test)["acc"]
 
 
@@ -335,14 +337,20 @@ def train(config: TrainConfig, device: torch.device, info: DistInfo, log) -> dic
         net.train_model = DistributedDataParallel(net.model, device_ids=[device.index] if device.type == "cuda"
                                                   else None)
     announce(run, loaders, net, device, info, log)
-    for epoch in range(start, config.epochs + 1):
-        row, score = run_epoch(epoch, run, loaders, net, device)
-        check_data_unchanged(run, epoch)
-        improved = score > best
-        best = row["best_acc"] = max(best, score)
-        history.append(row)
-        if info.is_main:
-            save_epoch(run, net, row, history, improved)
-            log(format_epoch_line(row))
-        barrier()
+    curves = CurveWriter(config.ckpt, run.prefix, log) if info.is_main else None
+    try:
+        for epoch in range(start, config.epochs + 1):
+            row, score = run_epoch(epoch, run, loaders, net, device)
+            check_data_unchanged(run, epoch)
+            improved = score > best
+            best = row["best_acc"] = max(best, score)
+            history.append(row)
+            if info.is_main:
+                save_epoch(run, net, row, history, improved)
+                log(format_epoch_line(row))
+                curves.update(history)
+            barrier()
+    finally:
+        if curves is not None:
+            curves.close()
     return {"best_acc": best, "history": history, "prefix": run.prefix, "status": plan.status}

@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -193,8 +193,12 @@ def _write_sample(path: Path, array: np.ndarray) -> None:
         np.save(tmp, array, allow_pickle=False)
 
 
+def tell(line: str) -> None:
+    print(line, file=sys.stderr)   # stdout is the scripts' results (predict.py's classes)
+
+
 def unpack(source: str | Path, format_name: str, read: Callable[[Path], Unpacking],
-           root: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
+           root: str | Path | None = None, log: Callable[[str], None] = tell) -> Path:
     """The unpacked folder of ``source`` (a file of format ``format_name`` that ``read`` reads),
     made or brought up to date; one unpacking at a time per folder."""
     source = Path(source)
@@ -253,10 +257,6 @@ def _write_folder(root: Path, source: Path, stat: os.stat_result, format_name: s
     write_text_atomic(root / ORIGIN_FILE, json.dumps(origin, indent=1) + "\n")
 
 
-def remove_unpacked(root: Path) -> None:
-    shutil.rmtree(root, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------- registration
 
 def layout_of(joints: int, dims: int, given: str | Path | None, source: Path) -> Layout:
@@ -278,7 +278,7 @@ def layout_of(joints: int, dims: int, given: str | Path | None, source: Path) ->
 
 def register_unpacked_dataset(kind: SampleKind, source: str | Path, read: Callable[[Path], Unpacking],
                               layout: str | Path | None = None, extra_flags: tuple[str, ...] = (),
-                              log: Callable[[str], None] = print) -> Dataset:
+                              log: Callable[[str], None] = tell) -> Dataset:
     """Unpack ``source`` (or reuse its folder) and make it the table's row named after its format:
     one protocol per split pair of the file, the first the default."""
     root = unpack(source, kind.name, read, log=log)

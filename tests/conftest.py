@@ -92,8 +92,10 @@ def demo_raw(tmp_path_factory) -> Path:
 
 
 def visible(folder: Path) -> list[str]:
-    """Sorted names of the files in ``folder`` that are not hidden (the run and split locks are)."""
-    return sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))
+    """Sorted names of the files in ``folder`` that are not hidden (the run and split locks are), and
+    are not training curves (<prefix>_curves.png, tensorboard/: tests/test_curves.py covers them)."""
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if not p.name.startswith(".") and not p.name.endswith("_curves.png") and p.name != "tensorboard")
 
 
 def synthetic_ucla(root: Path) -> Path:

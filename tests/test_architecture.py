@@ -140,9 +140,12 @@ def test_the_checks_see_a_planted_bad_import():
 
 
 # What starts without torch: the converters' and extraction's front ends (their options come from
-# cli/options.py, which takes its defaults from models/config.py), the settings and the pure metrics.
+# cli/options.py, which takes its defaults from models/config.py), the settings and the pure metrics,
+# the score files and ensembles, and the predictor of exported networks (predict.py --onnx runs
+# where torch is not installed; tests/test_export.py runs it so).
 TORCH_FREE = ("txt2npy", "skels2desc_ntu", "skels2desc_ucla", "skels2desc_custom", "cli.options", "models.config",
-              "models.evaluation", "models.names")
+              "models.evaluation", "models.names", "models.scores", "models.ensemble", "ensemble", "export", "predict",
+              "models.onnx_predict", "models.prediction", "models.curves", "skeletons.formats")
 
 
 def test_option_front_ends_start_without_torch():

@@ -19,7 +19,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     from cli.skels2desc import build_parser
     from skeletons.formats import FILE_DATASETS
     found = {name: load_script(name).get_args_parser()
-             for name in ("txt2npy", "train", "test", "predict", "pipeline", "visualize", "ensemble")}
+             for name in ("txt2npy", "train", "test", "predict", "pipeline", "visualize", "ensemble", "export")}
     found["skels2desc_ntu"] = build_parser(("ntu60", "ntu120"))
     found["skels2desc_ucla"] = build_parser(("ucla",))
     found["skels2desc_custom"] = build_parser(("custom", *FILE_DATASETS))
@@ -32,7 +32,7 @@ REQUIRED = {
     "txt2npy": ["-d", "ntu60"], "train": ["-d", "ucla", "-desc", "GD"], "test": [], "predict": ["x.json", "-d", "ucla"],
     "pipeline": [], "visualize": ["x.json"], "skels2desc_ntu": ["-d", "ntu60", "-a", "train"],
     "skels2desc_ucla": ["-a", "train"], "skels2desc_custom": ["--data", "x", "--layout", "coco17", "-a", "train"],
-    "ensemble": ["x_scores.npz"],
+    "ensemble": ["x_scores.npz"], "export": ["-d", "ucla", "--out", "x"],
 }
 NO_SHARED_OPTIONS = {"ensemble"}   # it reads score files only: no dataset, folder or device option
 # Where a script gives a shared option another default, and why.

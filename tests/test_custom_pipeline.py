@@ -357,8 +357,8 @@ def test_custom_flags_must_come_together(tmp_path, capsys):
     argv = [str(root / "skeletons" / "clip0.npy"), "-ckpt", str(tmp_path / "ckpt")]
     for flags, expected in ((["-d", "custom", "--data", str(root)], "-d custom needs --data ROOT (the dataset folder) "
                                                                      "and --layout FILE_OR_NAME"),
-                            (["-d", "ntu60", "--layout", "coco17"], "--data and --layout are for a custom dataset: "
-                                                                    "add -d custom, or drop them"),
+                            (["-d", "ntu60", "--layout", "coco17"], "--data, --layout and --label-map are for -d custom "
+                                                                    "or pyskl or ctrgcn: add -d, or drop them"),
                             (["-d", "custom", "--data", str(root), "--layout", "coco18"],
                              "coco18: no such layout; give a layout .json file or one of coco17, ntu25, openpose18, "
                              "ucla20")):

@@ -227,7 +227,7 @@ def test_changed_file_rewrites_only_changed_samples(tmp_path, monkeypatch):
     path.write_bytes(pickle.dumps(data, protocol=2))
     out = run("skels2desc_custom", "-d", "pyskl", "--data", str(path), "-a", "train", "-p", "xview",
               "-despth", "d", "--img-size", "8", "--no-progress", cwd=tmp_path)
-    assert out.returncode == 0 and "unpacking" in out.stdout, out.stderr
+    assert out.returncode == 0 and "unpacking" in out.stderr, out.stderr
     after = {p.name: p.stat().st_mtime_ns for p in files}
     assert [name for name in before if after[name] != before[name]] == [f"{changed['frame_dir']}.npy"]
 

@@ -18,7 +18,7 @@ def test_pip_install_gives_the_packages_and_the_custom_data_example_runs_from_an
     elsewhere.mkdir()
     source.mkdir()
     # a copy of what a source distribution holds: the build writes build/ and *.egg-info beside it
-    for name in ("pyproject.toml", "requirements.txt", "README.md", *PACKAGES):
+    for name in ("pyproject.toml", "requirements.txt", "requirements-extra.txt", "README.md", *PACKAGES):
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
         copy(REPO / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
                                             if (REPO / name).is_dir() else {}))

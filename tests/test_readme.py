@@ -49,8 +49,8 @@ SMALL_DEMO = ["--demo-size", "small", "--epochs", "2"]   # the demo's commands a
 # The documents whose bash blocks are the project's commands, in reading order: the README from
 # its quick start on, then the docs it sends readers to. The blocks run in this order, in one
 # folder (the workflow's predict.py commands use the checkpoints the quick start's demo made).
-COMMAND_DOCS = ["README.md", "docs/WORKFLOW.md", "docs/CUSTOM_DATA.md", "docs/ENSEMBLES.md", "docs/CHECKS.md",
-                "docs/PERFORMANCE.md"]
+COMMAND_DOCS = ["README.md", "docs/WORKFLOW.md", "docs/CUSTOM_DATA.md", "docs/ENSEMBLES.md", "docs/DEPLOYMENT.md",
+                "docs/CHECKS.md", "docs/PERFORMANCE.md"]
 TROUBLESHOOTING_DOC = "docs/WORKFLOW.md"
 # Runnable blocks (and the command lines in them) when they were all in the README: never fewer.
 RUNNABLE_BLOCKS, RUNNABLE_COMMANDS = 8, 21

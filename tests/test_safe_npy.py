@@ -118,7 +118,7 @@ def test_crafted_pickle_is_refused_and_runs_nothing(kind, reference_dir, tmp_pat
     with pytest.raises(SkeletonFormatError) as info:
         load_skeleton_npy(path)
     assert_one_line_error(info.value, path, "refused to load: the pickle references", named,
-                          "only numpy arrays, dict, list, str, int, float are allowed")
+                          "only numpy arrays, dict, list, tuple, str, bytes, int, float are allowed")
     assert not marker.exists()
 
 

@@ -174,9 +174,10 @@ def test_overwrite_removes_the_old_run_only(root, tmp_path, capsys):
     for name in others:
         (tmp_path / name).write_bytes(b"not this run's")
     status, out, _ = train_cli(root, tmp_path, capsys, "--overwrite", "--lr", "0.01")
-    assert status == 0 and "removed the 6 file(s)" in out
+    assert status == 0 and "removed the 8 file(s)" in out   # 3 epochs kept, best, last, log, curves, TensorBoard's
     assert visible(tmp_path) == sorted(
         ["ucla_GD_1_epoch.tar", "ucla_GD_epoch_best.tar", "ucla_GD_last.tar", "ucla_GD_log.csv", *others])
+    assert (tmp_path / "ucla_GD_curves.png").is_file()   # the new run's own
     assert last(tmp_path).settings["lr"] == 0.01 and last(tmp_path).epoch == 1
     assert len((tmp_path / "ucla_GD_log.csv").read_text().splitlines()) == 2
 

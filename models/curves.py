@@ -1,0 +1,147 @@
+"""Training curves from a run's log rows: ``<prefix>_curves.png`` beside the checkpoints and
+TensorBoard event files in ``<ckpt>/tensorboard/<prefix>/``, both rewritten whole from the rows
+after every epoch, so a resumed run continues the same curves with no duplicate or missing epoch
+(the rows are its CSV log's, which a resume restores). Drawing takes 0.15-0.3 s, longer than a
+demo's epoch, so ``CurveWriter`` draws in a background thread: each drawing shows the newest rows,
+and the run waits for the last one at its end. The PNG needs only matplotlib; the event files need
+the tensorboard package (``requirements-extra.txt``) and are skipped, with one notice, without it."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from common.atomic import write_bytes_atomic
+from .logs import HEAD_FIELDS, HEAD_LOSSES
+from .names import curves_path, tensorboard_dir
+
+# TensorBoard tag -> log column.
+SCALARS = {"loss/train": "train_loss", "loss/test": "test_loss", "accuracy/train": "train_acc",
+           "accuracy/val": "val_acc", "accuracy/test": "test_acc", "lr": "lr", "images_per_s": "images_per_s",
+           **{f"fuse5_loss/{head}": f"loss_{head}" for head in HEAD_LOSSES}}
+
+
+def _series(rows: Sequence[dict], column: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of a column, leaving out the epochs where it is empty."""
+    pairs = [(int(row["epoch"]), float(row[column])) for row in rows if row.get(column) not in (None, "")]
+    return [e for e, _ in pairs], [v for _, v in pairs]
+
+
+def curves_png(rows: Sequence[dict], title: str) -> bytes:
+    """The curves as PNG bytes: losses, accuracies, learning rate, images/s (and Fuse5's heads)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    heads = any(row.get(HEAD_FIELDS[0]) not in (None, "") for row in rows)
+    figure = Figure(figsize=(10, 7 if not heads else 9.5), dpi=80)
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(3 if heads else 2, 2, squeeze=False)
+    panels = [("loss", ("train_loss", "test_loss")), ("accuracy", ("train_acc", "val_acc", "test_acc")),
+              ("learning rate", ("lr",)), ("images/s (training)", ("images_per_s",))]
+    if heads:
+        panels.append(("Fuse5 head losses (train)", HEAD_FIELDS))
+    for axes, (name, columns) in zip(grid.flat, panels):
+        for column in columns:
+            epochs, values = _series(rows, column)
+            if epochs:
+                axes.plot(epochs, values, marker="." if len(epochs) < 30 else None,
+                          label=column.removeprefix("loss_"))
+        axes.set_title(name, fontsize=10)
+        axes.set_xlabel("epoch", fontsize=8)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if name == "learning rate":
+            axes.set_yscale("log")
+        if len(columns) > 1:
+            axes.legend(fontsize=7)
+    for axes in list(grid.flat)[len(panels):]:
+        axes.set_visible(False)
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def write_event_files(rows: Sequence[dict], folder: Path) -> bool:
+    """TensorBoard event files of ``rows`` in ``folder``, replacing the earlier ones; False when
+    the tensorboard package is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return False
+    staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}"
+    try:
+        writer = SummaryWriter(log_dir=str(staging))
+        for row in rows:
+            for tag, column in SCALARS.items():
+                if row.get(column) not in (None, ""):
+                    writer.add_scalar(tag, float(row[column]), int(row["epoch"]))
+        writer.close()
+        folder.mkdir(parents=True, exist_ok=True)
+        old = [p for p in folder.iterdir() if "tfevents" in p.name]
+        for path in staging.iterdir():
+            os.replace(path, folder / path.name)
+        for path in old:
+            path.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
+def write_curves(rows: Sequence[dict], ckpt_dir: str | Path, prefix: str) -> bool:
+    """Rewrite the run's PNG and event files from its log rows; whether the event files were written."""
+    write_bytes_atomic(curves_path(ckpt_dir, prefix), curves_png(rows, prefix), make_parents=True)
+    return write_event_files(rows, tensorboard_dir(ckpt_dir, prefix))
+
+
+class CurveWriter:
+    """A run's curves, redrawn in a background thread after each epoch (``update``) and once more,
+    waited for, at the end (``close``). A drawing that fails (a full disk) is told once and
+    never stops the training: the CSV log and the checkpoints are what matter."""
+
+    def __init__(self, ckpt_dir: str | Path, prefix: str, log: Callable[[str], None]):
+        self.ckpt_dir, self.prefix, self.log = ckpt_dir, prefix, log
+        self._rows: list[dict] | None = None
+        self._lock, self._wake = threading.Lock(), threading.Event()
+        self._closing, self._told = False, set()
+        self._thread = threading.Thread(target=self._run, name=f"curves {prefix}", daemon=True)
+        self._thread.start()
+
+    def update(self, rows: Sequence[dict]) -> None:
+        with self._lock:
+            self._rows = [dict(row) for row in rows]
+        self._wake.set()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                rows, self._rows = self._rows, None
+            if rows:
+                self._draw(rows)
+            if self._closing and self._rows is None:
+                return
+
+    def _draw(self, rows: list[dict]) -> None:
+        try:
+            if not write_curves(rows, self.ckpt_dir, self.prefix):
+                self._tell("notice: tensorboard is not installed, so the curves are only in "
+                           f"{curves_path(self.ckpt_dir, self.prefix)} (pip install -r requirements-extra.txt)")
+        except (OSError, ValueError, RuntimeError) as error:
+            self._tell(f"warning: the training curves could not be written ({error}); the run goes on")
+
+    def _tell(self, line: str) -> None:
+        if line not in self._told:
+            self._told.add(line)
+            self.log(line)
