@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+import shlex
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from common.atomic import atomic_path, writing_into
 from common.locks import PackHold, folder_locks, remove_unless_held
 from skeletons.datasets import Split, get_dataset
 from skeletons.layouts import layout_record
-from descriptors.core import bgr_chw
+from descriptors.core import DEFAULT_IMG_SIZE, MODES, bgr_chw
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir, split_lock_path
 
 from . import provenance
@@ -75,12 +76,20 @@ def reading_splits(root: str | Path, splits: Iterable[Split], wait: bool = False
     return folder_locks([split_lock_path(root, split) for split in splits], wait=wait, on_wait=on_wait, shared=True)
 
 
-def make_command(split: Split, root: Path) -> str:
-    """The skels2desc command line that creates the descriptor folders of a split."""
+def make_command(split: Split, root: Path, record: Mapping | None = None, explicit: bool = False) -> str:
+    """The skels2desc command line that makes the descriptor folders of a split; with a folder's
+    record, the one that made it: its sequence folder, mode and image size (so that it finishes
+    or remakes the folder as it was, never one that the folder's own check refuses). The mode and
+    size are left out where they are the defaults, unless ``explicit``."""
     ds = get_dataset(split.dataset)
-    where = ds.data_flags() if ds.custom is not None else f" -dspath {ds.seq_dir}"
+    record = record or {}
+    where = ds.data_flags() if ds.custom is not None else f" -dspath {shlex.quote(record.get('seq_dir') or ds.seq_dir)}"
     protocol_flag = f" -p {split.protocol}" if len(ds.protocols) > 1 else ""
-    return f"python {ds.extract_script} -d {split.dataset}{protocol_flag}{where} -despth {root} -a {split.part}"
+    made = "".join(f" {flag} {record[key]}" for key, flag, default in (("mode", "--mode", MODES[0]),
+                                                                       ("img_size", "--img-size", DEFAULT_IMG_SIZE))
+                   if record.get(key) is not None and (explicit or record[key] != default))
+    return (f"python {ds.extract_script} -d {split.dataset}{protocol_flag}{where} -despth {shlex.quote(str(root))} "
+            f"-a {split.part}{made}")
 
 
 def read_bgr(path: Path) -> np.ndarray:
@@ -118,7 +127,7 @@ def checked_record(folder: Path, split: Split, desc: str) -> dict | None:
     record = provenance.read_record(folder)
     if record is None:
         return None
-    command = make_command(split, folder.parent)
+    command = make_command(split, folder.parent, record)
     if not record.get("complete"):
         raise ValueError(f"{folder}: incomplete (its extraction was interrupted or is running); finish it with: "
                          f"{command}")
@@ -267,7 +276,8 @@ class DescriptorImages(torch.utils.data.Dataset):
         remove_superseded(path.parent, folder.name, CACHE_SUFFIXES, keep=(path, seal_path(path)))
 
     def _remake_command(self) -> str:
-        return f"{make_command(self.split, self.root)} --overwrite"
+        record = next((r for r in self.provenance.values() if r), None)
+        return f"{make_command(self.split, self.root, record)} --overwrite"
 
     def expected_size(self, k: int) -> tuple[tuple[int, int], str]:
         """((H, W), why) every image of folder ``k`` must have: the size its record says it was made

@@ -1,9 +1,10 @@
 """Training curves from a run's log rows: ``<prefix>_curves.png`` beside the checkpoints and
 TensorBoard event files in ``<ckpt>/tensorboard/<prefix>/``, both rewritten whole from the rows
 after every epoch, so a resumed run continues the same curves with no duplicate or missing epoch
-(the rows are its CSV log's, which a resume restores). Drawing takes 0.15-0.3 s, longer than a
-demo's epoch, so ``CurveWriter`` draws in a background thread: each drawing shows the newest rows,
-and the run waits for the last one at its end. The PNG needs only matplotlib; the event files need
+(the rows are its CSV log's, which a resume restores). Drawing takes 0.15-0.3 s of CPU, more than
+a demo's epoch, so ``CurveWriter`` draws in a background thread, at most every ``MIN_INTERVAL``
+seconds while the run goes on (every epoch of a real run, whose epochs take longer), each drawing
+showing the newest rows, and once more at the end, which the run waits for. The PNG needs only matplotlib; the event files need
 the tensorboard package (``requirements-extra.txt``) and are skipped, with one notice, without it."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import io
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -99,23 +101,28 @@ def write_curves(rows: Sequence[dict], ckpt_dir: str | Path, prefix: str) -> boo
     return write_event_files(rows, tensorboard_dir(ckpt_dir, prefix))
 
 
+MIN_INTERVAL = 30.0   # seconds between drawings while a run goes on: the demo's whole pipeline doubled without it
+
+
 class CurveWriter:
-    """A run's curves, redrawn in a background thread after each epoch (``update``) and once more,
-    waited for, at the end (``close``). A drawing that fails (a full disk) is told once and
-    never stops the training: the CSV log and the checkpoints are what matter."""
+    """A run's curves, redrawn in a background thread after an epoch (``update``; at most every
+    ``MIN_INTERVAL`` seconds) and once more, waited for, at the end (``close``). A drawing that
+    fails (a full disk) is told once and never stops the training: the CSV log and the
+    checkpoints are what matter."""
 
     def __init__(self, ckpt_dir: str | Path, prefix: str, log: Callable[[str], None]):
         self.ckpt_dir, self.prefix, self.log = ckpt_dir, prefix, log
         self._rows: list[dict] | None = None
         self._lock, self._wake = threading.Lock(), threading.Event()
-        self._closing, self._told = False, set()
+        self._closing, self._told, self._drawn_at = False, set(), time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"curves {prefix}", daemon=True)
         self._thread.start()
 
     def update(self, rows: Sequence[dict]) -> None:
         with self._lock:
             self._rows = [dict(row) for row in rows]
-        self._wake.set()
+        if time.monotonic() - self._drawn_at >= MIN_INTERVAL:
+            self._wake.set()
 
     def close(self) -> None:
         self._closing = True
@@ -134,6 +141,7 @@ class CurveWriter:
                 return
 
     def _draw(self, rows: list[dict]) -> None:
+        self._drawn_at = time.monotonic()
         try:
             if not write_curves(rows, self.ckpt_dir, self.prefix):
                 self._tell("notice: tensorboard is not installed, so the curves are only in "

@@ -7,6 +7,7 @@ the caller says so once.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from descriptors import provenance
@@ -45,19 +46,24 @@ def layout_refusal(ckpt: Checkpoint, differ: str, what: str, retrain: str) -> Ch
 
 
 def check_against_folder(ckpt: Checkpoint, folder: Path, record: dict | None, measured_size: int,
-                         remake: str, retrain: str) -> None:
+                         remake: Callable[[Path, dict], str], retrain: str) -> None:
     """Refuse evaluating a model on images made in another mode, at another size or from skeletons
-    of another layout than its own."""
+    of another layout than its own. The fix never remakes ``folder``, which other models may read:
+    ``remake(root, settings)`` is the command that makes the split's images with ``settings`` under
+    another root."""
     trained = trained_pixels(ckpt)
     found = dict(record or {}, img_size=(record or {}).get("img_size", measured_size))
     if layout := provenance.differences(trained, found, ("layout",)):
         raise layout_refusal(ckpt, layout[0], str(folder), retrain)
     differ = provenance.differences(trained, found, provenance.PIXEL_FIELDS)
     if differ:
-        want = " ".join(f"--{k.replace('_', '-')} {trained[k]}" for k in provenance.PIXEL_FIELDS
-                        if k in trained and k != "layout")
-        raise CheckpointError(f"{ckpt.path}: trained on other images than {folder} holds "
-                              f"({'; '.join(differ)}, model -> folder); remake them with: {remake} {want} --overwrite")
+        wanted = {k: trained[k] for k in ("mode", "img_size") if k in trained}
+        root = folder.parent
+        elsewhere = root.with_name(f"{root.name}_{'_'.join(str(v) for v in wanted.values())}px")
+        raise CheckpointError(f"{ckpt.path}: trained on other images than {folder} holds ({'; '.join(differ)}, "
+                              f"model -> folder); that folder stays as it is (other models may read it): make the "
+                              f"model's images in another folder with: {remake(elsewhere, wanted)}, and evaluate with "
+                              f"-despth {elsewhere}; or retrain the model on these images: {retrain}")
 
 
 def check_layout(ckpt: Checkpoint, layout: Layout, what: str, retrain: str) -> None:

@@ -9,7 +9,6 @@ from descriptors import provenance
 from descriptors.dataset import descriptor_selection, make_command
 from descriptors.skeleton_source import SkeletonSequences
 from skeletons.augment import Augment
-from .config import IMAGES, SKELETONS
 
 DATA_FIELDS = ("fingerprint", "sources", "samples", "mode", "img_size", "layout")
 ORIGIN_FIELDS = provenance.ORIGIN_FIELDS   # kept too where a record has them (one-file datasets)
@@ -38,7 +37,9 @@ def folder_data(ds) -> list[FolderData]:
                  "mode": record.get("mode"),
                  "img_size": ds.folder_image_size(k), "layout": record.get("layout"),
                  **{name: record[name] for name in ORIGIN_FIELDS if name in record}}
-        out.append(FolderData(ds.part, desc, folder, facts, make_command(ds.split, ds.root)))
+        # The folder's own sequence folder; the messages below add the mode and size the fix needs.
+        remake = make_command(ds.split, ds.root, {"seq_dir": record.get("seq_dir")})
+        out.append(FolderData(ds.part, desc, folder, facts, remake))
     return out
 
 
@@ -73,6 +74,11 @@ def augmentation(augment: bool, mode: str, from_skeletons: bool) -> Augment | No
     return Augment()
 
 
+def pixel_flags(facts: dict) -> str:
+    """'--mode M --img-size S' of what a folder's facts say (the flags a remake command needs)."""
+    return " ".join(f"--{k.replace('_', '-')} {facts[k]}" for k in ("mode", "img_size") if facts.get(k) is not None)
+
+
 def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str, int, dict | None, str | None]:
     """(mode, img_size, layout, notice or None) of the folders one run reads, train folders first.
 
@@ -85,7 +91,7 @@ def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str
         first = next((f for f in folders if f.facts[name] is not None), None)
         other = next((f for f in folders if first and provenance.differing(first.facts, f.facts, (name,))), None)
         if other is not None:
-            fix = (f"--{name.replace('_', '-')} {first.facts[name]} --overwrite" if name != "layout" else
+            fix = (f"{pixel_flags(first.facts)} --overwrite" if name != "layout" else
                    "--overwrite, with the layout of the other folders")
             values = f"{provenance.shown(first.facts[name])} vs {provenance.shown(other.facts[name])}"
             raise ValueError(f"{first.folder} and {other.folder} differ in {name} ({values}); make them alike: "
@@ -93,7 +99,8 @@ def agreed_pixels(folders: list[FolderData], mode_flag: str | None) -> tuple[str
     recorded = next((f for f in folders if f.facts["mode"] is not None), None)
     if recorded is not None and mode_flag and mode_flag != recorded.facts["mode"]:
         raise ValueError(f"{recorded.folder}: images are {recorded.facts['mode']} mode, --mode {mode_flag} given; "
-                         f"remake them with: {recorded.remake} --mode {mode_flag} --overwrite, or drop --mode")
+                         f"remake them with: {recorded.remake} {pixel_flags({**recorded.facts, 'mode': mode_flag})} "
+                         f"--overwrite, or drop --mode")
     mode = recorded.facts["mode"] if recorded is not None else mode_flag or "paper"
     layout = next((f.facts["layout"] for f in folders if f.facts["layout"] is not None), None)
     bare = [f for f in folders if f.facts["mode"] is None]

@@ -66,7 +66,8 @@ def find_checkpoints(config: TestConfig, desc: str) -> tuple[dict[str, Path], di
 
 def check_test_images(config: TestConfig, ckpts: dict, data: DescriptorImages) -> None:
     """Each model must read images made as its training images were (mode, size)."""
-    remake = make_command(data.split, Path(config.despth))
+    record = next((r for r in data.provenance.values() if r), None) or {}
+    remake = lambda root, settings: make_command(data.split, root, {**record, **settings}, explicit=True)  # noqa: E731
     for name, ckpt in ckpts.items():
         for desc in (FUSION_ORDER if name == FUSION else (name,)):
             k = data.descs.index(desc)

@@ -173,11 +173,20 @@ def shipped_layout(stem: str) -> Layout:
     return load_layout(LAYOUT_DIR / f"{stem}.json")
 
 
+def shipped_by_name() -> dict[str, str]:
+    """{layout name: shipped file stem}: ntu25.json and ucla20.json name their layouts ``ntu`` and
+    ``ucla``, the names every record and digest made so far carries; either name finds them."""
+    return {shipped_layout(stem).name: stem for stem in shipped_layouts()}
+
+
 def find_layout(name_or_path: str | Path) -> Layout:
-    """A shipped layout by name (``coco17``) or a layout file by path (``my_layout.json``)."""
+    """A shipped layout by file name (``coco17``, ``ntu25``) or by its layout name (``ntu``), or a
+    layout file by path (``my_layout.json``)."""
     text = str(name_or_path)
     if text in shipped_layouts():
         return shipped_layout(text)
+    if text in shipped_by_name():
+        return shipped_layout(shipped_by_name()[text])
     if text.endswith(".json") or Path(text).exists():
         return load_layout(text)
     _fail(text, f"no such layout; give a layout .json file or one of {', '.join(shipped_layouts())}")
@@ -192,8 +201,11 @@ def layout_record(layout: Layout) -> dict:
 
 
 def layout_text(record: dict) -> str:
-    """'coco17 (digest 1a2b3c4d)': a layout record as one-line errors show it."""
-    return f"{record.get('name')} (digest {str(record.get('digest'))[:8]})"
+    """'coco17 (digest 1a2b3c4d)', 'ntu (ntu25.json, digest 41324dbc)': a layout record as one-line
+    errors show it, with the shipped file where its name is not the layout's."""
+    stem = shipped_by_name().get(str(record.get("name")))
+    shipped = f"{stem}.json, " if stem and stem != record.get("name") else ""
+    return f"{record.get('name')} ({shipped}digest {str(record.get('digest'))[:8]})"
 
 
 NTU = shipped_layout("ntu25")

@@ -5,6 +5,7 @@ with weights tuned on the held-out part of train, the gain over the best single 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -14,10 +15,15 @@ import numpy as np
 import pytest
 from conftest import REPO
 
+from cli import skels2desc, test as test_cli, train as train_cli
+from cli.options import parse
+from demo.field_files import write_pyskl
 from descriptors.names import DESCRIPTORS, FUSION
+from skeletons.datasets import CUSTOM
+from skeletons.formats import FILE_DATASETS
 
 DATA = ["-d", "pyskl", "-p", "xsub"]
-TRAIN = ["--epochs", "3", "--width", "0.0625", "--batch-size", "16", "--lr", "1e-3", "--val-fraction", "0.25",
+TRAIN = ["--epochs", "2", "--width", "0.0625", "--batch-size", "16", "--lr", "1e-3", "--val-fraction", "0.25",
          "-gpu", "-1", "--no-progress", "-workers", "0"]
 
 
@@ -28,23 +34,33 @@ def run(script: str, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
+def in_process(cli_module, *argv: str) -> None:
+    """A front end's main in this process (the steps' own code, without 13 interpreter starts)."""
+    assert cli_module.main(parse(cli_module.build_parser(), list(argv))) == 0, argv
+
+
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory) -> Path:
     """The demo as a PYSKL file; our six models and a resnet18 trained on it with a held-out
     quarter of train; each scored on test and on the held-out part."""
     work = tmp_path_factory.mktemp("ensemble_demo")
-    subprocess.run([sys.executable, "-m", "demo", "--out", str(work), "--format", "pyskl", "--size", "small"],
-                   cwd=REPO, check=True, capture_output=True)
+    write_pyskl(work / "ntu60_3danno.pkl", takes=2)   # python -m demo --format pyskl --size small
     data = [*DATA, "--data", str(work / "ntu60_3danno.pkl")]
-    for part in ("train", "test"):
-        run("skels2desc_custom", *data, "-a", part, "--img-size", "32", "--no-progress", "-workers", "1", cwd=work)
-    for desc in (*DESCRIPTORS, FUSION):
-        run("train", *data, "-desc", desc, *TRAIN, cwd=work)
-    run("train", *data, "-desc", "GD", "--arch", "resnet18", "-ckpt", "foreign", *TRAIN, cwd=work)
-    for on in ("test", "heldout"):
-        run("test", *data, "--epoch", "last", "--on", on, "-gpu", "-1", "-workers", "0", cwd=work)
-        run("test", *data, "-desc", "GD", "-ckpt", "foreign", "--epoch", "last", "--on", on, "-gpu", "-1",
-            "-workers", "0", "--save-score", "ctrgcn", cwd=work)
+    here = os.getcwd()
+    os.chdir(work)   # the steps' default folders (data/, checkpoints/) are relative, as for a user
+    try:
+        for part in ("train", "test"):
+            assert skels2desc.main([*data, "-a", part, "--img-size", "32", "--no-progress", "-workers", "1"],
+                                   (CUSTOM, *FILE_DATASETS)) == 0
+        for desc in (*DESCRIPTORS, FUSION):
+            in_process(train_cli, *data, "-desc", desc, *TRAIN)
+        in_process(train_cli, *data, "-desc", "GD", "--arch", "resnet18", "-ckpt", "foreign", *TRAIN)
+        for on in ("test", "heldout"):
+            in_process(test_cli, *data, "--epoch", "last", "--on", on, "-gpu", "-1", "-workers", "0")
+            in_process(test_cli, *data, "-desc", "GD", "-ckpt", "foreign", "--epoch", "last", "--on", on, "-gpu",
+                       "-1", "-workers", "0", "--save-score", "ctrgcn")
+    finally:
+        os.chdir(here)
     return work
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from descriptors.core import NO_QUIRKS, PAPER_QUIRKS, quirks_for
-from skeletons.layouts import (LAYOUT_DIR, NTU, UCLA, Layout, find_layout, layout_for_joints, load_layout,
-                               shipped_layouts)
+from skeletons.layouts import (LAYOUT_DIR, NTU, UCLA, Layout, find_layout, layout_for_joints, layout_record,
+                               layout_text, load_layout, shipped_layouts)
 
 # The paper's tables (the release's indices), written once here: the shipped files must give them.
 NTU_BONES = (
@@ -187,3 +187,12 @@ def test_paper_quirks_stay_with_the_builtin_layouts(tmp_path):
     assert quirks_for(impostor, "paper") is NO_QUIRKS
     for name in ("coco17", "openpose18"):
         assert quirks_for(find_layout(name), "paper") is NO_QUIRKS
+
+
+def test_shipped_layouts_are_found_by_file_and_by_layout_name():
+    """ntu25.json and ucla20.json name their layouts ntu and ucla (what every record carries):
+    either name finds them, and messages show both."""
+    for stem, name in (("ntu25", "ntu"), ("ucla20", "ucla")):
+        assert find_layout(stem) is find_layout(name)
+        assert layout_text(layout_record(find_layout(name))).startswith(f"{name} ({stem}.json, digest ")
+    assert layout_text(layout_record(find_layout("coco17"))).startswith("coco17 (digest ")

@@ -217,7 +217,7 @@ def test_mode_flag_and_records_must_agree(root, tmp_path, records, capsys):
     status, _, err = train_cli(root, tmp_path, capsys, "--mode", "paper")
     line = one_line_error(err)
     assert status == 2 and f"{train_folder}: images are clean mode, --mode paper given" in line
-    assert "skels2desc_ucla.py" in line and "--mode paper --overwrite" in line and "drop --mode" in line
+    assert "skels2desc_ucla.py" in line and "--mode paper --img-size 32 --overwrite" in line and "drop --mode" in line
 
     records["test"] = {"GD": record("test", mode="paper")}
     status, _, err = train_cli(root, tmp_path, capsys)
@@ -225,7 +225,7 @@ def test_mode_flag_and_records_must_agree(root, tmp_path, records, capsys):
     assert status == 2 and f"{train_folder} and {test_folder} differ in mode (clean vs paper)" in one_line_error(err)
     records["test"] = {"GD": record("test", mode="clean", layout={"name": "mine", "digest": "0123456789abcdef"})}
     status, _, err = train_cli(root, tmp_path, capsys)
-    ucla = f"ucla (digest {UCLA_LAYOUT['digest'][:8]})"
+    ucla = f"ucla (ucla20.json, digest {UCLA_LAYOUT['digest'][:8]})"
     assert status == 2 and (f"{train_folder} and {test_folder} differ in layout ({ucla} vs mine (digest 01234567))"
                             in one_line_error(err))
     assert not visible(tmp_path)
