@@ -106,3 +106,26 @@ def test_tuning_on_test_scores_is_refused(scored):
                            str(scored / "refused")], cwd=scored, capture_output=True, text=True)
     assert proc.returncode == 2 and "--allow-test-tuning" in proc.stderr and "Traceback" not in proc.stderr
     assert not (scored / "refused").exists()
+
+
+def test_a_torchvision_model_exports_too(scored):
+    """export.py on the resnet18 (a torchvision --arch model): onnxruntime gives torch's logits."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (requirements-extra.txt)")
+    import torch
+
+    from models.checkpoint import load_model
+    proc = subprocess.run([sys.executable, str(REPO / "export.py"), *DATA, "--data", "ntu60_3danno.pkl", "-desc", "GD",
+                           "-ckpt", "foreign", "--epoch", "last", "--out", "foreign_onnx"], cwd=scored,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((scored / "foreign_onnx" / "pyskl_xsub_GD.json").read_text())
+    assert meta["arch"] == "resnet18" and meta["img_size"] == 32
+    model, _ = load_model(scored / "foreign" / "pyskl_xsub_GD_last.tar", desc="GD", num_classes=60)
+    images = torch.rand(4, 3, 32, 32) * 255
+    with torch.no_grad():
+        reference = model(images).numpy()
+    session = ort.InferenceSession(str(scored / "foreign_onnx" / "pyskl_xsub_GD.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": images.numpy()})[0]
+    assert np.array_equal(got.argmax(1), reference.argmax(1))
+    assert np.abs(got - reference).max() <= 1e-4 * np.abs(reference).max()

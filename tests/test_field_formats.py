@@ -11,7 +11,6 @@ import os
 import pickle
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -319,4 +318,3 @@ def test_score_pickles_read_with_numpy_1_globals(tmp_path):
     scores = load_pickle(CTRGCN_SCORES)
     assert list(scores) == [f"test_{k}" for k in range(7)]
     assert np.array_equal(scores["test_0"], np.random.default_rng(0).standard_normal((7, 60)).astype(np.float32)[0])
-    assert zipfile.is_zipfile(CTRGCN_CS)
