@@ -12,11 +12,14 @@ writing a small PNG); its 64 random bits keep concurrent writers of one target a
 """
 from __future__ import annotations
 
+import io
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 TEMP_SUFFIX = ".tmp"
 
@@ -46,6 +49,13 @@ def write_bytes_atomic(path: str | Path, data: bytes, make_parents: bool = False
     """``Path(path).write_bytes(data)``, atomically."""
     with atomic_path(path, make_parents=make_parents) as tmp:
         tmp.write_bytes(data)
+
+
+def write_npz_atomic(path: str | Path, arrays: dict, make_parents: bool = False) -> None:
+    """``np.savez(path, **arrays)`` (stored, no pickle needed to read), atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue(), make_parents=make_parents)
 
 
 def write_text_atomic(path: str | Path, text: str, newline: str | None = None,

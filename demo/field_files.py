@@ -13,13 +13,12 @@ The spurious extra bodies of the demo's .skeleton files are left out, as the pee
 """
 from __future__ import annotations
 
-import io
 import pickle
 from pathlib import Path
 
 import numpy as np
 
-from common.atomic import write_bytes_atomic
+from common.atomic import write_bytes_atomic, write_npz_atomic
 from skeletons.datasets import get_dataset, parse_ntu_name
 from skeletons.layouts import NTU
 from .coco import ntu_to_coco2d
@@ -92,7 +91,5 @@ def write_ctrgcn(path: str | Path, seed: int = 0, takes: int = 2) -> Path:
     for part, is_train in (("train", True), ("test", False)):
         x, y = ctrgcn_arrays([r for r in recordings if ntu60.is_train(r[0], "csub") == is_train])
         arrays[f"x_{part}"], arrays[f"y_{part}"] = x, y
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    write_bytes_atomic(path, buffer.getvalue(), make_parents=True)
+    write_npz_atomic(path, arrays, make_parents=True)
     return Path(path)

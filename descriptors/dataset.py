@@ -22,8 +22,9 @@ from PIL import Image
 from common.atomic import atomic_path, writing_into
 from common.locks import PackHold, folder_locks, remove_unless_held
 from skeletons.datasets import Split, get_dataset
+from skeletons.reading import MODES
 from skeletons.layouts import layout_record
-from descriptors.core import DEFAULT_IMG_SIZE, MODES, bgr_chw
+from descriptors.core import DEFAULT_IMG_SIZE, bgr_chw
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir, split_lock_path
 
 from . import provenance

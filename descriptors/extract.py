@@ -283,9 +283,8 @@ class SplitWriter:
 
     FLUSH_ROWS, FLUSH_SECONDS = 2000, 30.0   # checkpoint the manifests this often during a long run
 
-    def __init__(self, folders: dict[str, Path], sources_path: Path, record_fields: dict, extra: dict | None = None):
+    def __init__(self, folders: dict[str, Path], sources_path: Path, record_fields: dict):
         self.folders, self.sources_path, self.record_fields = folders, sources_path, record_fields
-        self.extra = extra or {}   # recorded as they are (not make_record's fields)
         self.rows: dict[int, dict] = {}
         self.sources: dict[str, list[int]] = {}
         self.degenerate: dict[str, str] = {}
@@ -320,7 +319,6 @@ class SplitWriter:
         provenance.write_manifests(self.folders.values(), rows)
         record = provenance.make_record(descriptor=None, rows=rows, complete=complete, failed=self.failed,
                                         **self.record_fields)
-        record.update(self.extra)
         record["sources"] = provenance.sources_digest(self.sources)
         record["degenerate"] = dict(sorted(self.degenerate.items()))
         if self.excluded:
@@ -401,8 +399,6 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     sources = {sample_id(item.path): provenance.source_stat(item.path) for item in items}
     fields = {"dataset": dataset, "protocol": split.protocol, "part": part, "mode": mode, "img_size": img_size,
               "layout": layout_record(ds.layout), **origin_fields(ds, split.protocol, part)}
-    # Where the sequences were read: a fix command printed later names this folder, not the default one.
-    record_only = {"seq_dir": os.path.abspath(seq_dir)}
     Path(out_root).mkdir(parents=True, exist_ok=True)
     sources_path = split_sources_path(out_root, split)
     with folder_lock(split_lock_path(out_root, split), wait=wait, on_wait=on_wait):
@@ -410,7 +406,9 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
             folder.mkdir(exist_ok=True)
         check_settings(folders, fields, overwrite)
         plan = plan_split(folders, items, sources, _read_sources(sources_path), overwrite)
-        out = SplitWriter(folders, sources_path, {**fields, "png_level": png_level}, record_only)
+        # seq_dir: where the sequences were read, so a fix command printed later names this folder
+        recorded = {**fields, "png_level": png_level, "seq_dir": os.path.abspath(seq_dir)}
+        out = SplitWriter(folders, sources_path, recorded)
         out.failed = len(summary.failed)
         _settle_kept(folders, plan, out, sources, summary)
         job = Job(folders, ds.layout, ds.kind, mode, img_size, png_level)

@@ -122,13 +122,15 @@ def read_manifest(folder: str | Path) -> list[dict] | None:
 
 def make_record(*, dataset: str, protocol: str, part: str, descriptor: str | None, mode: str, img_size: int,
                 png_level: int, rows: list[dict], complete: bool, failed: int = 0, layout: dict | None = None,
-                origin: dict | None = None, origin_file: str | None = None) -> dict:
-    """The record; ``origin`` ({format, sha256, split}) and ``origin_file`` only for a dataset
-    unpacked from one file (skeletons/unpacked.py), whose records then say which file made them."""
+                origin: dict | None = None, origin_file: str | None = None, seq_dir: str | None = None) -> dict:
+    """The record; the optional fields only where given: ``origin`` ({format, sha256, split}) and
+    ``origin_file`` for a dataset unpacked from one file (skeletons/unpacked.py), whose records then
+    say which file made them; ``seq_dir``, the sequence folder read (a fix command names it)."""
+    optional = {"origin": origin, "origin_file": origin_file, "seq_dir": seq_dir}
     return {"version": RECORD_VERSION, "dataset": dataset, "protocol": protocol, "part": part,
             "descriptor": descriptor, "mode": mode, "img_size": int(img_size), "layout": layout,
             "png_level": int(png_level), "samples": len(rows), "failed": int(failed), "fingerprint": fingerprint(rows),
-            "complete": complete, **({"origin": origin, "origin_file": origin_file} if origin else {})}
+            "complete": complete, **{k: v for k, v in optional.items() if v is not None}}
 
 
 def write_record(folder: str | Path, record: dict) -> None:

@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from common.atomic import write_bytes_atomic
-from .logs import HEAD_FIELDS, HEAD_LOSSES
-from .names import curves_path, tensorboard_dir
+from .logs import HEAD_FIELDS
+from .names import FUSE5_OUTPUTS, curves_path, tensorboard_dir
 
 # TensorBoard tag -> log column.
 SCALARS = {"loss/train": "train_loss", "loss/test": "test_loss", "accuracy/train": "train_acc",
            "accuracy/val": "val_acc", "accuracy/test": "test_acc", "lr": "lr", "images_per_s": "images_per_s",
-           **{f"fuse5_loss/{head}": f"loss_{head}" for head in HEAD_LOSSES}}
+           **{f"fuse5_loss/{head}": f"loss_{head}" for head in FUSE5_OUTPUTS}}
 
 
 def _series(rows: Sequence[dict], column: str) -> tuple[list[int], list[float]]:

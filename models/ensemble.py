@@ -6,21 +6,21 @@ naming the file.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from common.atomic import write_text_atomic
-
+from descriptors.names import DESCRIPTORS, FUSION
 from models import evaluation as ev
 from models import scores as score_files
 from models.scores import UNKNOWN, ScoreSet, read_scores
 
 # Rows of our score files that are networks (the others are fusions of them): what a file of ours
 # gives as streams unless FILE#ROW,ROW names rows.
-NETWORK_ROWS = ("GD", "JDD", "ADD", "LAD", "FDD", "all")
+NETWORK_ROWS = (*DESCRIPTORS, FUSION)
 WEIGHT_GRID = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2))   # coordinate search, per stream
 TUNE_ROUNDS = 3
 
@@ -136,14 +136,10 @@ def _labels(sets: list[tuple[ScoreSet, list[Stream]]], ids: list[str]) -> np.nda
     return labels
 
 
-def softmax(scores: np.ndarray) -> np.ndarray:
-    return ev.softmax(scores)
-
-
 def fuse(streams: list[Stream], weights: np.ndarray, use_softmax: bool) -> np.ndarray:
     """The weighted sum of the streams' scores as stored (the rule of CTR-GCN's and PYSKL's
     ensemble scripts), or of their softmax probabilities."""
-    parts = [softmax(s.scores) if use_softmax else s.scores for s in streams]
+    parts = [ev.softmax(s.scores) if use_softmax else s.scores for s in streams]
     return sum(w * p for w, p in zip(weights, parts))
 
 
@@ -152,7 +148,7 @@ def tune_weights(streams: list[Stream], labels: np.ndarray, use_softmax: bool) -
     ``WEIGHT_GRID`` from equal weights, ties broken by the mean true-class probability of the
     weighted mean (so scaling every weight alike, which changes no prediction, gains nothing),
     then by staying put."""
-    parts = [softmax(s.scores) if use_softmax else s.scores for s in streams]
+    parts = [ev.softmax(s.scores) if use_softmax else s.scores for s in streams]
     rows = np.arange(len(labels))
 
     def objective(weights: np.ndarray) -> tuple[float, float]:
@@ -160,7 +156,7 @@ def tune_weights(streams: list[Stream], labels: np.ndarray, use_softmax: bool) -
             return -1.0, 0.0
         mean = sum(w * p for w, p in zip(weights, parts)) / weights.sum()
         top1 = float((mean.argmax(axis=1) == labels).mean())
-        return top1, float((mean if use_softmax else softmax(mean))[rows, labels].mean())
+        return top1, float((mean if use_softmax else ev.softmax(mean))[rows, labels].mean())
 
     weights = np.ones(len(streams))
     best = objective(weights)
@@ -273,9 +269,7 @@ def write(result: Ensemble, out: str | Path, save_score: tuple[str, ...]) -> dic
     files = {"npz": str(score_files.write_ours(out / "ensemble_scores.npz", data.ids, data.labels,
                                                {"fused": (result.fused, "fused")}, part=data.part))}
     for fmt in save_score:
-        path = out / ("ensemble_fused_test_score.pkl" if fmt == score_files.CTRGCN else "ensemble_fused_result.pkl")
-        files[fmt] = str(score_files.write_ctrgcn(path, data.ids, result.fused) if fmt == score_files.CTRGCN
-                         else score_files.write_pyskl(path, result.fused))
+        files[fmt] = str(score_files.write_row(fmt, out, "ensemble", "fused", "test", data.ids, result.fused))
     doc = {"rows": result.rows, "weights": {s.name: float(w) for s, w in zip(data.streams, result.weights)},
            "weights_source": result.weights_source, "optimistic": result.optimistic, "softmax": result.use_softmax,
            "inputs": {s.name: {"file": str(s.source), "scores": s.kind} for s in data.streams},

@@ -29,12 +29,11 @@ from skeletons.layouts import layout_record
 from .checkpoint import Checkpoint, load_model
 from .inference import find_checkpoints, train_command
 from .prediction import model_notes
-from .names import checkpoint_prefix
+from .names import FUSE5_OUTPUTS, checkpoint_prefix
+from .onnx_predict import EXPORT_FORMAT
 from .provenance import check_consistent, check_layout, check_role
 
-EXPORT_FORMAT = "skeleton-descriptors onnx 1"
 DEFAULT_OPSET = 17
-FUSE5_OUTPUTS = ("main", *(f"single_{d}" for d in FUSION_ORDER), "g12", "g345")
 INPUT_NOTE = ("float32 (N, 3, H, W), 0..255, BGR channel order (the release's), a gray image repeated on the "
               "three channels: descriptors.core.network_input")
 

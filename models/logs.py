@@ -7,11 +7,10 @@ import io
 from pathlib import Path
 
 from common.atomic import write_text_atomic
-from descriptors.names import FUSION_ORDER
+from .names import FUSE5_OUTPUTS
 
 # Fuse5's eight training losses (models/recipe.py sums them), empty for a single-descriptor run.
-HEAD_LOSSES = ("main", *(f"single_{d}" for d in FUSION_ORDER), "g12", "g345")
-HEAD_FIELDS = tuple(f"loss_{head}" for head in HEAD_LOSSES)
+HEAD_FIELDS = tuple(f"loss_{head}" for head in FUSE5_OUTPUTS)
 LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_acc", "test_loss", "test_acc", "best_acc",
               "seconds", "images_per_s", *HEAD_FIELDS)
 

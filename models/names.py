@@ -9,11 +9,14 @@ import shutil
 import time
 from pathlib import Path
 
-from descriptors.names import DESCRIPTORS, FUSION, check_descriptor, protocol_suffix
+from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, check_descriptor, protocol_suffix
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"
 CURVES_SUFFIX, TENSORBOARD_DIR = "_curves.png", "tensorboard"   # a run's curves (models/curves.py)
+# Fuse5's eight outputs by name, in the order of its loss terms: the log's columns, the curves and
+# the exported graph's outputs name them so.
+FUSE5_OUTPUTS = ("main", *(f"single_{d}" for d in FUSION_ORDER), "g12", "g345")
 BEST, LAST = "best", "last"   # --epoch: the best epoch's checkpoint, the last one's
 SUPERSEDED_DIR = "superseded"   # under -ckpt: earlier models that a retrain replaced, kept
 
@@ -44,11 +47,15 @@ def log_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str
     return Path(ckpt_dir) / f"{checkpoint_prefix(dataset, protocol, desc)}{LOG_SUFFIX}"
 
 
+def model_names(desc: str) -> list[str]:
+    """The models that ``-desc`` names: 'all' = the five single models and Fuse5."""
+    return [*DESCRIPTORS, FUSION] if desc == FUSION else [check_descriptor(desc)]
+
+
 def model_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
                       epoch: int | str = BEST) -> dict[str, Path]:
-    """Checkpoint of every model that ``-desc`` names: 'all' = the five single models and Fuse5."""
-    names = [*DESCRIPTORS, FUSION] if desc == FUSION else [check_descriptor(desc)]
-    return {name: checkpoint_path(ckpt_dir, dataset, protocol, name, epoch) for name in names}
+    """Checkpoint of every model that ``-desc`` names."""
+    return {name: checkpoint_path(ckpt_dir, dataset, protocol, name, epoch) for name in model_names(desc)}
 
 
 def epoch_checkpoints(ckpt_dir: str | Path, prefix: str) -> dict[int, Path]:

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from descriptors.core import check_included, descriptor_images, network_input
-from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, check_descriptor
+from descriptors.names import FUSION, FUSION_ORDER
 from models.evaluation import mean_softmax
-from models.names import checkpoint_prefix
+from models.names import checkpoint_prefix, model_names
 from models.prediction import Prediction, model_notes
 from skeletons.datasets import check_protocol, get_dataset
 from skeletons.layouts import layout_record, layout_text
 from skeletons.reading import check_file, load_sequence
 
-EXPORT_FORMAT = "skeleton-descriptors onnx 1"   # models/export.py writes it; this module imports no torch
+EXPORT_FORMAT = "skeleton-descriptors onnx 1"   # what models/export.py writes (here: this module imports no torch)
 
 
 def read_export(path: Path) -> dict:
@@ -36,9 +36,8 @@ def read_export(path: Path) -> dict:
 def find_exports(onnx_dir: str | Path, dataset: str, protocol: str, desc: str) -> tuple[dict[str, tuple[Path, dict]],
                                                                                       dict[str, Path]]:
     """(name -> (.onnx, its JSON) of the exported networks ``desc`` names, name -> missing .onnx)."""
-    names = [*DESCRIPTORS, FUSION] if desc == FUSION else [check_descriptor(desc)]
     found, missing = {}, {}
-    for name in names:
+    for name in model_names(desc):
         path = Path(onnx_dir) / f"{checkpoint_prefix(dataset, protocol, name)}.onnx"
         if path.is_file() and path.with_suffix(".json").is_file():
             found[name] = (path, read_export(path.with_suffix(".json")))

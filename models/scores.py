@@ -16,7 +16,6 @@ a one-line ValueError naming the file.
 """
 from __future__ import annotations
 
-import io
 import json
 import pickle
 import zipfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import write_bytes_atomic
+from common.atomic import write_bytes_atomic, write_npz_atomic
 from common.safe_pickle import load_pickle
 
 FORMAT = "skeleton-descriptors scores 1"
@@ -61,12 +60,6 @@ def _fail(path: Path, problem: str):
 
 # --------------------------------------------------------------------------- writing
 
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
 def write_ours(path: str | Path, ids: list[str], labels0: np.ndarray, rows: dict[str, tuple[np.ndarray, str]],
                **meta) -> Path:
     """Our .npz: ``rows`` {key: ((N, C) scores, kind)}, in the order of ``ids``."""
@@ -74,7 +67,7 @@ def write_ours(path: str | Path, ids: list[str], labels0: np.ndarray, rows: dict
               **{f"{ROW_PREFIX}{key}": np.asarray(scores, dtype=np.float32) for key, (scores, _) in rows.items()}}
     meta = {"format": FORMAT, "kinds": {key: kind for key, (_, kind) in rows.items()}, **meta}
     arrays["meta"] = np.array(json.dumps(meta))
-    write_bytes_atomic(path, npz_bytes(arrays), make_parents=True)
+    write_npz_atomic(path, arrays, make_parents=True)
     return Path(path)
 
 
@@ -90,6 +83,16 @@ def write_pyskl(path: str | Path, scores: np.ndarray) -> Path:
     write_bytes_atomic(path, pickle.dumps([np.asarray(row, dtype=np.float32) for row in scores], protocol=2),
                        make_parents=True)
     return Path(path)
+
+
+def write_row(fmt: str, folder: Path, stem: str, row: str, part: str, ids: list[str], scores: np.ndarray) -> Path:
+    """One row's scores in a peer's layout, named as test.py names them:
+    ``<stem>_<ROW>_test_score.pkl`` (CTR-GCN's), ``<stem>_<ROW>_result.pkl`` (PYSKL's); the file
+    of a held-out part says so (``_heldout_score.pkl``, ``_heldout_result.pkl``)."""
+    if fmt == CTRGCN:
+        return write_ctrgcn(folder / f"{stem}_{row}_{part}_score.pkl", ids, scores)
+    held_out = "" if part == "test" else f"_{part}"
+    return write_pyskl(folder / f"{stem}_{row}{held_out}_result.pkl", scores)
 
 
 # --------------------------------------------------------------------------- reading

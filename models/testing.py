@@ -204,10 +204,14 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     return ev.results_document(rows, labels, sample_ids, ds.num_classes, **info), rows
 
 
+def run_stem(config: TestConfig, desc: str) -> str:
+    """'<prefix>_<epoch>': the evaluated checkpoints'."""
+    return f"{checkpoint_prefix(config.dataset, config.protocol, desc)}_{config.epoch}"
+
+
 def output_stem(config: TestConfig, desc: str) -> str:
-    """'<prefix>_<epoch>' for the test split, '<prefix>_<epoch>_heldout' for --on heldout."""
-    part = f"_{ev.HELDOUT}" if config.on == ev.HELDOUT else ""
-    return f"{checkpoint_prefix(config.dataset, config.protocol, desc)}_{config.epoch}{part}"
+    """``run_stem`` for the test split, '<prefix>_<epoch>_heldout' for --on heldout."""
+    return run_stem(config, desc) + (f"_{ev.HELDOUT}" if config.on == ev.HELDOUT else "")
 
 
 def write_scores(config: TestConfig, doc: dict, rows: list, out: Path) -> dict[str, str]:
@@ -221,16 +225,10 @@ def write_scores(config: TestConfig, doc: dict, rows: list, out: Path) -> dict[s
     files = {"npz": str(scores.write_ours(out / f"{stem}{scores.SCORES_SUFFIX}", names, labels0[order], scored,
                                           dataset=config.dataset, protocol=config.protocol, part=config.on,
                                           epoch=str(config.epoch)))}
-    part = ev.HELDOUT if config.on == ev.HELDOUT else "test"
     for fmt in config.save_score:
         for key, (values, _) in scored.items():
-            if fmt == scores.CTRGCN:
-                files[f"{fmt} {key}"] = str(scores.write_ctrgcn(out / f"{stem.removesuffix('_' + ev.HELDOUT)}_{key}_"
-                                                                      f"{part}_score.pkl", names, values))
-            else:
-                suffix = "_result.pkl" if part == "test" else f"_{part}_result.pkl"
-                files[f"{fmt} {key}"] = str(scores.write_pyskl(out / f"{stem.removesuffix('_' + ev.HELDOUT)}_{key}"
-                                                                     f"{suffix}", values))
+            files[f"{fmt} {key}"] = str(scores.write_row(fmt, out, run_stem(config, doc["desc"]), key, config.on,
+                                                         names, values))
     return files
 
 

@@ -10,7 +10,6 @@ Arrays are read row by row from the zip (stored or compressed), so a file of any
 """
 from __future__ import annotations
 
-import functools
 import zipfile
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from numpy.lib import format as npy_format
 
 from .datasets import Dataset
 from .kinds import SampleKind
-from .unpacked import PARTS, Unpacking, class_names_of, peer_kind, register_unpacked_dataset
+from .datasets import PARTS
+from .unpacked import Unpacking, class_names_of, peer_kind, register_unpacked_dataset
 
 CTRGCN = "ctrgcn"
 CTRGCN_KIND: SampleKind = peer_kind(CTRGCN)
@@ -46,8 +46,9 @@ def _member_header(archive: zipfile.ZipFile, key: str, path: Path):
     return stream, shape, dtype, fortran
 
 
-def read_labels(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
-    """0-based labels of a one-hot (N, classes) array, or of an (N,) integer one."""
+def read_labels(archive: zipfile.ZipFile, key: str, path: Path) -> tuple[np.ndarray, int | None]:
+    """(0-based labels, number of classes) of a one-hot (N, classes) array, or (labels, None) of an
+    (N,) integer one."""
     stream, shape, dtype, fortran = _member_header(archive, key, path)
     if dtype.hasobject:
         _fail(path, f"{key}: holds Python objects, which are not read")
@@ -57,10 +58,10 @@ def read_labels(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
         _fail(path, f"{key}: truncated ({y.size} of {int(np.prod(shape))} values)")
     y = y.reshape(shape, order="F" if fortran else "C")
     if y.ndim == 1 and y.dtype.kind in "iu":
-        return y.astype(np.int64)
+        return y.astype(np.int64), None
     if y.ndim != 2 or not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
         _fail(path, f"{key}: shape {shape} is not one-hot labels (N, classes)")
-    return y.argmax(axis=1)
+    return y.argmax(axis=1), y.shape[1]
 
 
 def _rows(archive: zipfile.ZipFile, key: str, count: int, path: Path):
@@ -94,10 +95,10 @@ def read_ctrgcn(path: Path, label_map: str | Path | None = None) -> Unpacking:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
         _fail(path, f"not an npz file ({error})")
-    labels = {part: read_labels(archive, f"y_{part}", path) for part in PARTS}
-    widths = {_member_header(archive, f"y_{part}", path)[1][-1] for part in PARTS}
-    num_classes = max(widths) if all(len(_member_header(archive, f"y_{p}", path)[1]) == 2 for p in PARTS) \
-        else int(max(y.max() for y in labels.values() if y.size)) + 1
+    read = {part: read_labels(archive, f"y_{part}", path) for part in PARTS}
+    labels = {part: y for part, (y, _) in read.items()}
+    widths = [width for _, width in read.values()]
+    num_classes = max(widths) if None not in widths else int(max(y.max() for y in labels.values() if y.size)) + 1
     skipped: list[tuple[str, str]] = []
 
     def samples():
@@ -123,6 +124,4 @@ def read_ctrgcn(path: Path, label_map: str | Path | None = None) -> Unpacking:
 def register_ctrgcn_dataset(path: str | Path, layout: str | Path | None = None,
                             label_map: str | Path | None = None) -> Dataset:
     """``-d ctrgcn --data FILE.npz``: the file unpacked (once) and made the table's ``ctrgcn`` row."""
-    read = functools.partial(read_ctrgcn, label_map=label_map)
-    extra = ("--label-map", str(label_map)) if label_map else ()
-    return register_unpacked_dataset(CTRGCN_KIND, path, read, layout, extra)
+    return register_unpacked_dataset(CTRGCN_KIND, path, read_ctrgcn, layout, label_map)

@@ -19,7 +19,6 @@ code is refused and runs nothing.
 """
 from __future__ import annotations
 
-import functools
 import re
 from pathlib import Path
 
@@ -106,16 +105,13 @@ def read_pyskl(path: Path, label_map: str | Path | None = None) -> Unpacking:
                 continue
             yield name, label, bodies
 
-    unpacking = Unpacking(samples(), protocols_of(data["split"], path), num_classes,
-                          class_names_of(num_classes, label_map, ntu_labels), skipped,
-                          {"bodies": "all-zero persons dropped; of more than two, the two of highest mean keypoint "
-                                     "score (else the first two)", "scores": "choose persons only; coordinates as given"})
-    return unpacking
+    return Unpacking(samples(), protocols_of(data["split"], path), num_classes,
+                     class_names_of(num_classes, label_map, ntu_labels), skipped,
+                     {"bodies": "all-zero persons dropped; of more than two, the two of highest mean keypoint "
+                                "score (else the first two)", "scores": "choose persons only; coordinates as given"})
 
 
 def register_pyskl_dataset(path: str | Path, layout: str | Path | None = None,
                            label_map: str | Path | None = None) -> Dataset:
     """``-d pyskl --data FILE.pkl``: the file unpacked (once) and made the table's ``pyskl`` row."""
-    read = functools.partial(read_pyskl, label_map=label_map)
-    extra = ("--label-map", str(label_map)) if label_map else ()
-    return register_unpacked_dataset(PYSKL_KIND, path, read, layout, extra)
+    return register_unpacked_dataset(PYSKL_KIND, path, read_pyskl, layout, label_map)

@@ -20,6 +20,7 @@ dataset table, named after the format (``-d pyskl``, ``-d ctrgcn``).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,7 +37,7 @@ from common.atomic import atomic_path, write_text_atomic
 from common.locks import folder_lock
 from .custom import CLASSES_FILE, SKELETON_DIR, SAMPLE_ID, load_custom_uncentred, read_class_names, read_utf8
 from .centring import Uncentred
-from .datasets import PARTS, Dataset, register_dataset  # noqa: F401 (PARTS: the formats import it here)
+from .datasets import PARTS, Dataset, register_dataset
 from .kinds import SampleKind, sample_id
 from .layouts import Layout, find_layout, shipped_layout, shipped_layouts
 from .ntu import ntu120_class_names
@@ -150,8 +151,9 @@ def unpacked_root(path: str | Path, format_name: str) -> Path:
     return UNPACKED_ROOT / format_name / Path(path).name.split(".")[0]
 
 
-def _current(root: Path, source: Path, stat: os.stat_result) -> dict | None:
-    """origin.json when the folder is the unpacking of ``source`` as it is now, else None."""
+def _current(root: Path, source: Path, stat: os.stat_result, digest: Callable[[], str]) -> dict | None:
+    """origin.json when the folder is the unpacking of ``source`` as it is now, else None
+    (``digest()``: the file's SHA-256, asked for only when its size is the same but not its mtime)."""
     try:
         origin = json.loads((root / ORIGIN_FILE).read_text())
     except (OSError, ValueError):
@@ -160,23 +162,19 @@ def _current(root: Path, source: Path, stat: os.stat_result) -> dict | None:
         return None
     if [origin.get("size"), origin.get("mtime_ns")] == [stat.st_size, stat.st_mtime_ns]:
         return origin
-    if origin.get("size") == stat.st_size and origin.get("sha256") == file_digest(source):
+    if origin.get("size") == stat.st_size and origin.get("sha256") == digest():
         origin.update(mtime_ns=stat.st_mtime_ns)   # touched, not changed: the samples stand
         write_text_atomic(root / ORIGIN_FILE, json.dumps(origin, indent=1) + "\n")
         return origin
     return None
 
 
-def file_ids(names: list[str]) -> dict[str, str]:
-    """{name in the file: sample id}: the name where it is a valid id (letters, digits, '_', '-'),
-    else the name with other characters as '_' and a short digest, so that ids stay distinct."""
-    ids = {}
-    for name in names:
-        if SAMPLE_ID.fullmatch(name):
-            ids[name] = name
-        else:
-            ids[name] = f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:80]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-    return ids
+def file_id(name: str) -> str:
+    """A sample's id from its name in the file: the name where it is a valid id (letters, digits,
+    '_', '-'), else the name with other characters as '_' and a short digest, so ids stay distinct."""
+    if SAMPLE_ID.fullmatch(name):
+        return name
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:80]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _write_sample(path: Path, array: np.ndarray) -> None:
@@ -206,43 +204,41 @@ def unpack(source: str | Path, format_name: str, read: Callable[[Path], Unpackin
         raise FileNotFoundError(f"{source.absolute()}: no such {format_name} file")
     root = Path(root or unpacked_root(source, format_name))
     stat = source.stat()
-    if _current(root, source, stat):
+    digest = functools.cache(lambda: file_digest(source))   # a large file is read for its hash once
+    if _current(root, source, stat, digest):
         return root
     with folder_lock(root.parent / f".{root.name}.lock", wait=True,
                      on_wait=lambda line: log(f"waiting: {line}")):
-        if _current(root, source, source.stat()):   # another run unpacked it meanwhile
+        if _current(root, source, source.stat(), digest):   # another run unpacked it meanwhile
             return root
         log(f"unpacking {source} into {root} ...")
         data = read(source)
-        _write_folder(root, source, stat, format_name, data)
+        _write_folder(root, source, stat, format_name, data, digest())
     return root
 
 
-def _write_folder(root: Path, source: Path, stat: os.stat_result, format_name: str, data: Unpacking) -> None:
+def _write_folder(root: Path, source: Path, stat: os.stat_result, format_name: str, data: Unpacking,
+                  sha256: str) -> None:
     (root / ORIGIN_FILE).unlink(missing_ok=True)    # the folder is not a finished unpacking until the end
     folder = root / SKELETON_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    rows, shapes = [], set()
-    names: list[str] = []
+    rows, shapes, ids = [], set(), {}
     for name, label, array in data.samples:
-        names.append(name)
         rows.append((name, label))
         shapes.add(array.shape[2:])
-        sid = file_ids([name])[name]
-        _write_sample(folder / f"{sid}.npy", np.ascontiguousarray(array, dtype=np.float32))
+        ids[name] = file_id(name)
+        _write_sample(folder / f"{ids[name]}.npy", np.ascontiguousarray(array, dtype=np.float32))
     if not rows:
         raise ValueError(f"{source}: no usable samples" + (f" ({data.skipped[0][0]}: {data.skipped[0][1]})"
                                                            if data.skipped else ""))
     if len(shapes) > 1:
         raise ValueError(f"{source}: samples of different joints x values {sorted(shapes)}; one layout per file")
-    ids = file_ids(names)
-    if len(set(ids.values())) < len(ids):
+    if len(set(ids.values())) < len(rows):
         raise ValueError(f"{source}: two samples share a name")
     for stale in {p.stem for p in folder.glob("*.npy")} - set(ids.values()):
         (folder / f"{stale}.npy").unlink(missing_ok=True)
-    kept = set(names)
-    splits = {protocol: {TRAIN: [ids[n] for n in parts[TRAIN] if n in kept],
-                         TEST: [ids[n] for n in parts[TEST] if n in kept], "names": parts["names"]}
+    splits = {protocol: {TRAIN: [ids[n] for n in parts[TRAIN] if n in ids],
+                         TEST: [ids[n] for n in parts[TEST] if n in ids], "names": parts["names"]}
               for protocol, parts in data.splits.items()}
     class_names = data.class_names or tuple(f"class {k}" for k in range(data.num_classes))
     write_text_atomic(root / SAMPLES_FILE, "sample_id,label,name\n" + "".join(
@@ -251,7 +247,7 @@ def _write_folder(root: Path, source: Path, stat: os.stat_result, format_name: s
     write_text_atomic(root / CLASSES_FILE, "".join(f"{name}\n" for name in class_names))
     (joints, dims), = shapes
     origin = {"version": UNPACK_VERSION, "format": format_name, "file": str(source.resolve()),
-              "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_digest(source),
+              "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256,
               "samples": len(rows), "joints": int(joints), "dims": int(dims),
               "skipped": dict(data.skipped), **data.notes}
     write_text_atomic(root / ORIGIN_FILE, json.dumps(origin, indent=1) + "\n")
@@ -276,17 +272,19 @@ def layout_of(joints: int, dims: int, given: str | Path | None, source: Path) ->
     return shipped_layout(fitting[0])
 
 
-def register_unpacked_dataset(kind: SampleKind, source: str | Path, read: Callable[[Path], Unpacking],
-                              layout: str | Path | None = None, extra_flags: tuple[str, ...] = (),
-                              log: Callable[[str], None] = tell) -> Dataset:
-    """Unpack ``source`` (or reuse its folder) and make it the table's row named after its format:
-    one protocol per split pair of the file, the first the default."""
-    root = unpack(source, kind.name, read, log=log)
+def register_unpacked_dataset(kind: SampleKind, source: str | Path,
+                              read: Callable[[Path, str | Path | None], Unpacking], layout: str | Path | None = None,
+                              label_map: str | Path | None = None, log: Callable[[str], None] = tell) -> Dataset:
+    """Unpack ``source`` with ``read(file, label map)`` (or reuse its folder) and make it the
+    table's row named after its format: one protocol per split pair of the file, the first the
+    default."""
+    root = unpack(source, kind.name, lambda path: read(path, label_map), log=log)
     table = UnpackedSamples(root)
     found = layout_of(table.origin["joints"], table.origin["dims"], layout, Path(source))
     rules = {protocol: _protocol_rule(k) for k, protocol in enumerate(table.protocols)}
     seq_dir = str(root / SKELETON_DIR)
-    flags = ("--data", str(source), *(("--layout", str(layout)) if layout else ()), *extra_flags)
+    flags = ("--data", str(source), *(("--layout", str(layout)) if layout else ()),
+             *(("--label-map", str(label_map)) if label_map else ()))
     return register_dataset(Dataset(kind.name, kind, found, len(table.class_names), rules, raw_dir=seq_dir,
                                     seq_dir=seq_dir, seq_suffix=".npy", custom=table, source_flags=flags))
 

@@ -173,25 +173,18 @@ def test_npz_labels_of_wrong_shape_refused(tmp_path):
     assert_one_line_error(info.value, path)
 
 
-@pytest.mark.parametrize("obj", [
-    {"a": np.zeros(4, np.float32), "b": np.zeros(5, np.float32)},        # rows of different lengths
-    [np.zeros(4, np.float32), np.zeros((2, 2), np.float32)],             # a matrix among vectors
-    [[0.1, 0.2], [0.3, 0.4]],                                             # lists, not arrays
-], ids=["ragged", "2d-entry", "plain-lists"])
-def test_pickle_entries_of_wrong_shape_refused(tmp_path, obj):
+@pytest.mark.parametrize("obj, match", [
+    ({"a": np.zeros(4, np.float32), "b": np.zeros(5, np.float32)}, "score vectors"),   # rows of different lengths
+    ([np.zeros(4, np.float32), np.zeros((2, 2), np.float32)], "score vectors"),        # a matrix among vectors
+    ([[0.1, 0.2], [0.3, 0.4]], "score vectors"),                                        # lists, not arrays
+    ("text", "not a score file"), (42, "not a score file"), ({1: np.zeros(3)}, "not a score file"),
+    ({}, "not a score file"), ([], "not a score file"), (None, "not a score file"), ({"a", "b"}, "not a score file"),
+], ids=["ragged", "2d-entry", "plain-lists", "str", "int", "int-keys", "empty-dict", "empty-list", "none", "set"])
+def test_pickle_of_other_content_refused(tmp_path, obj, match):
+    """Entries of the wrong shape ("score vectors"), or neither a dict nor a list ("not a score file")."""
     path = tmp_path / "x.pkl"
     path.write_bytes(pickle.dumps(obj))
-    with pytest.raises(ValueError, match="score vectors") as info:
-        read_scores(path)
-    assert_one_line_error(info.value, path)
-
-
-@pytest.mark.parametrize("obj", ["text", 42, {1: np.zeros(3)}, {}, [], None, {"a", "b"}],
-                         ids=["str", "int", "int-keys", "empty-dict", "empty-list", "none", "set"])
-def test_pickle_neither_dict_nor_list_refused(tmp_path, obj):
-    path = tmp_path / "x.pkl"
-    path.write_bytes(pickle.dumps(obj))
-    with pytest.raises(ValueError, match="not a score file") as info:
+    with pytest.raises(ValueError, match=match) as info:
         read_scores(path)
     assert_one_line_error(info.value, path)
 
