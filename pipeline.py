@@ -76,6 +76,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add(p, "preset")
     p.add_argument("--amp", action="store_true", help="mixed precision training on CUDA")
     cli.add(p, "overwrite")
+    cli.add(p, "wait")   # the steps' own refusals suggest it
     p.add_argument("--source", default=IMAGES, choices=(IMAGES, SKELETONS),
                    help="images: make the descriptor folders, train and test on them (the README sequence); "
                         "skeletons: no image files, the images are made while training and testing")
@@ -212,7 +213,8 @@ def run_descriptors(args: argparse.Namespace) -> None:
     right, remakes what changed and refuses folders made in another mode or size."""
     for part in PARTS:
         summary = extract_split(args.dataset, args.protocol, part, args.dspath, args.despth, mode=args.mode,
-                                workers=args.workers, img_size=args.img_size, overwrite=args.overwrite)
+                                workers=args.workers, img_size=args.img_size, overwrite=args.overwrite,
+                                wait=args.wait, on_wait=lambda line: step(f"descriptors {part}", f"waiting: {line}"))
         if summary.ok and not (summary.written or summary.renamed or summary.removed):
             step(f"descriptors {part}", f"complete ({args.despth}, {summary.total} samples)")
             continue
@@ -247,7 +249,7 @@ def run_place(args: argparse.Namespace) -> dict:
     folders, or the sequence files (--source skeletons); the demo's tiny cached images load fastest
     in the process itself (no loader workers)."""
     place = {"dataset": args.dataset, "protocol": args.protocol, "gpu": args.gpu, "ckpt": str(args.ckpt),
-             "source": args.source, **({"workers": 0} if args.demo else {})}
+             "source": args.source, "wait": args.wait, **({"workers": 0} if args.demo else {})}
     if get_dataset(args.dataset).custom is not None:   # a custom or one-file dataset: where it is
         place.update(data=args.data, layout=args.layout, label_map=args.label_map)
     if args.source == SKELETONS:

@@ -176,7 +176,7 @@ def time_split(paths: list[Path], out: Path, clock=time.process_time) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--samples", type=int, default=350)
     parser.add_argument("--loop-samples", type=int, default=5, help="samples timed with the loop version")
     parser.add_argument("--workers", type=int, default=os.cpu_count())

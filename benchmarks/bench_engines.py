@@ -134,7 +134,7 @@ def bench_cuda(sequences: list[np.ndarray], batches: list[int]) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("--samples", type=int, default=512, help="samples for the CPU figures")
     p.add_argument("--cpu-batches", default="64,256", help="torch CPU batch sizes, comma-separated")
     p.add_argument("--cuda-batches", default="1024,4096", help="torch CUDA batch sizes, comma-separated")

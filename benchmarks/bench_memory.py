@@ -82,7 +82,7 @@ def resident(field: str) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
     p.add_argument("--img-size", type=int, default=32)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared/data: real NTU samples")

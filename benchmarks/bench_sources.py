@@ -236,7 +236,7 @@ def busy_report(data: Path, work: Path, device: torch.device, width: float, batc
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("--sizes", type=int, nargs="+", default=[32, 112])
     p.add_argument("--width", type=float, default=0.0625)
     p.add_argument("--batch", type=int, default=32)

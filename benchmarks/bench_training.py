@@ -119,7 +119,7 @@ def report(name: str, rate: float, base: float | None = None) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("--images", type=int, default=256, help="synthetic training images per descriptor")
     p.add_argument("--width", type=float, default=0.0625, help="CPU network width")
     p.add_argument("--steps", type=int, default=5, help="timed training steps (CPU)")

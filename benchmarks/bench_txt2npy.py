@@ -83,7 +83,7 @@ def timed(function) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ntu")
     args = parser.parse_args()

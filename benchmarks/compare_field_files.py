@@ -48,7 +48,7 @@ def compare(pairs: list[tuple[dict, dict]]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--img-size", type=int, default=224)
     args = parser.parse_args()
     formats, raw = SHARED / "data" / "formats", SHARED / "data" / "ntu"

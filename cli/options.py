@@ -107,7 +107,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=doc, formatter_class=HelpFormatter)
+    # allow_abbrev=False: an abbreviation is never completed (`--epoch 20` given to train.py is not
+    # `--epochs 20`, which would extend a finished model)
+    return argparse.ArgumentParser(description=doc, formatter_class=HelpFormatter, allow_abbrev=False)
 
 
 def add(p: argparse.ArgumentParser, name: str, **overrides) -> argparse.Action:

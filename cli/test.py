@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from common.atomic import check_writable
 from common.errors import one_line_run
 from common.locks import LockHeldError
 from models import evaluation as ev, scores
@@ -49,6 +50,8 @@ def run(config: TestConfig) -> int:
         if not config.dataset:
             raise ValueError("-d is required (or use --paper-table)")
         cli.setup_dataset(config)
+        # the results folder is checked before the evaluation, which may take an hour
+        check_writable(config.out or config.ckpt, "the results", "pass another --out")
         doc, rows = evaluate(config)
         json_path, png = write_outputs(config, doc, rows)
         print(ev.format_table(doc["rows"]))

@@ -12,6 +12,7 @@ writing a small PNG); its 64 random bits keep concurrent writers of one target a
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
 import secrets
@@ -80,3 +81,21 @@ def writing_into(folder: str | Path, what: str, remedy: str) -> Iterator[None]:
             raise   # not about the folder, a file in it or a folder on its way
         raise ValueError(f"{folder}: cannot write {what} there ({error.strerror or error}); {remedy}") from None
 
+
+
+def check_writable(folder: str | Path, what: str, remedy: str) -> None:
+    """Refuse, before any work, a folder where ``what`` cannot be written (read-only, a file in the
+    way): one line naming it, as ``writing_into`` words it. Nothing is created: an existing folder
+    is written a test file, a missing one is checked at its nearest existing parent."""
+    folder = Path(folder)
+    with writing_into(folder, what, remedy):
+        existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "a file is in the way", str(existing))
+        if existing != folder.absolute() and existing != folder:
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "permission denied", str(existing))
+            return
+        probe = folder / f".write-test.{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()

@@ -51,6 +51,21 @@ def held_message(path: Path, text: str) -> str:
     return f"{path}: {holder}; wait for it to finish or pass --wait"
 
 
+# A holder killed by SIGKILL or SIGTERM leaves its forked DataLoader workers holding the open file
+# (and so the lock) until they notice their parent is gone (PyTorch checks every 5 s): a rerun
+# started right after waits this long for them before it names the holder.
+ORPHAN_GRACE = 20.0
+
+
+def holder_died(text: str) -> bool:
+    """Whether the lock file's recorded holder is a process of this host that no longer runs."""
+    try:
+        info = json.loads(text.splitlines()[0])
+        return info["host"] == socket.gethostname() and not _alive(info)
+    except (IndexError, ValueError, KeyError, TypeError):
+        return False
+
+
 def _try_lock(fd: int, how: int) -> bool:
     try:
         fcntl.flock(fd, how | fcntl.LOCK_NB)
@@ -130,10 +145,13 @@ def folder_lock(path: str | Path, wait: bool = False, poll: float = 0.5,
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     locked, noted = False, None
     try:
-        told = False
+        told, grace = False, time.monotonic() + ORPHAN_GRACE
         while not _try_lock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX):
-            message = (None if shared else reader_message(path)) or \
-                held_message(path, path.read_text(errors="replace"))
+            text = path.read_text(errors="replace")
+            message = (None if shared else reader_message(path)) or held_message(path, text)
+            if not wait and holder_died(text) and time.monotonic() < grace:
+                time.sleep(poll)   # the killed holder's forked workers still hold it until they notice
+                continue
             if not wait:
                 raise LockHeldError(message)
             if not told and on_wait is not None:

@@ -33,7 +33,7 @@ def write(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo", description=GENERATE_DOC.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m demo", description=GENERATE_DOC.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--out", required=True, help="output folder (gets ntu/txt60skel/ and ucla/; with "
                                                       "--format coco17 it is the custom dataset's folder; with a "
                                                       "field format it gets the data file)")

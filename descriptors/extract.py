@@ -217,7 +217,11 @@ def check_settings(folders: dict[str, Path], wanted: dict, overwrite: bool) -> N
         found = record or provenance.read_legacy_settings(folder)
         if found is None:
             continue
-        fields = provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS + ("origin",) if record else ())
+        # A new version of the same one-file dataset (its path kept, a sample removed) is brought up to
+        # date like a changed folder of sample files: only the images of changed samples are made again.
+        updated = record and record.get("origin_file") == wanted.get("origin_file")
+        fields = provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS + (() if updated else ("origin",))
+                                            if record else ())
         here = {**wanted, "descriptor": desc}
         differ = [f"{k}: {provenance.shown(found[k])} (this run: {provenance.shown(here[k])})"
                   for k in provenance.differing(found, here, fields)]

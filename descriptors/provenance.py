@@ -23,6 +23,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from common import provenance as contract
 from common.atomic import write_text_atomic
 from skeletons.layouts import layout_text
 from descriptors.names import parse_image_name
@@ -167,12 +168,10 @@ def shown(value: object) -> str:
 
 
 def differing(first: Mapping, second: Mapping, fields: Iterable[str], unknown_agrees: bool = True) -> list[str]:
-    """The fields on which two records of how images were made disagree: the one agreement rule of
-    extraction (folder against run), a split's folders, a run's folders, and models against each
-    other and against what they read. A field one record does not state agrees with anything,
-    except with ``unknown_agrees=False`` (a split's folders, whose records extraction wrote alike)."""
-    return [k for k in fields if first.get(k) != second.get(k)
-            and (not unknown_agrees or (first.get(k) is not None and second.get(k) is not None))]
+    """The fields on which two records of how images were made disagree: the contract's rule
+    (common.provenance.differing) for extraction (folder against run), a split's folders, a run's
+    folders, and models against each other and against what they read."""
+    return contract.differing(first, second, fields, unknown_agrees)
 
 
 def differences(expected: Mapping, found: Mapping, fields: Iterable[str]) -> list[str]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from common.provenance import check_class_names
 from descriptors import provenance
+from skeletons.datasets import class_names
 from skeletons.layouts import Layout, layout_record
 
 from .checkpoint import Checkpoint, CheckpointError
@@ -22,13 +24,16 @@ RELEASE_NOTICE = ("note: {names}: the release's checkpoint files record neither 
 
 def check_role(ckpt: Checkpoint, name: str, dataset: str, protocol: str, retrain: str) -> None:
     """Refuse a checkpoint that records another descriptor, dataset or protocol than its name says
-    (e.g. a JDD model copied to the GD name)."""
+    (e.g. a JDD model copied to the GD name), or other class names, in name or order, than the
+    dataset has now (a classes.txt edited or reordered since training)."""
     expected = {"descriptor": name, "dataset": dataset, "protocol": protocol}
     differ = [f"{k} {ckpt.settings[k]}" for k in ROLE_FIELDS
               if ckpt.settings.get(k) is not None and ckpt.settings[k] != expected[k]]
     if differ:
         raise CheckpointError(f"{ckpt.path}: holds a model trained for {', '.join(differ)}, not "
                               f"{dataset} {protocol} {name}; use the right file or retrain: {retrain}")
+    check_class_names(ckpt.settings.get("class_names") if ckpt.kind == "ours" else None, class_names(dataset),
+                      file=ckpt.path, fix=f"use checkpoints trained on these classes (-ckpt), or retrain: {retrain}")
 
 
 def trained_pixels(ckpt: Checkpoint) -> dict:

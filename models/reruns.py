@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from descriptors import provenance
+from skeletons.datasets import class_names
 from skeletons.reading import MODES
 
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_settings, restore_rng_states
@@ -29,7 +30,9 @@ RUN_KEYS = ("dataset", "protocol", "descriptor", "num_classes", "arch", "width",
 NOT_RECORDED = "(not recorded)"
 LATER_KEYS = {"augment": None}   # settings added later: what a checkpoint without them did (no augmentation)
 # Recorded but not compared: training from skeletons or from the PNGs gives bit-equal images.
-INFO_KEYS = ("source", "epochs")   # recorded, not compared: --epochs may grow to continue a run
+# Recorded, not compared: --epochs may grow to continue a run; the class names travel with the model
+# (test, predict, export and ensemble compare them with their data's); their labels are in "data".
+INFO_KEYS = ("source", "epochs", "class_names")
 WAYS_OUT = "start over with --overwrite (removes this run's checkpoints and log) or use another -ckpt folder"
 
 def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict,
@@ -44,7 +47,8 @@ def run_settings(args, *, num_classes: int, mode: str, img_size: int, data: dict
             "batch_size": args.batch_size, "world_size": world_size, "seed": args.seed,
             "label_smoothing": args.label_smoothing, "val_fraction": args.val_fraction, "max_steps": args.max_steps,
             "amp": None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), "augment": augment,
-            "data": data, "source": source, "epochs": args.epochs}
+            "data": data, "source": source, "epochs": args.epochs,
+            "class_names": list(class_names(args.dataset))}
 
 
 # The train.py flag of each recorded setting a suggested command must carry over (docs/WORKFLOW.md).

@@ -371,3 +371,46 @@ def test_custom_flags_must_come_together(tmp_path, capsys):
         ["--demo", "--layout", "openpose18", "-despth", str(tmp_path / "d")])) == 2
     assert "--demo makes its own custom dataset, data/demo/coco17 with --layout coco17" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def swapped_classes_copy(work: Path) -> Path:
+    """The coco17 demo dataset copied with classes 1 and 6 swapped: lines 1 and 6 of classes.txt and
+    labels 1 and 6 in labels.csv (the same data, the classes in another order)."""
+    import csv
+    import shutil
+
+    copy = work / "coco17_swapped"
+    shutil.copytree(work / DATA, copy)
+    names = (copy / "classes.txt").read_text().splitlines()
+    names[0], names[5] = names[5], names[0]
+    (copy / "classes.txt").write_text("\n".join(names) + "\n")
+    with open(copy / "labels.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    column = rows[0].index("label")
+    swap = {"1": "6", "6": "1"}
+    for row in rows[1:]:
+        row[column] = swap.get(row[column], row[column])
+    with open(copy / "labels.csv", "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    return copy
+
+
+def test_models_refuse_data_whose_classes_are_in_another_order(coco_demo, capsys, monkeypatch):
+    """Class names travel with the models: on a copy of the dataset with two classes swapped,
+    predict.py and test.py refuse in one line naming the first differing class, instead of printing
+    the wrong names or another accuracy."""
+    work, proc, _ = coco_demo
+    assert proc.returncode == 0
+    monkeypatch.chdir(work)
+    copy = swapped_classes_copy(work)
+    original = (work / DATA / "classes.txt").read_text().splitlines()
+    first = f"class 0: {original[0]!r} -> {original[5]!r}"
+    flags = ["-d", "custom", "--data", str(copy), "--layout", "coco17", "-ckpt", str(CKPT), "--epoch", "last"]
+    sample = next((copy / "skeletons").glob("*.npy"))
+    capsys.readouterr()
+    assert predict_script.main(predict_script.get_args_parser().parse_args([str(sample), *flags])) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert "trained on other classes than this data has" in line and first in line and "model -> data" in line
+    argv = [*flags, "-desc", "GD", "-gpu", "-1", "-despth", str(DESC), "--workers", "0", "--out", "swapped"]
+    assert test_script.main(test_script.get_args_parser().parse_args(argv)) == 2
+    assert first in one_line_error(capsys.readouterr().err) and not Path("swapped").exists()

@@ -66,6 +66,35 @@ def test_killed_holder_frees_the_lock(lock):
     assert record["argv"] == sys.argv and len(lock.read_text().splitlines()) == 1
 
 
+# Takes the lock, then forks a "DataLoader worker" that shares the open lock file and outlives its
+# parent by argv[2] seconds, as PyTorch's workers do until they notice the parent is gone.
+HOLDER_WITH_WORKER = """
+import os, sys, time
+from common.locks import folder_lock
+with folder_lock(sys.argv[1]):
+    if os.fork() == 0:
+        time.sleep(float(sys.argv[2]))
+        os._exit(0)
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_rerun_right_after_a_kill_waits_for_the_orphaned_workers(lock):
+    """train.py killed with SIGKILL or SIGTERM: its forked workers hold the lock a few seconds more;
+    a rerun started at once takes it when they exit instead of naming the dead process."""
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER_WITH_WORKER, str(lock), "1.5"], cwd=REPO,
+                                  stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "locked"
+        os.kill(holder.pid, sig)
+        holder.wait()
+        start = time.monotonic()
+        with folder_lock(lock, poll=0.1):
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+        assert 0.5 < time.monotonic() - start < locks.ORPHAN_GRACE
+
+
 def test_two_opens_in_one_process_exclude_each_other(lock):
     with folder_lock(lock):
         with pytest.raises(LockHeldError, match=f"held by process {os.getpid()} "):
