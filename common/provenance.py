@@ -71,10 +71,13 @@ def differences(recorded: Mapping, now: Mapping, fields: Iterable[str], unknown_
             for k in differing(recorded, now, fields, unknown_agrees)]
 
 
-def refusal(file: str | Path, differ: Sequence[str], fix: str, what: str = "inputs") -> ProvenanceError:
-    """The one refusal wording of the contract."""
-    return ProvenanceError(f"{file}: made from other {what} than this step uses ({'; '.join(differ)}, recorded -> "
-                           f"now); {fix}")
+def refusal(file: str | Path, differ: Sequence[str], fix: str, what: str = "inputs", *, made: str | None = None,
+            direction: str = "recorded -> now", error: type[ValueError] = ProvenanceError) -> ValueError:
+    """The one refusal wording of the contract: '<file>: <made> (<differences>, <direction>); <fix>'.
+    ``made`` defaults to 'made from other <what> than this step uses'; a model's refusals say
+    'trained on ...' with 'model -> data'. ``error``: the class raised (a ValueError, one line)."""
+    made = made or f"made from other {what} than this step uses"
+    return error(f"{file}: {made} ({'; '.join(differ)}, {direction}); {fix}")
 
 
 def check(recorded: Mapping | None, now: Mapping, fields: Iterable[str], *, file: str | Path, fix: str,
@@ -104,8 +107,7 @@ def check_class_names(recorded: Sequence[str] | None, now: Sequence[str], *, fil
     if recorded is None:
         return
     if differ := first_difference([str(n) for n in recorded], [str(n) for n in now]):
-        raise ProvenanceError(f"{file}: trained on other classes than this data has ({differ}, model -> data); "
-                              f"{fix}")
+        raise refusal(file, [differ], fix, made="trained on other classes than this data has", direction="model -> data")
 
 
 def checked_count(value: object, limit: int, *, file: str | Path, what: str) -> int:

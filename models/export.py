@@ -1,7 +1,12 @@
 """A run's networks to ONNX (export.py): one ``<prefix>.onnx`` per network with a dynamic batch
 axis, and ``<prefix>.json`` beside it with what a predictor needs (models/onnx_predict.py):
 the inputs and outputs, the descriptor, dataset, protocol, layout, mode, image size, class names,
-and the provenance the checkpoint recorded. Ours and the release's checkpoints export alike.
+the checkpoint (its digest, epoch, the epochs done and planned) and the provenance it recorded.
+Ours and the release's checkpoints export alike.
+
+The export is bound as a whole: the graph carries that record in its metadata (written before the
+file's digest is taken) and the JSON records the digest, so the predictor refuses a graph swapped
+for another's or a JSON edited after the export (models/onnx_predict.open_export).
 
 The inputs are what the networks are trained on: float32 (N, 3, H, W), 0..255, the release's BGR
 channel order, a gray descriptor image repeated on the three channels
@@ -14,7 +19,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,15 +30,17 @@ from torch import nn
 
 from common.atomic import atomic_path, write_text_atomic
 from common.errors import cause_text
+from common.provenance import file_digest
 from descriptors.core import DEFAULT_IMG_SIZE
 from descriptors.names import FUSION, FUSION_ORDER
 from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.layouts import layout_record
 from .checkpoint import Checkpoint, load_model
 from .inference import find_checkpoints, train_command
+from .logs import last_logged_epoch
 from .prediction import model_notes
-from .names import FUSE5_OUTPUTS, checkpoint_prefix
-from .onnx_predict import EXPORT_FORMAT
+from .names import FUSE5_OUTPUTS, checkpoint_prefix, log_path
+from .onnx_predict import EXPORT_FORMAT, RECORD_KEY, export_command, unfinished_note
 from .provenance import check_consistent, check_layout, check_role
 
 DEFAULT_OPSET = 17
@@ -59,30 +69,94 @@ def graph_names(name: str) -> tuple[list[str], list[str]]:
     return (list(FUSION_ORDER), list(FUSE5_OUTPUTS)) if name == FUSION else (["images"], ["logits"])
 
 
-def export_graph(model: nn.Module, name: str, img_size: int, path: Path, opset: int) -> None:
-    """Trace ``model`` at batch 2 and write its graph with a dynamic batch axis, atomically."""
+def opset_range() -> tuple[int, int]:
+    """The opsets the installed torch's (TorchScript) exporter writes."""
+    constants = getattr(torch.onnx, "_constants", None)
+    return getattr(constants, "ONNX_MIN_OPSET", 7), getattr(constants, "ONNX_MAX_OPSET", 20)
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset the exporter cannot write before anything is exported."""
+    low, high = opset_range()
+    if not low <= opset <= high:
+        raise ExportError(f"--opset {opset}: the installed torch {torch.__version__.split('+')[0]} exports ONNX "
+                          f"opsets {low}..{high}; give one of them (default {DEFAULT_OPSET})")
+
+
+@contextmanager
+def silenced_output() -> Iterator[None]:
+    """The process's stdout and stderr (file descriptors 1 and 2) on /dev/null: torch's exporter
+    prints the whole graph from C++ (100+ lines) before it raises; its error is reported in one line."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, kept in zip((1, 2), saved):
+            os.dup2(kept, fd)
+            os.close(kept)
+
+
+def with_record(path: Path, record: dict) -> None:
+    """Write ``record`` into the graph's metadata (``RECORD_KEY``), so the graph says what it is."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    onnx.helper.set_model_props(graph, {RECORD_KEY: json.dumps(record, sort_keys=True)})
+    onnx.save(graph, str(path))
+
+
+def export_graph(model: nn.Module, name: str, img_size: int, path: Path, opset: int, record: dict | None = None) -> str:
+    """Trace ``model`` at batch 2 and write its graph with a dynamic batch axis (and ``record`` in its
+    metadata), atomically; the SHA-256 of the file written."""
     inputs, outputs = graph_names(name)
     graph = Fuse5Graph(model) if name == FUSION else model
     dummy = tuple(torch.zeros(2, 3, img_size, img_size) for _ in inputs)
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the tracer's notes on shape-dependent branches (fixed by img_size)
         try:
-            torch.onnx.export(graph.eval(), dummy, str(tmp), dynamo=False, input_names=inputs, output_names=outputs,
-                              dynamic_axes={n: {0: "batch"} for n in inputs + outputs}, opset_version=opset)
+            with silenced_output():
+                torch.onnx.export(graph.eval(), dummy, str(tmp), dynamo=False, input_names=inputs,
+                                  output_names=outputs, dynamic_axes={n: {0: "batch"} for n in inputs + outputs},
+                                  opset_version=opset)
         except (ValueError, RuntimeError, torch.onnx.errors.OnnxExporterError) as error:
             raise ExportError(f"{path}: not exported with --opset {opset} ({cause_text(error)})") from None
+        if record is not None:
+            with_record(tmp, record)
+        return file_digest(tmp)   # of the final bytes: the record is in them
 
 
-def sidecar(name: str, ckpt: Checkpoint, ds: Dataset, protocol: str, mode: str, img_size: int) -> dict:
-    """What a predictor needs to feed the graph and read its outputs, and where the model came from."""
+def epochs_done(ckpt_dir: str | Path, dataset: str, protocol: str, name: str, ckpt: Checkpoint) -> int | None:
+    """The epochs the model's training has run: its log's last (as torch predict.py reads it: a
+    best or earlier epoch of a finished training is not unfinished), else the checkpoint's epoch."""
+    logged = last_logged_epoch(log_path(ckpt_dir, dataset, protocol, name))
+    return logged if logged is not None else ckpt.epoch
+
+
+def record(name: str, ckpt: Checkpoint, ds: Dataset, protocol: str, pixels: tuple[str, int], done: int | None,
+           command: str) -> dict:
+    """What the export is and what made it: the JSON's fields that the graph carries too."""
     inputs, outputs = graph_names(name)
     settings = ckpt.settings if ckpt.kind == "ours" else {}
-    return {"format": EXPORT_FORMAT, "model": name, "inputs": inputs, "outputs": outputs, "input": INPUT_NOTE,
-            "dataset": ds.name, "protocol": protocol, "layout": layout_record(ds.layout), "mode": mode,
-            "img_size": img_size, "num_classes": ds.num_classes, "class_names": list(ds.class_names),
+    classes = settings.get("class_names") or ds.class_names   # equal once check_role has passed
+    return {"model": name, "inputs": inputs, "outputs": outputs, "dataset": ds.name, "protocol": protocol,
+            "layout": layout_record(ds.layout), "mode": pixels[0], "img_size": pixels[1],
+            "num_classes": ds.num_classes, "class_names": [str(c) for c in classes],
             "checkpoint": {"path": str(ckpt.path.absolute()), "kind": ckpt.kind, "epoch": ckpt.epoch,
-                           "best_acc": ckpt.best_acc},
-            "arch": settings.get("arch"), "width": settings.get("width"), "data": settings.get("data")}
+                           "best_acc": ckpt.best_acc, "digest": file_digest(ckpt.path)},
+            "epochs_done": done, "epochs_planned": settings.get("epochs"), "arch": settings.get("arch"),
+            "width": settings.get("width"), "data": settings.get("data"), "command": command}
+
+
+def sidecar(fields: dict, onnx_digest: str) -> dict:
+    """The JSON beside the graph: the record, what the input is, and the graph's digest."""
+    return {"format": EXPORT_FORMAT, **fields, "input": INPUT_NOTE, "onnx_digest": onnx_digest}
 
 
 def check_writable(out: Path) -> None:
@@ -96,6 +170,19 @@ def check_writable(out: Path) -> None:
         raise ExportError(f"{out}: the output folder cannot be written ({error.strerror or error})") from None
 
 
+def checked_models(ckpt_dir: str | Path, ds: Dataset, protocol: str, desc: str, epoch: str, log) -> dict:
+    """name -> (model, checkpoint) of the networks to export, each of this dataset (its classes in
+    their order), protocol and layout."""
+    found, missing = find_checkpoints(ckpt_dir, ds.name, protocol, desc, epoch)
+    for note in model_notes(found, missing):
+        log(note)
+    models = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
+    for name, (_, ckpt) in models.items():
+        check_role(ckpt, name, ds.name, protocol, train_command(ds, protocol, name))
+        check_layout(ckpt, ds.layout, f"{ds.name} ({ds.layout.name} layout)", train_command(ds, protocol, name))
+    return models
+
+
 def export_run(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str, epoch: str, out: str | Path,
                opset: int = DEFAULT_OPSET, log=print) -> list[Path]:
     """Export every network that ``desc`` names (``all``: the five and Fuse5) found in ``ckpt_dir``;
@@ -105,23 +192,22 @@ def export_run(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: s
     ds = get_dataset(dataset)
     protocol = check_protocol(dataset, protocol or ds.protocols[0])
     out = Path(out)
-    found, missing = find_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
-    for note in model_notes(found, missing):
-        log(note)
-    models = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
-    for name, (_, ckpt) in models.items():
-        check_role(ckpt, name, dataset, protocol, train_command(ds, protocol, name))
-        check_layout(ckpt, ds.layout, f"{dataset} ({ds.layout.name} layout)", train_command(ds, protocol, name))
+    check_opset(opset)
+    models = checked_models(ckpt_dir, ds, protocol, desc, epoch, log)
     pixels = check_consistent({n: c for n, (_, c) in models.items()})
     mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))
     check_writable(out)
     written = []
     for name, (model, ckpt) in models.items():
         path = out / f"{checkpoint_prefix(dataset, protocol, name)}.onnx"
-        export_graph(model, name, img_size, path, opset)
+        done = epochs_done(ckpt_dir, dataset, protocol, name, ckpt)
+        fields = record(name, ckpt, ds, protocol, (mode, img_size), done,
+                        export_command(ds, protocol, name, Path(ckpt_dir).absolute(), epoch, out.absolute()))
+        if note := unfinished_note(name, done, fields["epochs_planned"]):
+            log(note)
+        digest = export_graph(model, name, img_size, path, opset, fields)
         try:
-            write_text_atomic(path.with_suffix(".json"),
-                              json.dumps(sidecar(name, ckpt, ds, protocol, mode, img_size), indent=1) + "\n")
+            write_text_atomic(path.with_suffix(".json"), json.dumps(sidecar(fields, digest), indent=1) + "\n")
         except OSError:
             os.unlink(path)   # an .onnx without its description is of no use to a predictor
             raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from common.provenance import check_class_names
+from common.provenance import check_class_names, refusal
 from descriptors import provenance
 from skeletons.datasets import class_names
 from skeletons.layouts import Layout, layout_record
@@ -46,8 +46,9 @@ def trained_pixels(ckpt: Checkpoint) -> dict:
 
 def layout_refusal(ckpt: Checkpoint, differ: str, what: str, retrain: str) -> CheckpointError:
     """The one-line refusal of a model trained on skeletons of another layout than ``what`` holds."""
-    return CheckpointError(f"{ckpt.path}: trained on skeletons of another layout than {what} ({differ}, model -> "
-                           f"data); use checkpoints trained on this layout (-ckpt), or train them: {retrain}")
+    return refusal(ckpt.path, [differ], f"use checkpoints trained on this layout (-ckpt), or train them: {retrain}",
+                   made=f"trained on skeletons of another layout than {what}", direction="model -> data",
+                   error=CheckpointError)
 
 
 def check_against_folder(ckpt: Checkpoint, folder: Path, record: dict | None, measured_size: int,
@@ -65,10 +66,11 @@ def check_against_folder(ckpt: Checkpoint, folder: Path, record: dict | None, me
         wanted = {k: trained[k] for k in ("mode", "img_size") if k in trained}
         root = folder.parent
         elsewhere = root.with_name(f"{root.name}_{'_'.join(str(v) for v in wanted.values())}px")
-        raise CheckpointError(f"{ckpt.path}: trained on other images than {folder} holds ({'; '.join(differ)}, "
-                              f"model -> folder); that folder stays as it is (other models may read it): make the "
-                              f"model's images in another folder with: {remake(elsewhere, wanted)}, and evaluate with "
-                              f"-despth {elsewhere}; or retrain the model on these images: {retrain}")
+        raise refusal(ckpt.path, differ, f"that folder stays as it is (other models may read it): make the model's "
+                      f"images in another folder with: {remake(elsewhere, wanted)}, and evaluate with -despth "
+                      f"{elsewhere}; or retrain the model on these images: {retrain}",
+                      made=f"trained on other images than {folder} holds", direction="model -> folder",
+                      error=CheckpointError)
 
 
 def check_layout(ckpt: Checkpoint, layout: Layout, what: str, retrain: str) -> None:

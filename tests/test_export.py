@@ -3,7 +3,9 @@ logits on the demo test split (every row, ours and the release's checkpoints), a
 --onnx classifies raw files as the torch path does, in a process where torch cannot be imported."""
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +15,20 @@ import pytest
 import torch
 from conftest import REPO
 
+from common.provenance import file_digest
+from demo.generate import generate_coco17
 from descriptors.core import network_input
 from descriptors.dataset import DescriptorImages
 from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER
-from models.checkpoint import load_model
+from models.checkpoint import load_model, save_checkpoint
 from models.evaluation import model_outputs
+from models.export import ExportError, check_opset, export_graph, export_run
+from models.names import checkpoint_path
+from models.networks import build_model
+from models.onnx_predict import RECORD_FIELDS, RECORD_KEY, predict_file_onnx
+from skeletons.custom import register_custom_dataset
+from skeletons.datasets import DATASETS, get_dataset
+from skeletons.layouts import layout_record
 from test_checkpoint import release_file
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -r requirements-extra.txt)")
@@ -166,3 +177,158 @@ def test_the_demo_writes_curves_and_says_where(demo):
         assert curves_path(demo / CKPT, f"ntu60_csub_{name}").read_bytes()[:4] == b"\x89PNG", name
         assert any("tfevents" in p.name for p in tensorboard_dir(demo / CKPT, f"ntu60_csub_{name}").iterdir()), name
     assert f"training curves: {CKPT}/ntu60_csub_<DESC>_curves.png" in (demo / "pipeline.out").read_text()
+
+
+# ---------------------------------------------------------------- an export is bound as a whole (issue 26)
+
+def copied_export(demo: Path, tmp_path: Path, names: tuple[str, ...] = ("GD", "JDD")) -> Path:
+    """Some of the demo's exports (.onnx and .json) copied to a folder of their own."""
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    for name in names:
+        for suffix in (".onnx", ".json"):
+            shutil.copy(demo / "onnx" / f"ntu60_csub_{name}{suffix}", folder)
+    return folder
+
+
+def demo_sample(demo: Path) -> Path:
+    return sorted((demo / RAW).glob("*.skeleton"))[0]
+
+
+def test_the_graph_carries_the_record_and_the_json_binds_the_graph(demo):
+    """The JSON records the .onnx's SHA-256 (of the final file, metadata included) and the graph's
+    metadata holds the JSON's whole record: what it is, what it was made from and for."""
+    onnx = pytest.importorskip("onnx")
+    for name in ("GD", FUSION):
+        path = demo / "onnx" / f"ntu60_csub_{name}.onnx"
+        meta = json.loads(path.with_suffix(".json").read_text())
+        assert meta["onnx_digest"] == file_digest(path)
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert json.loads(props[RECORD_KEY]) == {k: meta[k] for k in RECORD_FIELDS}
+        assert meta["checkpoint"]["digest"] == file_digest(demo / CKPT / f"ntu60_csub_{name}_last.tar")
+        assert (meta["epochs_done"], meta["epochs_planned"]) == (2, 2)
+        assert meta["class_names"] == list(get_dataset("ntu60").class_names)
+        assert meta["command"].startswith(f"python export.py -d ntu60 -p csub -desc {name} -ckpt ")
+
+
+@pytest.mark.parametrize("case", ["swapped", "mode", "img_size", "inputs", "dataset", "digest", "garbage",
+                                  "truncated", "older"])
+def test_a_swapped_damaged_or_edited_export_is_refused(demo, tmp_path, case):
+    """`cp ntu60_csub_JDD.onnx ntu60_csub_GD.onnx` no longer predicts with the JDD network under the
+    GD name, and no edit of the JSON is taken: one line naming the file and the export.py command."""
+    folder = copied_export(demo, tmp_path)
+    graph, sidecar_path = folder / "ntu60_csub_GD.onnx", folder / "ntu60_csub_GD.json"
+    meta = json.loads(sidecar_path.read_text())
+    edits = {"mode": "clean", "img_size": 64, "inputs": ["GD"], "dataset": "ntu120", "digest": "0" * 64,
+             "older": "skeleton-descriptors onnx 1"}
+    if case == "swapped":
+        shutil.copy(folder / "ntu60_csub_JDD.onnx", graph)
+    elif case == "garbage":
+        graph.write_bytes(b"not a graph at all\n" * 10)
+    elif case == "truncated":
+        graph.write_bytes(graph.read_bytes()[:len(graph.read_bytes()) // 2])
+    else:
+        meta[{"digest": "onnx_digest", "older": "format"}.get(case, case)] = edits[case]
+        sidecar_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError) as refused:
+        predict_file_onnx(demo_sample(demo), folder, "ntu60", "csub", "GD")
+    line = str(refused.value)
+    named = sidecar_path if case in ("mode", "img_size", "inputs", "dataset", "older") else graph
+    assert "\n" not in line and line.startswith(f"{named}: "), line
+    assert "re-export it: python export.py -d ntu60 -p csub -desc GD -ckpt " in line, line
+    expected = {"swapped": "onnx_digest: ", "digest": "onnx_digest: ", "garbage": "not an ONNX graph",
+                "truncated": "not an ONNX graph", "older": "written by another export.py",
+                "mode": "mode: paper -> clean", "img_size": "img_size: 32 -> 64",
+                "inputs": "inputs: ['images'] -> ['GD']",
+                "dataset": "dataset: ntu60 -> ntu120"}[case]
+    assert expected in line, line
+
+
+def test_predict_onnx_refuses_a_swapped_graph_in_one_line(demo, tmp_path):
+    """The issue's reproduction as written, through predict.py."""
+    folder = copied_export(demo, tmp_path)
+    shutil.copy(folder / "ntu60_csub_JDD.onnx", folder / "ntu60_csub_GD.onnx")
+    proc = run("predict", str(demo_sample(demo)), *NTU, "-desc", "GD", "--onnx", str(folder), cwd=demo)
+    message = one_line_error(proc)
+    assert message.startswith(f"{folder / 'ntu60_csub_GD.onnx'}: made from other inputs") and not proc.stdout
+
+
+def test_an_unfinished_training_is_said_by_export_and_by_predict_onnx(demo, tmp_path):
+    """A training started for 5 epochs and stopped after 2: export.py says so as torch predict.py
+    does, records the epochs done and planned, and predict.py --onnx says it again."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    raw = torch.load(demo / CKPT / "ntu60_csub_GD_last.tar", map_location="cpu", weights_only=True)
+    raw["settings"]["epochs"] = 5
+    torch.save(raw, ckpt / "ntu60_csub_GD_last.tar")
+    shutil.copy(demo / CKPT / "ntu60_csub_GD_log.csv", ckpt)
+    said = []
+    export_run(ckpt, "ntu60", "csub", "GD", "last", tmp_path / "out", log=said.append)
+    warning = "warning: GD's training stopped at epoch 2 of 5 (unfinished); rerun its train.py command to finish it"
+    assert said == [warning]
+    meta = json.loads((tmp_path / "out" / "ntu60_csub_GD.json").read_text())
+    assert (meta["epochs_done"], meta["epochs_planned"]) == (2, 5)
+    assert predict_file_onnx(demo_sample(demo), tmp_path / "out", "ntu60", "csub", "GD").notes == [warning]
+    finished = predict_file_onnx(demo_sample(demo), demo / "onnx", "ntu60", "csub", "GD")
+    assert finished.notes == []   # the demo's 2 epochs of 2: no word
+
+
+def swap_classes(root: Path, copy: Path) -> Path:
+    """A custom dataset copied with classes 1 and 6 swapped: lines 1 and 6 of classes.txt and labels
+    1 and 6 in labels.csv (the same data, its classes in another order)."""
+    shutil.copytree(root, copy)
+    names = (copy / "classes.txt").read_text().splitlines()
+    names[0], names[5] = names[5], names[0]
+    (copy / "classes.txt").write_text("\n".join(names) + "\n")
+    with open(copy / "labels.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    for row in rows[1:]:
+        row[1] = {"1": "6", "6": "1"}.get(row[1], row[1])
+    with open(copy / "labels.csv", "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    return copy
+
+
+def test_class_names_travel_with_the_export(tmp_path, monkeypatch):
+    """A coco17 model records its classes; export.py refuses a dataset whose classes are in another
+    order, the export records the model's, and predict.py --onnx refuses such data naming the first
+    differing class (it printed the wrong class names)."""
+    root = tmp_path / "coco17"
+    generate_coco17(root, 0, "small")
+    monkeypatch.setitem(DATASETS, "custom", None)   # the table's custom row as it was, after the test
+    ds = register_custom_dataset(root, "coco17")
+    names = list(ds.class_names)
+    settings = {"descriptor": "GD", "dataset": "custom", "protocol": "split", "num_classes": ds.num_classes,
+                "arch": "resnet_c", "width": 0.0625, "mode": "paper", "img_size": 32,
+                "layout": layout_record(ds.layout), "epochs": 1, "class_names": names}
+    torch.manual_seed(0)
+    save_checkpoint(checkpoint_path(tmp_path / "ckpt", "custom", "split", "GD", "last"),
+                    model=build_model("GD", ds.num_classes, width=0.0625), epoch=1, best_acc=0.0, settings=settings)
+    export_run(tmp_path / "ckpt", "custom", None, "GD", "last", tmp_path / "onnx", log=lambda line: None)
+    assert json.loads((tmp_path / "onnx" / "custom_GD.json").read_text())["class_names"] == names
+    swapped = swap_classes(root, tmp_path / "swapped")
+    register_custom_dataset(swapped, "coco17")
+    first = f"class 0: {names[0]!r} -> {names[5]!r}"
+    with pytest.raises(ValueError) as refused:
+        export_run(tmp_path / "ckpt", "custom", None, "GD", "last", tmp_path / "onnx2", log=lambda line: None)
+    assert "\n" not in str(refused.value) and first in str(refused.value) and not (tmp_path / "onnx2").exists()
+    sample = sorted((swapped / "skeletons").glob("*.npy"))[0]
+    with pytest.raises(ValueError) as refused:
+        predict_file_onnx(sample, tmp_path / "onnx", "custom")
+    line = str(refused.value)
+    assert "\n" not in line and line.startswith(f"{tmp_path / 'onnx' / 'custom_GD.json'}: trained on other classes")
+    assert first in line and "model -> data" in line
+    register_custom_dataset(root, "coco17")
+    assert predict_file_onnx(sample, tmp_path / "onnx", "custom").probabilities.shape == (len(names),)
+
+
+def test_the_exporters_own_output_is_silenced(demo, tmp_path, capfd):
+    """torch's exporter prints the whole graph (about 122 lines, from C++) before an opset error:
+    export.py gives its one line only; an opset out of the exporter's range is refused up front."""
+    model, _ = load_model(demo / CKPT / "ntu60_csub_GD_last.tar", desc="GD", num_classes=60)
+    capfd.readouterr()
+    with pytest.raises(ExportError, match="not exported with --opset 3"):
+        export_graph(model, "GD", 32, tmp_path / "g.onnx", 3)   # past the up-front check: the exporter's own error
+    assert capfd.readouterr() == ("", "") and not list(tmp_path.iterdir())
+    with pytest.raises(ExportError, match=r"^--opset 3: the installed torch \S+ exports ONNX opsets 7\.\.\d+; "):
+        check_opset(3)
