@@ -10,6 +10,7 @@ scores), and print each stream's accuracy and the fusion's (docs/ENSEMBLES.md).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from cli import options as cli
@@ -24,8 +25,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="score files: ours (*_scores.npz, or the *_results.json beside one), CTR-GCN's --save-score "
                         "pickles, PYSKL's --out pickles, or an npz of ids, scores (and labels)")
-    p.add_argument("--weights", help="one weight per stream, in the table's order, e.g. 0.6,0.6,0.4,0.4 (default: "
-                                     "equal, or tuned with --tune-on)")
+    p.add_argument("--weights", help="one weight per stream, in the table's order, e.g. 0.6,0.6,0.4,0.4: finite, "
+                                     "non-negative, not all zero, used as ratios (default: equal, or tuned with "
+                                     "--tune-on)")
     p.add_argument("--tune-on", nargs="+", metavar="FILE",
                    help="the same streams' scores on a held-out part of train (test.py --on heldout): weights are "
                         "searched there for the best top-1, never on the test split")
@@ -37,7 +39,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-position", action="store_true",
                    help="match files that name no samples (PYSKL's result lists) by position with the first file "
                         "that does; counts (and labels, where known) must agree")
-    p.add_argument("--out", metavar="DIR", help="write ensemble_results.json and ensemble_scores.npz here")
+    p.add_argument("--out", metavar="DIR", help="a folder: write ensemble_results.json and ensemble_scores.npz "
+                                                "there (created if missing)")
     p.add_argument("--save-score", nargs="+", choices=SAVE_FORMATS, metavar="FORMAT",
                    help="with --out: also the fused scores as CTR-GCN's (ctrgcn) and/or PYSKL's (pyskl) pickle")
     return p
@@ -47,6 +50,8 @@ def main(args: argparse.Namespace) -> int:
     def body() -> int:
         if args.save_score and not args.out:
             raise ValueError("--save-score writes into --out DIR; add --out")
+        if args.out:
+            ensemble.check_out(args.out)   # before anything is read
         result = ensemble.run(args.files, args.weights, args.softmax, args.by_position, args.tune_on,
                               args.allow_test_tuning)
         for note in result.notes:
@@ -63,5 +68,22 @@ def main(args: argparse.Namespace) -> int:
     return one_line_run(body, (ValueError, OSError), "nothing was written")
 
 
+def joined_weights(argv: list[str]) -> list[str]:
+    """``--weights -1,2`` as ``--weights=-1,2``: argparse takes a value that starts with '-' (and is
+    not one plain negative number) for an option and stops with its usage; joined, the weights
+    reach ensemble.py's own one-line check."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] == "--weights" and re.match(r"-\.?\d", arg):
+            joined[-1] = f"--weights={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return get_args_parser().parse_args(joined_weights(sys.argv[1:] if argv is None else argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    sys.exit(main(parse_args()))

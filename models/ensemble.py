@@ -1,18 +1,23 @@
 """Score fusion across models (ensemble.py): streams read from score files of any format
 (models/scores.py), matched by sample id, combined by a weighted sum, weights given or tuned on a
 held-out part of train (docs/ENSEMBLES.md). Pure numpy; every refusal a one-line ValueError
-naming the file.
+naming the file. Files that record what made them must agree: the ordered class names, and the
+dataset, protocol, part and data file (common/provenance.py's ``check``); the fused file records
+its inputs by content digest.
 """
 from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from common.atomic import write_text_atomic
+from common.atomic import write_text_atomic, writing_into
+from common.provenance import ProvenanceError, check, first_difference
 from descriptors.names import DESCRIPTORS, FUSION
 from models import evaluation as ev
 from models import scores as score_files
@@ -23,6 +28,17 @@ from models.scores import UNKNOWN, ScoreSet, read_scores
 NETWORK_ROWS = (*DESCRIPTORS, FUSION)
 WEIGHT_GRID = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2))   # coordinate search, per stream
 TUNE_ROUNDS = 3
+# What our score files record of the samples they score (data, split: a PYSKL or CTR-GCN file's
+# SHA-256 and split name): the files fused must agree on each field they state, the files tuned on
+# with them on TUNE_FIELDS (they score another part). The models' own settings (mode, size, epoch,
+# network) may differ: fusing different models is the point.
+SAMPLE_FIELDS = ("dataset", "protocol", "part", "data", "split")
+TUNE_FIELDS = ("dataset", "protocol", "data")
+# NAME in NAME=FILE: a plain name, so that a path holding '=' (runs/lr=0.1/...) stays a path.
+PLAIN_NAME = re.compile(r"[\w.+-]+")
+SCORES_NAME = "ensemble_scores.npz"
+# --out names a folder; a missing one with a file's suffix was most likely meant as a file.
+FILE_SUFFIXES = (".npz", ".json", ".pkl", ".pickle")
 
 
 @dataclass
@@ -32,6 +48,7 @@ class Stream:
     source: Path
     scores: np.ndarray      # (N, C)
     kind: str               # logits, probabilities, unknown
+    digest: str | None = None   # SHA-256 of the file read
 
 
 @dataclass
@@ -41,19 +58,34 @@ class Streams:
     labels: np.ndarray      # 0-based
     streams: list[Stream]
     part: str | None        # what our files say they score (test, heldout); None when unknown
+    classes: list[str] | None = None   # the ordered class names the files record (they agree)
+    record: dict = field(default_factory=dict)   # SAMPLE_FIELDS as the files record them (they agree)
 
 
 def parse_spec(spec: str) -> tuple[str | None, Path, list[str] | None]:
-    """'[NAME=]FILE[#ROW,ROW]' -> (name, file, rows)."""
-    name, _, rest = spec.rpartition("=") if "=" in spec else (None, "", spec)
-    path, _, rows = rest.partition("#")
-    return name or None, Path(path), rows.split(",") if rows else None
+    """'[NAME=]FILE[#ROW,ROW]' -> (name, file, rows). A file that exists is a file, whatever it
+    holds ('=' or '#'); NAME= is split off only when NAME is a plain name (no folder in it), and
+    #ROWS only when the rows hold no folder."""
+    if Path(spec).is_file():
+        return None, Path(spec), None
+    name, equals, rest = spec.partition("=")
+    if not equals or not PLAIN_NAME.fullmatch(name):
+        name, rest = None, spec
+    if Path(rest).is_file():
+        return name, Path(rest), None
+    path, hash_sign, rows = rest.rpartition("#")
+    if not hash_sign or not rows or "/" in rows or os.sep in rows:
+        path, rows = rest, ""
+    return name, Path(path), rows.split(",") if rows else None
 
 
 def file_streams(spec: str) -> tuple[ScoreSet, list[Stream]]:
     """The streams one FILE argument gives: our file's network rows (or the rows named after #),
     another format's one stream; named NAME=, else by file and row."""
     name, path, rows = parse_spec(spec)
+    if name and not path.exists():
+        raise FileNotFoundError(f"{path.absolute()}: no such score file (read {spec!r} as NAME=FILE with NAME "
+                                f"{name!r}; give the path of an existing file)")
     data = read_scores(path)
     if rows is None:
         rows = [r for r in NETWORK_ROWS if r in data.streams] if data.format == "ours" else list(data.streams)
@@ -63,7 +95,7 @@ def file_streams(spec: str) -> tuple[ScoreSet, list[Stream]]:
         raise ValueError(f"{path}: no row {missing[0]!r}; it has {', '.join(data.streams)}")
     label = name or path.stem.removesuffix("_scores")
     streams = [Stream(label if len(rows) == 1 and (name or data.format != "ours") else f"{label}#{row}", path,
-                      data.streams[row], data.kinds.get(row, UNKNOWN)) for row in rows]
+                      data.streams[row], data.kinds.get(row, UNKNOWN), data.digest) for row in rows]
     return data, streams
 
 
@@ -80,9 +112,10 @@ def align(sets: list[tuple[ScoreSet, list[Stream]]], by_position: bool) -> Strea
         raise ValueError(f"{reference.source}: a sample id repeats")
     labels = _labels(sets, ids)
     aligned: list[Stream] = []
+    names, record = agreed([data for data, _ in sets])
     for data, streams in sets:
         order = _order(data, reference, ids, labels, by_position)
-        aligned += [Stream(s.name, s.source, s.scores[order], s.kind) for s in streams]
+        aligned += [Stream(s.name, s.source, s.scores[order], s.kind, s.digest) for s in streams]
     classes = {s.scores.shape[1] for s in aligned}
     if len(classes) > 1:
         odd = next(s for s in aligned if s.scores.shape[1] != aligned[0].scores.shape[1])
@@ -91,7 +124,55 @@ def align(sets: list[tuple[ScoreSet, list[Stream]]], by_position: bool) -> Strea
     if int(labels.max()) >= aligned[0].scores.shape[1]:
         raise ValueError(f"{reference.source}: label {int(labels.max())} beyond the {aligned[0].scores.shape[1]} classes")
     parts = {data.part for data, _ in sets if data.part}
-    return Streams(ids, labels, aligned, parts.pop() if len(parts) == 1 else None)
+    return Streams(ids, labels, aligned, parts.pop() if len(parts) == 1 else None, names, record)
+
+
+def check_classes(data: ScoreSet | Streams, source: Path, classes: list[str] | None, reference: Path) -> None:
+    """Refuse scores of other class names or another class order than ``reference``'s, naming the
+    first difference; files without names are taken as they are."""
+    if data.classes is None or classes is None:
+        return
+    if differ := first_difference(data.classes, classes):
+        raise ProvenanceError(f"{source}: scores other classes than {reference} ({differ}, this file -> "
+                              f"{reference.name}); fuse scores of models of the same classes, in the same order")
+
+
+def sample_record(meta: dict) -> dict:
+    """What a score file of ours records of its samples (SAMPLE_FIELDS), the unstated left out."""
+    origin = meta.get("origin") if isinstance(meta.get("origin"), dict) else {}
+    record = {"dataset": meta.get("dataset"), "protocol": meta.get("protocol"), "part": meta.get("part"),
+              "data": origin.get("sha256"), "split": origin.get("split")}
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def agreed(sets: list[ScoreSet]) -> tuple[list[str] | None, dict]:
+    """(class names, sample record) that the files state, each checked against the first file
+    that states it; files that record nothing (peers' formats, older files) agree."""
+    named = next((data for data in sets if data.classes is not None), None)
+    records = [(data, sample_record(data.meta)) for data in sets]
+    first = next(((data, record) for data, record in records if record), None)
+    for data, record in records:
+        if named is not None:
+            check_classes(data, data.source, named.classes, named.source)
+        if first is not None:
+            check(record, first[1], SAMPLE_FIELDS, file=data.source,
+                  fix=f"fuse scores of the same samples (as {first[0].source}: {described(first[1])})")
+    merged = {k: v for _, record in reversed(records) for k, v in record.items()}
+    return (named.classes if named else None), merged
+
+
+def described(record: dict) -> str:
+    """'ntu60 xsub test, data 3f1c0a9b2e4d (split xsub_val)': a sample record in words."""
+    words = " ".join(str(record[k]) for k in ("dataset", "protocol", "part") if record.get(k))
+    data = f", data {str(record['data'])[:12]}" if record.get("data") else ""
+    return words + data + (f" (split {record['split']})" if record.get("split") else "")
+
+
+def origin_meta(record: dict) -> dict:
+    """A sample record as our score files' meta states it (the data file under ``origin``)."""
+    origin = {key: record[name] for key, name in (("sha256", "data"), ("split", "split")) if name in record}
+    return {**{k: record[k] for k in ("dataset", "protocol", "part") if k in record},
+            **({"origin": origin} if origin else {})}
 
 
 def _order(data: ScoreSet, reference: ScoreSet, ids: list[str], labels: np.ndarray, by_position: bool) -> list[int]:
@@ -204,6 +285,7 @@ class Ensemble:
     fused: np.ndarray
     rows: list[dict]
     notes: list[str]
+    tuned_on: dict[str, str | None] = field(default_factory=dict)   # file -> SHA-256 of the --tune-on files
 
     def gain_line(self) -> str:
         best = max(self.rows[:-1], key=lambda r: r["top1"])
@@ -213,23 +295,36 @@ class Ensemble:
 
 
 def parse_weights(text: str, count: int) -> np.ndarray:
+    """--weights: one finite, non-negative number per stream, not all zero (only their ratios matter)."""
     try:
         weights = np.array([float(w) for w in text.split(",")])
     except ValueError:
         raise ValueError(f"--weights {text}: not a comma-separated list of numbers") from None
     if len(weights) != count:
         raise ValueError(f"--weights {text}: {len(weights)} weights for {count} streams (in the order the table lists them)")
-    if not np.isfinite(weights).all() or not weights.any():
-        raise ValueError(f"--weights {text}: weights must be finite and not all zero")
+    if not np.isfinite(weights).all() or (weights < 0).any() or not weights.any():
+        raise ValueError(f"--weights {text}: weights must be finite, non-negative and not all zero (only their "
+                         f"ratios matter: 2,1 weighs the first stream twice the second)")
     return weights
 
 
+def ratios(weights: np.ndarray) -> np.ndarray:
+    """Weights as ratios summing to 1: scaled by their largest first, so that 1e308s (whose sum
+    overflows) are 1s."""
+    scaled = weights / weights.max()
+    return scaled / scaled.sum()
+
+
 def tuned(data: Streams, tune_on: list[str], by_position: bool, use_softmax: bool,
-          allow_test: bool) -> tuple[np.ndarray, str, bool]:
-    """(weights, where they came from, whether they are optimistic): tuned on the scores of the
-    same streams on a held-out part of train; the test split's own scores are refused (unless
-    ``allow_test``, which labels the result optimistic)."""
+          allow_test: bool) -> tuple[np.ndarray, str, bool, dict[str, str | None]]:
+    """(weights, where they came from, whether they are optimistic, {file: SHA-256} of the files
+    tuned on): tuned on the scores of the same streams on a held-out part of train, of the same
+    data and classes; the test split's own scores are refused (unless ``allow_test``, which
+    labels the result optimistic)."""
     tune = align([file_streams(spec) for spec in tune_on], by_position)
+    check_classes(tune, tune.streams[0].source, data.classes, data.streams[0].source)
+    check(tune.record, data.record, TUNE_FIELDS, file=tune.streams[0].source,
+          fix=f"tune on held-out scores of the same data as the files fused ({described(data.record)})")
     if len(tune.streams) != len(data.streams):
         raise ValueError(f"--tune-on: {len(tune.streams)} streams, the files fused give {len(data.streams)}; give the "
                          f"same models' scores on the held-out part, in the same order")
@@ -239,42 +334,72 @@ def tuned(data: Streams, tune_on: list[str], by_position: bool, use_softmax: boo
                          f"part of train (test.py --on heldout), or add --allow-test-tuning for optimistic figures")
     weights = tune_weights(tune.streams, tune.labels, use_softmax)
     where = "the test split (optimistic)" if on_test else f"{len(tune.ids)} held-out samples"
-    return weights, f"tuned on {where}: {', '.join(map(str, tune_on))}", on_test
+    digests = {str(s.source): s.digest for s in tune.streams}
+    return weights, f"tuned on {where}: {', '.join(map(str, tune_on))}", on_test, digests
 
 
 def run(files: list[str], weights: str | None = None, use_softmax: bool = False, by_position: bool = False,
         tune_on: list[str] | None = None, allow_test_tuning: bool = False) -> Ensemble:
-    data = align([file_streams(spec) for spec in files], by_position)
-    optimistic = False
     if weights and tune_on:
         raise ValueError("--weights and --tune-on: give weights, or have them tuned, not both")
+    data = align([file_streams(spec) for spec in files], by_position)
+    optimistic, tuned_on = False, {}
     if weights:
         chosen, source = parse_weights(weights, len(data.streams)), "given (--weights)"
     elif tune_on:
-        chosen, source, optimistic = tuned(data, tune_on, by_position, use_softmax, allow_test_tuning)
+        chosen, source, optimistic, tuned_on = tuned(data, tune_on, by_position, use_softmax, allow_test_tuning)
     else:
         chosen, source = np.ones(len(data.streams)), "equal (no --weights or --tune-on)"
+    chosen = ratios(chosen)
     fused = fuse(data.streams, chosen, use_softmax)
     rule = "softmax, then weighted sum" if use_softmax else "weighted sum of the scores as stored"
     label = f"fused: {rule}" + (" (weights tuned on test: optimistic)" if optimistic else "")
     notes = [n for n in [kinds_note(data.streams, use_softmax)] if n]
     return Ensemble(data, chosen, source, optimistic, use_softmax, fused,
-                    metrics_rows(data.streams, fused, data.labels, label), notes)
+                    metrics_rows(data.streams, fused, data.labels, label), notes, tuned_on)
+
+
+def check_out(out: str | Path) -> Path:
+    """--out: a folder to write into, refused before anything is read when it is a file, has a
+    file on its way, looks like a file's name (a missing ``fused.npz``) or cannot be written."""
+    out = Path(out)
+    what = f"the folder that gets {ev.ENSEMBLE_RESULTS_NAME} and {SCORES_NAME}"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file, not a folder; --out names {what} (give a folder's path)")
+    if not out.exists() and out.suffix.lower() in FILE_SUFFIXES:
+        raise ValueError(f"--out {out}: --out names {what}, not a file; give a folder (e.g. --out "
+                         f"{out.parent / out.stem})")
+    above = next(p for p in (out, *out.parents) if p.exists())
+    if not above.is_dir():
+        raise ValueError(f"--out {out}: {above} is a file, not a folder; --out names {what}")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {above} cannot be written (read-only); give a folder you can write")
+    return out
+
+
+def made_from(result: Ensemble) -> dict:
+    """What made the fused scores: each stream's file (by SHA-256), scores and weight, the rule,
+    the files the weights were tuned on."""
+    return {"inputs": {s.name: {"file": str(s.source), "sha256": s.digest, "scores": s.kind, "weight": float(w)}
+                       for s, w in zip(result.data.streams, result.weights)},
+            "weights_source": result.weights_source, "softmax": result.use_softmax, "tuned_on": result.tuned_on}
 
 
 def write(result: Ensemble, out: str | Path, save_score: tuple[str, ...]) -> dict[str, str]:
-    """ensemble_results.json and the fused scores (ours, and the formats of ``save_score``) in ``out``."""
-    out = Path(out)
-    data = result.data
-    files = {"npz": str(score_files.write_ours(out / "ensemble_scores.npz", data.ids, data.labels,
-                                               {"fused": (result.fused, "fused")}, part=data.part))}
-    for fmt in save_score:
-        files[fmt] = str(score_files.write_row(fmt, out, "ensemble", "fused", "test", data.ids, result.fused))
-    doc = {"rows": result.rows, "weights": {s.name: float(w) for s, w in zip(data.streams, result.weights)},
-           "weights_source": result.weights_source, "optimistic": result.optimistic, "softmax": result.use_softmax,
-           "inputs": {s.name: {"file": str(s.source), "scores": s.kind} for s in data.streams},
-           "num_samples": len(data.ids), "part": data.part, "gain": result.gain_line(), "score_files": files,
-           "samples": {"sample": data.ids, "label": (data.labels + 1).tolist()},
-           "predictions": {"fused": (result.fused.argmax(axis=1) + 1).tolist()}, "labels": ev.LABELS_NOTE}
-    write_text_atomic(out / ev.ENSEMBLE_RESULTS_NAME, json.dumps(doc, indent=1) + "\n", make_parents=True)
+    """ensemble_results.json and the fused scores (ours, and the formats of ``save_score``) in
+    ``out``; ours records the class names, the samples' record and the inputs (``made_from``)."""
+    out = check_out(out)
+    data, made = result.data, made_from(result)
+    with writing_into(out, "the ensemble's results", "give --out a folder you can write"):
+        files = {"npz": str(score_files.write_ours(out / SCORES_NAME, data.ids, data.labels,
+                                                   {"fused": (result.fused, "fused")}, data.classes,
+                                                   **{**origin_meta(data.record), "part": data.part}, **made))}
+        for fmt in save_score:
+            files[fmt] = str(score_files.write_row(fmt, out, "ensemble", "fused", "test", data.ids, result.fused))
+        doc = {"rows": result.rows, "weights": {s.name: float(w) for s, w in zip(data.streams, result.weights)},
+               **made, "optimistic": result.optimistic, "classes": data.classes, **origin_meta(data.record),
+               "num_samples": len(data.ids), "part": data.part, "gain": result.gain_line(), "score_files": files,
+               "samples": {"sample": data.ids, "label": (data.labels + 1).tolist()},
+               "predictions": {"fused": (result.fused.argmax(axis=1) + 1).tolist()}, "labels": ev.LABELS_NOTE}
+        write_text_atomic(out / ev.ENSEMBLE_RESULTS_NAME, json.dumps(doc, indent=1) + "\n", make_parents=True)
     return files

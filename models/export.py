@@ -38,9 +38,9 @@ from skeletons.layouts import layout_record
 from .checkpoint import Checkpoint, load_model
 from .inference import find_checkpoints, train_command
 from .logs import last_logged_epoch
-from .prediction import model_notes
+from .prediction import model_notes, unfinished_note
 from .names import FUSE5_OUTPUTS, checkpoint_prefix, log_path
-from .onnx_predict import EXPORT_FORMAT, RECORD_KEY, export_command, unfinished_note
+from .onnx_predict import EXPORT_FORMAT, RECORD_KEY, export_command
 from .provenance import check_consistent, check_layout, check_role
 
 DEFAULT_OPSET = 17

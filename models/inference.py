@@ -20,7 +20,7 @@ from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.reading import check_file, file_kind, load_sequence
 from descriptors.names import FUSION, FUSION_ORDER
 from .logs import last_logged_epoch
-from .prediction import Prediction, model_notes
+from .prediction import Prediction, model_notes, unfinished_note
 from .names import BEST, log_path, model_checkpoints
 
 
@@ -55,9 +55,8 @@ def unfinished_notes(ckpt_dir: str | Path, dataset: str, protocol: str, ckpts: d
     for name, ckpt in ckpts.items():
         target = ckpt.settings.get("epochs") if ckpt.kind == "ours" else None
         logged = last_logged_epoch(log_path(ckpt_dir, dataset, protocol, name))
-        if target and logged is not None and logged < target:
-            notes.append(f"warning: {name}'s training stopped at epoch {logged} of {target} (unfinished); rerun its "
-                         f"train.py command to finish it")
+        if logged is not None and (note := unfinished_note(name, logged, target)):
+            notes.append(note)
     return notes
 
 

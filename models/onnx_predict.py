@@ -21,7 +21,7 @@ from descriptors.core import check_included, descriptor_images, network_input
 from descriptors.names import FUSION, FUSION_ORDER
 from models.evaluation import mean_softmax
 from models.names import checkpoint_prefix, model_names
-from models.prediction import Prediction, model_notes
+from models.prediction import Prediction, model_notes, unfinished_note
 from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.layouts import layout_record, layout_text
 from skeletons.reading import check_file, load_sequence
@@ -41,15 +41,6 @@ def export_command(ds: Dataset, protocol: str, name: str, ckpt_dir: str | Path =
     """The export.py command line that (re)makes one network's export."""
     return (f"python export.py -d {ds.name} -p {protocol}{ds.data_flags()} -desc {name} -ckpt "
             f"{shlex.quote(str(ckpt_dir))} --epoch {epoch} --out {shlex.quote(str(out))}")
-
-
-def unfinished_note(name: str, done: int | None, planned: int | None) -> str | None:
-    """The warning for a model whose training stopped before the epochs it was started for
-    (torch predict.py's wording: models/inference.unfinished_notes)."""
-    if not planned or done is None or done >= planned:
-        return None
-    return (f"warning: {name}'s training stopped at epoch {done} of {planned} (unfinished); rerun its train.py "
-            f"command to finish it")
 
 
 def read_export(path: Path, fix: str) -> dict:

@@ -32,3 +32,12 @@ def model_notes(found: dict[str, Path], missing: dict[str, Path]) -> list[str]:
         return []
     return [f"note: using {', '.join(found)}; missing {', '.join(missing)} (first: {next(iter(missing.values()))}): "
             f"the prediction is the used models' alone"]
+
+
+def unfinished_note(name: str, done: int | None, planned: int | None) -> str | None:
+    """The warning for a model whose training stopped before the epochs it was started for
+    (torch's and ONNX predict.py's, and export.py's)."""
+    if not planned or done is None or done >= planned:
+        return None
+    return (f"warning: {name}'s training stopped at epoch {done} of {planned} (unfinished); rerun its train.py "
+            f"command to finish it")

@@ -21,6 +21,7 @@ from models.provenance import RELEASE_NOTICE, check_against_folder, check_consis
 from models.loop import pick_device
 from common.atomic import write_text_atomic
 from skeletons.datasets import Split, class_names, default_protocol, get_dataset
+from skeletons.unpacked import origin_fields
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor
 from models import scores
 from models.logs import last_logged_epoch
@@ -215,16 +216,20 @@ def output_stem(config: TestConfig, desc: str) -> str:
 
 
 def write_scores(config: TestConfig, doc: dict, rows: list, out: Path) -> dict[str, str]:
-    """The scores of every row that has them, in the dataset's row order: our .npz always, and the
-    formats of --save-score (one file per row); {what: path} of the files written."""
+    """The scores of every row that has them, in the dataset's row order: our .npz always (with the
+    ordered class names and what the samples are: dataset, protocol, part and, for a PYSKL or
+    CTR-GCN file, its SHA-256 and split, so that ensemble.py fuses only files of the same samples
+    and classes), and the formats of --save-score (one file per row); {what: path} of the files
+    written."""
     ds = get_dataset(config.dataset)
     ids, labels0 = doc["samples"]["sample"], np.asarray(doc["samples"]["label"]) - 1
     order, names = dataset_row_order(ds, config.protocol, read_part(config), ids)
     scored = {r.key: (r.scores[order], r.kind) for r in rows if r.scores is not None}
     stem = output_stem(config, doc["desc"])
     files = {"npz": str(scores.write_ours(out / f"{stem}{scores.SCORES_SUFFIX}", names, labels0[order], scored,
-                                          dataset=config.dataset, protocol=config.protocol, part=config.on,
-                                          epoch=str(config.epoch)))}
+                                          doc["class_names"], dataset=config.dataset, protocol=config.protocol,
+                                          part=config.on, epoch=str(config.epoch),
+                                          **origin_fields(ds, config.protocol, read_part(config))))}
     for fmt in config.save_score:
         for key, (values, _) in scored.items():
             files[f"{fmt} {key}"] = str(scores.write_row(fmt, out, run_stem(config, doc["desc"]), key, config.on,

@@ -299,7 +299,8 @@ def test_fusion_aligns_a_shuffled_file_by_id(tmp_path):
     result = ensemble.run([str(file_a), str(file_b)], weights="0.7,1.3")
     assert result.data.ids == ids
     np.testing.assert_array_equal(result.data.labels, labels)
-    np.testing.assert_allclose(result.fused, 0.7 * a.astype(np.float64) + 1.3 * b.astype(np.float64), rtol=1e-12)
+    # weights are ratios: 0.7,1.3 fuse as 0.35,0.65
+    np.testing.assert_allclose(result.fused, (0.7 * a.astype(np.float64) + 1.3 * b.astype(np.float64)) / 2, rtol=1e-12)
     assert result.rows[-1]["top1"] == pytest.approx(float(((0.7 * a + 1.3 * b).argmax(1) == labels).mean()))
     assert result.rows[1]["top1"] == pytest.approx(float((b.argmax(1) == labels).mean()))
 
@@ -318,7 +319,7 @@ def test_real_ctrgcn_fixture_is_fused_by_id_in_any_key_order(tmp_path):
 
     natural = ensemble.run([f"mine={file_ours}", f"gcn={CTRGCN_FIXTURE}"])
     flipped = ensemble.run([f"mine={file_ours}", f"gcn={reversed_copy}"])
-    np.testing.assert_allclose(natural.fused, mine.astype(np.float64) + expected.astype(np.float64), rtol=1e-12)
+    np.testing.assert_allclose(natural.fused, (mine.astype(np.float64) + expected.astype(np.float64)) / 2, rtol=1e-12)
     np.testing.assert_array_equal(natural.fused, flipped.fused)
     assert natural.rows == flipped.rows
     fused_top1 = float(((mine.astype(np.float64) + expected).argmax(1) == FIXTURE_LABELS).mean())
@@ -334,7 +335,7 @@ def test_real_pyskl_fixture_by_position(tmp_path):
     mine = logits(7, 60, seed=42)
     file_ours = ours(tmp_path / "mine_scores.npz", FIXTURE_IDS, FIXTURE_LABELS, mine)
     result = ensemble.run([str(file_ours), str(PYSKL_FIXTURE)], use_softmax=True, by_position=True)
-    np.testing.assert_allclose(result.fused, softmax(mine) + softmax(probs), rtol=1e-12)
+    np.testing.assert_allclose(result.fused, (softmax(mine) + softmax(probs)) / 2, rtol=1e-12)   # equal ratios
 
 
 # --------------------------------------------------------------------------- 4. refusals of the ensemble
@@ -422,7 +423,7 @@ def test_fusion_rule(tmp_path, use_softmax):
     a, b = logits(seed=20) * 5, softmax(logits(seed=21)).astype(np.float32)   # as the files store them
     file_a = ours(tmp_path / "a_scores.npz", ids, labels, a)
     file_b = write_ctrgcn(tmp_path / "b.pkl", ids, b)
-    weights = np.array([0.25, 1.5])
+    weights = np.array([0.25, 1.5]) / 1.75   # used as ratios
     result = ensemble.run([str(file_a), str(file_b)], weights="0.25,1.5", use_softmax=use_softmax)
     stored = [a.astype(np.float64), b.astype(np.float64)]
     probabilities = [softmax(a), softmax(b)]
@@ -515,7 +516,7 @@ def test_write_results_and_scores(tmp_path):
     for row, stream in zip(doc["rows"], (a, b, 2 * a.astype(np.float64) + 0.5 * b)):
         assert set(row) >= {"key", "top1", "top5", "mean_class"}
         assert row["top1"] == pytest.approx(top1(stream, labels))
-    assert doc["weights"] == {"first": 2.0, "b": 0.5}
+    assert doc["weights"] == pytest.approx({"first": 0.8, "b": 0.2})   # 2,0.5 as ratios
     assert doc["weights_source"] == result.weights_source == "given (--weights)"
     assert doc["num_samples"] == 7 and doc["part"] == "test" and doc["gain"] == result.gain_line()
     assert doc["samples"]["label"] == (labels + 1).tolist()
