@@ -52,8 +52,8 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
                    help="keep NCHW on CUDA (channels_last is the default there)")
     p.add_argument("--cache", action="store_true", help="pack each split into a uint8 memory-mapped .npy once")
     p.add_argument("--verify-cache", action="store_true",
-                   help="with --cache: check every byte of a pack found on disk against its seal (its size is "
-                        "always checked); a damaged pack is moved aside and made again")
+                   help="kept for older command lines: every byte of a --cache pack found on disk is now always "
+                        "checked against its seal; a damaged pack is moved aside and made again")
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from <prefix>_last.tar: now always done when it exists and records "
                         "the same settings (kept for older command lines)")

@@ -19,11 +19,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common import provenance as contract
 from common.atomic import atomic_path, writing_into
 from common.locks import PackHold, folder_locks, remove_unless_held
 from skeletons.datasets import Split, get_dataset
 from skeletons.reading import MODES
 from skeletons.layouts import layout_record
+from skeletons.unpacked import origin_fields
 from descriptors.core import DEFAULT_IMG_SIZE, bgr_chw
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir, split_lock_path
 
@@ -36,14 +38,15 @@ CACHE_REMEDY = "make it writable with room to spare, or leave out --cache"   # w
 
 
 def files_digest(paths: Iterable[Path], salt: str = "") -> str:
-    """16 hex digits of ``salt`` and every file's name, size and mtime_ns (one stat per file): the
-    name of a pack of those files as they are now. A file rewritten in place changes it (a folder's
-    mtime does not change when a file is overwritten)."""
+    """Digest (40 hex) of ``salt`` and every file's name, size and mtime_ns (one stat per file): what
+    a pack of those files as they are now is made from (its seal records it, its name carries the
+    first 16 digits). A file rewritten in place changes it (a folder's mtime does not change when a
+    file is overwritten)."""
     digest = hashlib.sha1(salt.encode())
     for path in paths:
         size, mtime_ns = provenance.source_stat(path)
         digest.update(f"{Path(path).name} {size} {mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
 def remove_superseded(folder: Path, prefix: str, suffixes: Sequence[str], keep: Collection[Path]) -> None:
@@ -142,6 +145,11 @@ def checked_record(folder: Path, split: Split, desc: str) -> dict | None:
     if differ:
         raise ValueError(f"{folder}: made from skeletons of another layout ({differ[0]}, this run -> folder); "
                          f"pass the layout the images were made with, or remake them with: {command} --overwrite")
+    # A one-file dataset's folders name the file (its SHA-256) they were made from: a file changed
+    # since (a sample removed) has been unpacked again, and its images must follow before a run reads them.
+    now = origin_fields(ds, split.protocol, split.part).get("origin")
+    contract.check(record.get("origin"), now or {}, ("sha256", "format", "split"), file=folder, what="data",
+                   fix=f"bring the split's images up to date with: {command}")
     return record
 
 
@@ -194,17 +202,16 @@ class DescriptorImages(torch.utils.data.Dataset):
     """Images of one split: ``descs`` is one descriptor name, a sequence of them, or 'all'
     (the five in FUSION_ORDER). Items are float32 by default; ``uint8=True`` keeps bytes so the
     conversion happens on the device (a quarter of the host-to-device traffic). ``cache``: each
-    folder read from a sealed uint8 pack made once (descriptors/seals.py; ``verify_cache`` checks
-    every byte of a pack found on disk, not only its size)."""
+    folder read from a sealed uint8 pack made once (descriptors/seals.py: every byte of a pack found
+    on disk is checked before it is used)."""
 
     def __init__(self, root: str | Path, dataset: str, protocol: str | None, part: str,
-                 descs: str | Sequence[str], cache: bool = False, uint8: bool = False,
-                 verify_cache: bool = False) -> None:
+                 descs: str | Sequence[str], cache: bool = False, uint8: bool = False) -> None:
         self.root = Path(root)
         self.split = Split.of(dataset, protocol, part)
         self.dataset, self.protocol, self.part = self.split.dataset, self.split.protocol, self.split.part
         self.descs, self.single = descriptor_selection(descs)
-        self.uint8, self.verify_cache = uint8, verify_cache
+        self.uint8 = uint8
         self.folders = [descriptor_dir(root, self.split, d) for d in self.descs]
         for folder in self.folders:
             if not folder.is_dir():
@@ -234,19 +241,32 @@ class DescriptorImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
-    def cache_path(self, folder: Path) -> Path:
-        """Where the pack of ``folder`` as it is now lives. The name carries a digest of every image's
-        name, size and mtime_ns (one stat per file), so a PNG rewritten in place gets a new pack
-        instead of a stale one (a folder's mtime does not change when a file is overwritten)."""
-        return self.root / CACHE_DIR / f"{folder.name}_{files_digest(folder / name for name in self.names)}.npy"
+    def pack_record(self, folder: Path) -> dict:
+        """What the pack of ``folder`` as it is now is made from, as its seal records it: the folder,
+        the digest of every image's name, size and mtime_ns (one stat per file), the image count and
+        size, and the fingerprint of the folder's record (None: the folder has none)."""
+        k = self.folders.index(folder)
+        record = self.provenance.get(self.descs[k]) or {}
+        return {"pack": "descriptor images", "folder": folder.name,
+                "files": files_digest(folder / n for n in self.names), "images": len(self.names),
+                "img_size": list(self.expected_size(k)[0]),
+                "fingerprint": record.get("fingerprint")}
+
+    def cache_path(self, folder: Path, made_from: Mapping | None = None) -> Path:
+        """Where the pack of ``folder`` as it is now (``made_from``: its ``pack_record``) lives. The name
+        carries the digest of every image's name, size and mtime_ns, so a PNG rewritten in place gets
+        a new pack instead of a stale one (a folder's mtime does not change when a file is overwritten)."""
+        files = (made_from or self.pack_record(folder))["files"]
+        return self.root / CACHE_DIR / f"{folder.name}_{files[:16]}.npy"
 
     def _build_cache(self, folder: Path) -> Path:
         """Pack a folder into (N, C, H, W) uint8, reading image by image; reused while no image changed.
         Packs of earlier states of the folder are removed so they do not pile up."""
         k = self.folders.index(folder)
-        path = self.cache_path(folder)
+        made_from = self.pack_record(folder)
+        path = self.cache_path(folder, made_from)
         hold = PackHold.if_there(path)   # held before it is checked: what is checked is what is used
-        if hold and usable([path], "--cache pack", self.verify_cache) and \
+        if hold and usable([path], "--cache pack", made_from) and \
                 np.load(path, mmap_mode="r").shape[-2:] == self.expected_size(k)[0]:
             self._holds.append(hold)
             remove_superseded(path.parent, folder.name, CACHE_SUFFIXES, keep=(path, seal_path(path)))
@@ -255,10 +275,10 @@ class DescriptorImages(torch.utils.data.Dataset):
             hold.close()
         first = self._checked(k, 0, read_bgr(folder / self.names[0]))
         with writing_into(path.parent, "the --cache pack", CACHE_REMEDY):
-            self._write_cache(k, folder, path, first)
+            self._write_cache(k, folder, path, first, made_from)
         return path
 
-    def _write_cache(self, k: int, folder: Path, path: Path, first: np.ndarray) -> None:
+    def _write_cache(self, k: int, folder: Path, path: Path, first: np.ndarray, made_from: Mapping) -> None:
         """The (N, C, H, W) uint8 .npy, image by image, in plain writes: a full disk is an OSError
         here, where a memory map of the sparse file would die of SIGBUS."""
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
@@ -272,7 +292,7 @@ class DescriptorImages(torch.utils.data.Dataset):
                         raise ValueError(f"{folder / name}: {img.shape[0]} colour channel(s), {self.names[0]} has "
                                          f"{first.shape[0]}; remake the folder with: {self._remake_command()}")
                     out.write(np.ascontiguousarray(img, dtype=np.uint8).data)
-            write_seal([path], [tmp])
+            write_seal([path], [tmp], made_from)
         self._holds.append(PackHold(path))
         remove_superseded(path.parent, folder.name, CACHE_SUFFIXES, keep=(path, seal_path(path)))
 

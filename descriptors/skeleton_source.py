@@ -80,7 +80,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
     read them from a pack made once in ``pack_dir`` (default: ``<seq_dir>/.cache``)."""
 
     def __init__(self, seq_dir: str | Path, dataset: str, protocol: str | None, part: str, mode: str = "paper",
-                 pack: bool = False, pack_dir: str | Path | None = None, verify_pack: bool = False) -> None:
+                 pack: bool = False, pack_dir: str | Path | None = None) -> None:
         check_mode(mode)
         self.seq_dir, self.mode = Path(seq_dir), mode
         self.split = Split.of(dataset, protocol, part)
@@ -104,7 +104,6 @@ class SkeletonSequences(torch.utils.data.Dataset):
         self.labels0 = torch.tensor([label_of(s, dataset) - 1 for s in self.samples])
         self.pack_dir = Path(pack_dir) if pack_dir is not None else self.seq_dir / PACK_DIR
         self._holds: list[PackHold] = []   # the pack and index this object maps, kept from removal
-        self.verify_pack = verify_pack     # check every byte of a pack found on disk, not only its size
         self.pack_path = self._build_pack() if pack else None
         self._pack = None   # memory maps, opened lazily in each worker (a memmap pickles its data)
         if mode != "paper":
@@ -181,13 +180,20 @@ class SkeletonSequences(torch.utils.data.Dataset):
         return provenance.sources_digest({s: provenance.source_stat(p) for s, p in zip(self.samples, self.paths)})
 
     # ------------------------------------------------------------ the pack
-    def pack_file(self) -> Path:
-        """Where the pack of the split's files as they are now lives: the name carries the mode and a
-        digest of the layout and of every file's name, size and mtime_ns, so a changed file gets a
-        new pack."""
+    def pack_record(self) -> dict:
+        """What the pack of the split's files as they are now is made from, as its seal records it:
+        the split, mode, pack format, layout, file count and the digest of every file's name, size
+        and mtime_ns (salted with the format and layout, as the pack's name is)."""
         # The format (an old pack is never misread) and the layout (a custom one reads other shapes).
         digest = files_digest(self.split_paths, f"pack format {PACK_FORMAT}\n{layout_record(self.layout)}\n")
-        return self.pack_dir / f"{self.pack_prefix()}_{digest}{PACK_SUFFIX}"
+        return {"pack": "skeletons", "split": split_stem(self.split), "mode": self.mode, "format": PACK_FORMAT,
+                "layout": layout_record(self.layout), "files": digest, "samples": len(self.split_paths)}
+
+    def pack_file(self, made_from: dict | None = None) -> Path:
+        """Where the pack of the split's files as they are now (``made_from``: its ``pack_record``)
+        lives: the name carries the mode and the record's digest, so a changed file gets a new pack."""
+        digest = (made_from or self.pack_record())["files"]
+        return self.pack_dir / f"{self.pack_prefix()}_{digest[:16]}{PACK_SUFFIX}"
 
     def pack_prefix(self) -> str:
         return f"{split_stem(self.split)}_{self.mode}"
@@ -196,20 +202,21 @@ class SkeletonSequences(torch.utils.data.Dataset):
         """Read every sample once, streaming (a bad file fails here, named), and write the pack,
         each sample in the most compact encoding that gives its sequence back bit for bit; reused
         while no file changed. Packs of earlier states of the split (or formats) are removed."""
-        path = self.pack_file()
+        made_from = self.pack_record()
+        path = self.pack_file(made_from)
         index_path = pack_index_path(path)
         holds = [hold for f in (path, index_path) if (hold := PackHold.if_there(f))]   # held, then checked
-        if len(holds) == 2 and usable([path, index_path], "skeleton pack", self.verify_pack):
+        if len(holds) == 2 and usable([path, index_path], "skeleton pack", made_from):
             self._holds += holds
             self._remove_superseded(path, index_path)
             return path
         for hold in holds:
             hold.close()
         with writing_into(self.pack_dir, "the skeleton pack", CACHE_REMEDY):
-            self._write_pack(path, index_path)
+            self._write_pack(path, index_path, made_from)
         return path
 
-    def _write_pack(self, path: Path, index_path: Path) -> None:
+    def _write_pack(self, path: Path, index_path: Path, made_from: dict) -> None:
         index = np.zeros((len(self.split_paths), len(INDEX_COLUMNS)), np.int64)
         start = 0
         with atomic_path(path, make_parents=True) as tmp:
@@ -224,7 +231,7 @@ class SkeletonSequences(torch.utils.data.Dataset):
             with atomic_path(index_path) as index_tmp:   # in place before the pack: a pack without its index is rebuilt
                 with open(index_tmp, "wb") as f:
                     np.save(f, index)
-                write_seal([path, index_path], [tmp, index_tmp])
+                write_seal([path, index_path], [tmp, index_tmp], made_from)
         self._holds += [PackHold(path), PackHold(index_path)]
         self._remove_superseded(path, index_path)
 

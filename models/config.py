@@ -70,7 +70,7 @@ class TrainConfig(RunConfig):
     amp: bool = False
     channels_last: bool = True
     cache: bool = False
-    verify_cache: bool = False           # check every byte of a --cache pack found on disk (sizes always are)
+    verify_cache: bool = False           # kept for older command lines: every byte is always checked
     resume: bool = False                 # kept for older command lines: resuming is automatic
     overwrite: bool = False
     seed: int = 0

@@ -82,10 +82,9 @@ def load_parts(config: TrainConfig, from_skeletons: bool, info: DistInfo) -> tup
     def load(part: str):
         if from_skeletons:
             return SkeletonSequences(config.dspath or get_dataset(config.dataset).seq_dir, config.dataset,
-                                     config.protocol, part, config.mode or "paper", pack=config.cache,
-                                     verify_pack=config.verify_cache)
+                                     config.protocol, part, config.mode or "paper", pack=config.cache)
         return DescriptorImages(config.despth, config.dataset, config.protocol, part, config.desc,
-                                cache=config.cache, uint8=True, verify_cache=config.verify_cache)
+                                cache=config.cache, uint8=True)
 
     if not info.is_main:
         barrier()  # rank 0 builds any --cache files first
