@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common.atomic import atomic_path, write_text_atomic
+from common.atomic import atomic_path, check_writable, write_text_atomic
 from common.errors import cause_text
 from common.provenance import file_digest
 from descriptors.core import DEFAULT_IMG_SIZE
@@ -159,17 +159,6 @@ def sidecar(fields: dict, onnx_digest: str) -> dict:
     return {"format": EXPORT_FORMAT, **fields, "input": INPUT_NOTE, "onnx_digest": onnx_digest}
 
 
-def check_writable(out: Path) -> None:
-    """Refuse a folder that cannot be written before anything is exported."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / ".write-test") as tmp:
-            tmp.write_bytes(b"")
-        (out / ".write-test").unlink()
-    except OSError as error:
-        raise ExportError(f"{out}: the output folder cannot be written ({error.strerror or error})") from None
-
-
 def checked_models(ckpt_dir: str | Path, ds: Dataset, protocol: str, desc: str, epoch: str, log) -> dict:
     """name -> (model, checkpoint) of the networks to export, each of this dataset (its classes in
     their order), protocol and layout."""
@@ -196,7 +185,8 @@ def export_run(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: s
     models = checked_models(ckpt_dir, ds, protocol, desc, epoch, log)
     pixels = check_consistent({n: c for n, (_, c) in models.items()})
     mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))
-    check_writable(out)
+    check_writable(out, "the exported graphs", "give --out a folder you can write")
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (model, ckpt) in models.items():
         path = out / f"{checkpoint_prefix(dataset, protocol, name)}.onnx"

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import REPO, load_script
+from test_scores_ensemble import ids_of, labels_of, logits
 
 from common.provenance import file_digest
 from models import ensemble
@@ -26,18 +27,6 @@ from skeletons.datasets import class_names
 CLI = load_script("ensemble")
 PEAK_LIMIT = 500 << 20
 CLASSES = [f"action {k}" for k in range(10)]
-
-
-def ids_of(n, prefix="test"):
-    return [f"{prefix}_{i}" for i in range(n)]
-
-
-def logits(n=7, c=10, seed=0):
-    return np.random.default_rng(seed).standard_normal((n, c)).astype(np.float32)
-
-
-def labels_of(n=7, c=10, seed=1):
-    return np.random.default_rng(seed).integers(0, c, n)
 
 
 def ours(path, scores, classes=CLASSES, ids=None, labels=None, **meta):
