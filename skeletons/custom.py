@@ -287,17 +287,24 @@ def write_custom_dataset(root: str | Path, samples: Mapping[str, np.ndarray], la
     """Write a dataset folder (each file atomically): samples {id: (T, J, C) or (M, T, J, C) array},
     labels {id: 1-based class}, splits {id: 'train' | 'test'}. Check it with ``read_custom_dataset``."""
     root = Path(root)
+    for name in class_names:
+        if not isinstance(name, str) or name.splitlines() != [name] or not name.strip():
+            _fail("class_names", f"class name {name!r} is not one non-empty line of text")
     for sample in samples:
         if not SAMPLE_ID.fullmatch(sample):
             _fail("samples", f"sample id {sample!r} may hold only letters, digits, '_' and '-'")
         for name, table in (("labels", labels), ("splits", splits)):
             if sample not in table:
                 _fail(name, f"no entry for sample {sample!r}")
+        if splits[sample] not in PARTS:
+            _fail("splits", f"sample {sample!r}: split {splits[sample]!r} is not {' or '.join(PARTS)}")
     for sample, array in samples.items():
         with atomic_path(skeleton_path(root, sample), suffix=".npy", make_parents=True) as tmp:
             np.save(tmp, np.asarray(array), allow_pickle=False)
-    rows = [",".join(LABEL_COLUMNS)] + [f"{s},{int(labels[s])},{splits[s]}" for s in sorted(samples)]
-    for name, lines in ((LABELS_FILE, rows), (CLASSES_FILE, list(class_names))):
+    table = io.StringIO()
+    csv.writer(table, lineterminator="\n").writerows([LABEL_COLUMNS] + [(s, int(labels[s]), splits[s])
+                                                                        for s in sorted(samples)])
+    for name, text in ((LABELS_FILE, table.getvalue()), (CLASSES_FILE, "".join(f"{c}\n" for c in class_names))):
         with atomic_path(root / name) as tmp:
-            tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+            tmp.write_text(text, encoding="utf-8")
     return root

@@ -3,28 +3,34 @@ into a folder of per-sample arrays that every step reads as it reads a custom da
 
     data/<format>/<file stem>/skeletons/<sample>.npy   (M, T, V, C) float32, M = 1 or 2 bodies
                              samples.csv               sample_id,label,name (label 1-based; name:
-                                                       the sample's name in the file)
+                                                       the sample's name in the file; csv module)
                              splits.json               {protocol: {"train": [ids], "test": [ids],
                                                        "names": {"train": ..., "test": ...}}}, each
                                                        list in the file's own order
                              classes.txt               one class name per line
                              origin.json               the file (path, size, mtime, sha256), its
-                                                       format, what was skipped; written last
+                                                       format, every sample of a split that was not
+                                                       made with why ("skipped"); written last
 
 The folder is the cache of one file: a later run reuses it while the file's size and mtime (or,
 when they changed, its SHA-256) are what origin.json says, and unpacks again otherwise, rewriting
-only the samples whose arrays changed (so the images of the others are kept). A format is a
+only the samples whose arrays changed (so the images of the others are kept). Names enter checked
+(``checked_name``: text without control characters, at most ``MAX_NAME_CHARS``) and become ids that
+are file names (``file_id``: no path parts). A format is a
 module that reads its file into an ``Unpacking`` (skeletons/pyskl.py, skeletons/ctrgcn.py) and
 a kind made by ``peer_kind``; ``register_unpacked_dataset`` makes the folder a row of the
 dataset table, named after the format (``-d pyskl``, ``-d ctrgcn``).
 """
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
+import io
 import json
 import os
 import re
+import reprlib
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +41,7 @@ import numpy as np
 
 from common.atomic import atomic_path, write_text_atomic
 from common.locks import folder_lock
+from common.provenance import file_digest
 from .custom import CLASSES_FILE, SKELETON_DIR, SAMPLE_ID, load_custom_uncentred, read_class_names, read_utf8
 from .centring import Uncentred
 from .datasets import PARTS, Dataset, register_dataset
@@ -44,7 +51,13 @@ from .ntu import ntu120_class_names
 
 UNPACKED_ROOT = Path("data")          # data/<format>/<stem>/, beside the README's data/ntu, data/ucla
 SAMPLES_FILE, SPLITS_FILE, ORIGIN_FILE = "samples.csv", "splits.json", "origin.json"
-UNPACK_VERSION = 1
+UNPACK_VERSION = 2                    # 2: samples.csv written and read with the csv module
+MAX_NAME_CHARS = 1000                 # a sample's name in a file (NTU's are 20, Kinetics' ~20, paths ~100)
+MAX_ID_CHARS = 100                    # a name longer than this gets a short id (a file name)
+# Characters no name may hold: C0/C1 controls (a newline would start a row of a text file), line
+# and paragraph separators (str.splitlines splits there), lone surrogates (not writable as UTF-8).
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+SAMPLES_HEADER = ("sample_id", "label", "name")
 TRAIN, TEST = PARTS
 SIDE = {TRAIN: True, TEST: False}    # a protocol rule's answer; None: the protocol leaves the sample out
 
@@ -79,8 +92,8 @@ class UnpackedSamples:
         origin = json.loads((root / ORIGIN_FILE).read_text())
         self.origin: dict = origin
         self.class_names = read_class_names(root / CLASSES_FILE)
-        rows = [line.split(",", 2) for line in read_utf8(root / SAMPLES_FILE).splitlines()[1:] if line]
-        self.labels = {sid: int(label) for sid, label, _ in rows}
+        rows = read_samples(root / SAMPLES_FILE)
+        self.labels = {sid: label for sid, label, _ in rows}
         self.names = {sid: name for sid, _, name in rows}
         self.splits: dict[str, dict] = json.loads((root / SPLITS_FILE).read_text())
         self.protocols = tuple(self.splits)
@@ -138,14 +151,6 @@ def _protocol_rule(k: int) -> Callable[[PeerSample], bool | None]:
 
 # --------------------------------------------------------------------------- unpacking
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def unpacked_root(path: str | Path, format_name: str) -> Path:
     """data/<format>/<file stem> (relative to the current folder, as the README's data/ntu/...)."""
     return UNPACKED_ROOT / format_name / Path(path).name.split(".")[0]
@@ -169,10 +174,33 @@ def _current(root: Path, source: Path, stat: os.stat_result, digest: Callable[[]
     return None
 
 
+def shown_name(name: object, limit: int = 60) -> str:
+    """A name as a message shows it: quoted, escaped, shortened."""
+    text = repr(name) if isinstance(name, str) else type(name).__name__
+    return text if len(text) <= limit else text[:limit - 4] + "...'"
+
+
+def checked_name(value: object, where: str, source: Path) -> str:
+    """A sample's name as a file gives it (a PYSKL frame_dir, an entry of a split list), refused in
+    one line naming ``source`` and ``where`` unless it is text of at most MAX_NAME_CHARS characters
+    without control characters: names become rows of samples.csv and lines of the summary."""
+    if not isinstance(value, str):
+        raise ValueError(f"{source}: {where}: {reprlib.repr(value)} (of type {type(value).__name__}) is not a "
+                         f"sample name (text)")
+    if len(value) > MAX_NAME_CHARS:
+        raise ValueError(f"{source}: {where}: a name of {len(value):,} characters {shown_name(value)} (at most "
+                         f"{MAX_NAME_CHARS:,}); a damaged or crafted file")
+    if bad := CONTROL.search(value):
+        raise ValueError(f"{source}: {where}: the name {shown_name(value)} holds the control character "
+                         f"{bad.group()!r}; a sample name is one line of text")
+    return str(value)
+
+
 def file_id(name: str) -> str:
     """A sample's id from its name in the file: the name where it is a valid id (letters, digits,
-    '_', '-'), else the name with other characters as '_' and a short digest, so ids stay distinct."""
-    if SAMPLE_ID.fullmatch(name):
+    '_', '-', at most MAX_ID_CHARS), else the name with other characters as '_', shortened, and a
+    short digest, so ids stay distinct file names (no '/', no '..')."""
+    if SAMPLE_ID.fullmatch(name) and len(name) <= MAX_ID_CHARS:
         return name
     return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:80]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
@@ -213,44 +241,106 @@ def unpack(source: str | Path, format_name: str, read: Callable[[Path], Unpackin
             return root
         log(f"unpacking {source} into {root} ...")
         data = read(source)
-        _write_folder(root, source, stat, format_name, data, digest())
+        origin = _write_folder(root, source, stat, format_name, data, digest())
+    for line in summary(origin, root):
+        log(line)
     return root
 
 
-def _write_folder(root: Path, source: Path, stat: os.stat_result, format_name: str, data: Unpacking,
-                  sha256: str) -> None:
-    (root / ORIGIN_FILE).unlink(missing_ok=True)    # the folder is not a finished unpacking until the end
-    folder = root / SKELETON_DIR
+def summary(origin: dict, root: Path) -> list[str]:
+    """What an unpacking made and, one per line, every sample of a split it did not make, with why
+    (as origin.json's "skipped" keeps them)."""
+    skipped = origin.get("skipped", {})
+    lines = [f"unpacked {origin['samples']} samples into {root}"
+             + (f"; {len(skipped)} not made (origin.json \"skipped\"):" if skipped else "")]
+    lines += [f"  {shown_name(name, 120)}: {why}" for name, why in skipped.items()]
+    if origin.get("unused splits"):
+        lines.append(f"  split lists in no train/test pair, not used: {', '.join(origin['unused splits'])}")
+    return lines
+
+
+def _write_samples(folder: Path, data: Unpacking, source: Path) -> tuple[list[tuple[str, int]], dict, set]:
+    """Write each sample's array; ([(name, label)], {name: id}, {(joints, dims)})."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows, shapes, ids = [], set(), {}
+    rows, shapes, ids, owners = [], set(), {}, {}
     for name, label, array in data.samples:
+        sid = file_id(name)
+        if sid in owners:   # before its file is written over
+            raise ValueError(f"{source}: samples {shown_name(owners[sid])} and {shown_name(name)} have one name "
+                             f"(id {sid}); names must be distinct")
+        owners[sid], ids[name] = name, sid
         rows.append((name, label))
         shapes.add(array.shape[2:])
-        ids[name] = file_id(name)
-        _write_sample(folder / f"{ids[name]}.npy", np.ascontiguousarray(array, dtype=np.float32))
+        _write_sample(folder / f"{sid}.npy", np.ascontiguousarray(array, dtype=np.float32))
     if not rows:
         raise ValueError(f"{source}: no usable samples" + (f" ({data.skipped[0][0]}: {data.skipped[0][1]})"
                                                            if data.skipped else ""))
     if len(shapes) > 1:
         raise ValueError(f"{source}: samples of different joints x values {sorted(shapes)}; one layout per file")
-    if len(set(ids.values())) < len(rows):
-        raise ValueError(f"{source}: two samples share a name")
+    return rows, ids, shapes
+
+
+def not_made(splits: dict[str, dict], ids: dict[str, str], skipped: list[tuple[str, str]]) -> dict[str, str]:
+    """{name: why} of every sample a split lists that was not made: the reader's reasons, and for a
+    name the file's samples do not hold, the split lists that name it."""
+    why = dict(skipped)
+    missing: dict[str, list[str]] = {}
+    for parts in splits.values():
+        for part in PARTS:
+            for name in parts[part]:
+                if name not in ids and name not in why:
+                    missing.setdefault(name, []).append(parts["names"][part])
+    return why | {name: f"listed in {', '.join(dict.fromkeys(lists))} but not among the file's samples"
+                  for name, lists in missing.items()}
+
+
+def samples_csv(rows: list[tuple[str, int]], ids: dict[str, str]) -> str:
+    """samples.csv's text: sample_id,label (1-based),name, quoted by the csv module."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(SAMPLES_HEADER)
+    writer.writerows((ids[name], label + 1, name) for name, label in rows)
+    return text.getvalue()
+
+
+def read_samples(path: Path) -> list[tuple[str, int, str]]:
+    """samples.csv's rows (id, 1-based label, name); a damaged file is one line naming it."""
+    reader = csv.reader(io.StringIO(read_utf8(path), newline=""))
+    rows = []
+    try:
+        if tuple(next(reader, ())) != SAMPLES_HEADER:
+            raise ValueError("no sample_id,label,name header")
+        for fields in reader:
+            if len(fields) != 3 or not SAMPLE_ID.fullmatch(fields[0]) or not fields[1].isdigit():
+                raise ValueError("not a row of sample_id,label,name")
+            rows.append((fields[0], int(fields[1]), fields[2]))
+    except (ValueError, csv.Error) as error:
+        raise ValueError(f"{path}:{reader.line_num}: {error}; delete {path.parent} to unpack the file again") from None
+    return rows
+
+
+def _write_folder(root: Path, source: Path, stat: os.stat_result, format_name: str, data: Unpacking,
+                  sha256: str) -> dict:
+    """Write the folder (origin.json last) and return origin.json's record."""
+    (root / ORIGIN_FILE).unlink(missing_ok=True)    # the folder is not a finished unpacking until the end
+    folder = root / SKELETON_DIR
+    rows, ids, shapes = _write_samples(folder, data, source)
     for stale in {p.stem for p in folder.glob("*.npy")} - set(ids.values()):
         (folder / f"{stale}.npy").unlink(missing_ok=True)
     splits = {protocol: {TRAIN: [ids[n] for n in parts[TRAIN] if n in ids],
                          TEST: [ids[n] for n in parts[TEST] if n in ids], "names": parts["names"]}
               for protocol, parts in data.splits.items()}
     class_names = data.class_names or tuple(f"class {k}" for k in range(data.num_classes))
-    write_text_atomic(root / SAMPLES_FILE, "sample_id,label,name\n" + "".join(
-        f"{ids[name]},{label + 1},{name}\n" for name, label in rows))
+    write_text_atomic(root / SAMPLES_FILE, samples_csv(rows, ids))
     write_text_atomic(root / SPLITS_FILE, json.dumps(splits) + "\n")
     write_text_atomic(root / CLASSES_FILE, "".join(f"{name}\n" for name in class_names))
     (joints, dims), = shapes
     origin = {"version": UNPACK_VERSION, "format": format_name, "file": str(source.resolve()),
               "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256,
               "samples": len(rows), "joints": int(joints), "dims": int(dims),
-              "skipped": dict(data.skipped), **data.notes}
+              "skipped": not_made(data.splits, ids, data.skipped), **data.notes}
     write_text_atomic(root / ORIGIN_FILE, json.dumps(origin, indent=1) + "\n")
+    return origin
 
 
 # --------------------------------------------------------------------------- registration
