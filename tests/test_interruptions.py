@@ -41,10 +41,16 @@ def stall_on(module: str, function: str, call: int) -> str:
             f"target.{function} = stalling\n")
 
 
+def default_sigint() -> None:
+    """In the child before it starts: Ctrl-C's default action, whatever pytest inherited (nohup and a
+    shell's background jobs start with SIGINT ignored, and Python then keeps it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(command: list[str]) -> tuple[int, str, str]:
     """Run ``command`` in its own process group, Ctrl-C the group once it stalls; (status, stdout, stderr)."""
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=default_sigint)
     try:
         seen = []
         while (line := process.stdout.readline()) and "stalled" not in line:   # workers may print at once
