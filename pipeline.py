@@ -276,7 +276,7 @@ def run_figure(args: argparse.Namespace) -> Path:
         # named with the dataset too: the demo's NTU actions and their COCO-17 copies share sample ids
         out = args.ckpt / f"{args.dataset}_{sample_id(path)}_descriptors.png"
         try:
-            file_figure(path, out, args.mode, args.img_size, kind=ds.kind, layout=ds.layout)
+            file_figure(path, out, args.mode, args.img_size, kind=ds.kind, layout=ds.layout, dataset=args.dataset)
         except ExcludedSequence:
             continue
         return out

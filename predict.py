@@ -32,7 +32,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add(p, "epoch")
     p.add_argument("-k", type=int, default=5, help="classes printed")
     p.add_argument("--images", metavar="DIR", help="save the five descriptor images as DIR/<sample>_<DESC>.png")
-    p.add_argument("--figure", metavar="PNG", help="save the skeleton strip beside the five images")
+    p.add_argument("--figure", metavar="PNG", help="save the sample's frames, the top -k classes with their probabilities "
+                                                   "(the true one in green when the file name gives it) and the five images")
     p.add_argument("--onnx", metavar="DIR", help="classify with the networks export.py wrote to DIR, with numpy and "
                                                  "onnxruntime only (no torch; -ckpt, --epoch and -gpu are not used)")
     return p
@@ -60,6 +61,17 @@ def predict(args: argparse.Namespace):
                         device=inference_device(args.gpu))
 
 
+def figure_classes(dataset: str, name: str, result, k: int):
+    """The figure's bars: the k most probable classes, the true one when the name gives it, and
+    what made the probabilities."""
+    from descriptors.figures import TopClasses, class_label
+    ranked = [(class_label(dataset, label), prob) for _, label, prob in result.top(class_names(dataset), k)]
+    truth = true_label(dataset, name)
+    models = list(result.models)
+    made_by = f"mean softmax of {len(models)} models" if len(models) > 1 else ", ".join(models)
+    return TopClasses(ranked, None if truth is None else class_label(dataset, truth), made_by)
+
+
 def main(args: argparse.Namespace) -> int:
     from descriptors.figures import save_images, save_sample_figure
 
@@ -74,7 +86,8 @@ def main(args: argparse.Namespace) -> int:
         if args.images:
             save_images(result.images, args.images, name)
         if args.figure:
-            save_sample_figure(result.sequence, result.images, name, args.figure, result.mode, layout=result.layout)
+            save_sample_figure(result.sequence, result.images, name, args.figure, result.mode, layout=result.layout,
+                               dataset=args.dataset, top=figure_classes(args.dataset, name, result, args.k))
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -60,7 +60,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
                                          "help": "root folder of the descriptor image folders"}),
     "ckpt": (("-ckpt", "--ckpt"), {"default": RUN["ckpt"], "help": "checkpoint folder"}),
     "part": (("-a", "--part"), {"choices": ("train", "test"), "help": "split"}),
-    "txt": (("-txt", "--txt"), {"default": None, "help": "folder of raw .skeleton files; default: the README "
+    "txt": (("-txt", "--txt"), {"default": None, "help": "the raw .skeleton files: a folder, or the official zip "
+                                                         "as downloaded (read without unzipping; txt2npy.py takes "
+                                                         "several, e.g. NTU-120's two zips); default: the README "
                                                          "layout (data/ntu/txt60skel, data/ntu/txt120skel)"}),
     "npy": (("-npy", "--npy"), {"default": None, "help": "folder of the converted .skeleton.npy files; default: the "
                                                          "README layout (data/ntu/npy60skel, data/ntu/npy120skel)"}),

@@ -1,24 +1,35 @@
-"""test.py's front end: its options (their defaults are ``TestConfig``'s) and one evaluation with
-expected errors as one line."""
+"""test.py's front end: its options (their defaults are ``TestConfig``'s) and one evaluation per
+-desc name, each with expected errors as one line."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
 
 from common.atomic import check_writable
-from common.errors import one_line_run
+from common.errors import INTERRUPTED_STATUS, one_line_run
 from common.locks import LockHeldError
+from descriptors.names import DESCRIPTORS, FUSION
 from models import evaluation as ev, scores
 from models.config import IMAGES, SKELETONS, TestConfig, from_args, set_parser_defaults
 from models.testing import evaluate, paper_table, write_outputs
 
 from . import options as cli
 
+DESC_NAMES = (*DESCRIPTORS, FUSION)
+DESC_HELP = (f"the models to evaluate, one name or a comma list ({','.join(DESC_NAMES)}): a descriptor's "
+             f"ResNet_c, or {FUSION} (the five single models, Fuse5 and their fusions); each name is its own "
+             f"evaluation with its own results files, one after another")
+
 
 def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     """test.py's options, each default taken from TestConfig."""
     p = cli.parser(doc)
-    cli.add_run_place(p, required=False)
-    cli.add(p, "epoch")
+    cli.add_dataset(p)
+    cli.add(p, "protocol")
+    cli.add(p, "desc", choices=None, metavar="DESC[,DESC...]", help=DESC_HELP)
+    for name in ("gpu", "despth", "ckpt", "wait", "preset", "epoch"):
+        cli.add(p, name)
     p.add_argument("--source", choices=(IMAGES, SKELETONS),
                    help="images: the test descriptor folders; skeletons: images made on the device from -dspath "
                         "in the models' mode and size (bit-equal to the PNGs)")
@@ -33,33 +44,88 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--save-score", nargs="+", choices=scores.SAVE_FORMATS, metavar="FORMAT",
                    help="also write each row's scores as CTR-GCN's --save-score pickle (ctrgcn: "
                         "<prefix>_<epoch>_<ROW>_test_score.pkl) and/or PYSKL's --out list (pyskl: "
-                        "<prefix>_<epoch>_<ROW>_result.pkl); our <prefix>_<epoch>_scores.npz is always written "
-                        "(docs/ENSEMBLES.md)")
+                        "<prefix>_<epoch>_<ROW>_result.pkl), ROW the row's key with '+' written '_' "
+                        "(mean_softmax.singles_all); our <prefix>_<epoch>_scores.npz is always written; the files "
+                        "written are listed (docs/ENSEMBLES.md)")
     p.add_argument("--paper-table", action="store_true",
                    help="tabulate every results JSON in -ckpt and --out in the paper's layout (this project's "
                         "figures only; the paper's published numbers are not included)")
+    cli.add(p, "no_progress")
     return set_parser_defaults(p, TestConfig)
 
 
-def run(config: TestConfig) -> int:
-    """One evaluation (or the paper table); 2 with the one-line error of an expected failure, 130 on Ctrl-C."""
+def desc_names(text: str) -> list[str]:
+    """The -desc list's names in order (a repeated name once); a name that is none of DESC_NAMES
+    is refused in one line naming it."""
+    names = [name.strip() for name in str(text).split(",")]
+    for name in names:
+        if name not in DESC_NAMES:
+            near = next((d for d in DESC_NAMES if d.lower() == name.lower()), None)
+            hint = f" (did you mean {near}?)" if near else ""
+            raise ValueError(f"-desc {text}: {name!r} is not a model name{hint}; give one or more of "
+                             f"{', '.join(DESC_NAMES)}, comma-separated (-desc GD,JDD,{FUSION})")
+    return list(dict.fromkeys(names))
+
+
+def report(config: TestConfig, doc: dict, json_path: str | Path, png: str | Path) -> str:
+    """What an evaluation found and wrote: the table, the best honest row by its label, each file."""
+    rows = {m["key"]: m for m in doc["rows"]}
+    best = rows[doc["best_honest_row"]]
+    files = [f"  results: {json_path}", f"  scores of every row: {doc['scores_file']}"]
+    for what, path in doc["score_files"].items():
+        if what != "npz":
+            fmt, key = what.split(" ", 1)
+            files.append(f"  {fmt} scores of {rows[key]['label']}: {path}")
+    files.append(f"  confusion matrix: {png}")
+    return "\n".join([ev.format_table(doc["rows"]), "",
+                      f"best honest row (the highest on this {config.on} split: a choice made on its labels): "
+                      f"{best['label']} (top-1 {100 * best['top1']:.2f}%)", "written:", *files])
+
+
+def evaluate_one(config: TestConfig) -> int:
+    """One evaluation (one -desc name); 2 with the one-line error of an expected failure, 130 on Ctrl-C."""
     def test() -> int:
+        doc, rows = evaluate(config)
+        json_path, png = write_outputs(config, doc, rows)
+        print(report(config, doc, json_path, png))
+        return 0
+
+    return one_line_run(test, (ValueError, OSError, LockHeldError), "nothing was written")
+
+
+def evaluate_all(config: TestConfig, names: list[str]) -> int:
+    """Each name's evaluation as if test.py were run once per name; the worst exit status (a
+    Ctrl-C stops them all)."""
+    statuses: dict[str, int] = {}
+    for k, name in enumerate(names):
+        if len(names) > 1:   # a blank line between one evaluation's table and the next one's start
+            print(("\n" if k else "") + f"== -desc {name} ({k + 1} of {len(names)})", flush=True)
+        statuses[name] = evaluate_one(dataclasses.replace(config, desc=name))
+        if statuses[name] == INTERRUPTED_STATUS:
+            return INTERRUPTED_STATUS
+    failed = [name for name, status in statuses.items() if status]
+    if len(names) > 1:
+        print(f"\nevaluated {len(names) - len(failed)} of {len(names)} (-desc {','.join(names)})"
+              + (f"; failed: {', '.join(failed)} (each error is above)" if failed else ""), flush=True)
+    return max(statuses.values())
+
+
+def run(config: TestConfig) -> int:
+    """The evaluation of each -desc name (or the paper table); 2 when one of them failed with a
+    one-line error, 130 on Ctrl-C."""
+    def start() -> int:
         if config.paper_table:
             print(paper_table(config))
             return 0
         if not config.dataset:
             raise ValueError("-d is required (or use --paper-table)")
+        names = desc_names(config.desc)
         cli.setup_dataset(config)
-        # the results folder is checked before the evaluation, which may take an hour
+        # the results folder is checked before the evaluations, which may take hours
         check_writable(config.out or config.ckpt, "the results", "pass another --out")
-        doc, rows = evaluate(config)
-        json_path, png = write_outputs(config, doc, rows)
-        print(ev.format_table(doc["rows"]))
-        print(f"\nbest honest row (the highest on this {config.on} split: a choice made on its labels): "
-              f"{doc['best_honest_row']}; results: {json_path}; scores: {doc['scores_file']}; confusion matrix: {png}")
-        return 0
+        return evaluate_all(config, names)
 
-    return one_line_run(test, (ValueError, OSError, LockHeldError), "nothing was written")
+    return one_line_run(start, (ValueError, OSError, LockHeldError), "nothing was written")
 
 
 def main(args: argparse.Namespace) -> int:

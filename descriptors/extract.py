@@ -29,7 +29,8 @@ from common.atomic import TEMP_SUFFIX, write_bytes_atomic, write_text_atomic
 from common.errors import ignore_interrupts, naming
 from common.files import where_they_are
 from common.locks import folder_lock
-from skeletons.datasets import Split, get_dataset, label_of, presence_note, sample_id, scan_split_folder
+from skeletons.convert import zip_holds
+from skeletons.datasets import Dataset, Split, get_dataset, label_of, presence_note, sample_id, scan_split_folder
 from skeletons.layouts import Layout, layout_record
 from skeletons.kinds import SampleKind
 from skeletons.unpacked import origin_fields
@@ -373,6 +374,46 @@ def _remove_stale(folders: dict[str, Path], keep: set[str]) -> set[str]:
     return removed
 
 
+def check_sequence_folder(ds: Dataset, seq_dir: str | Path) -> None:
+    """Refuse a sequence folder (-dspath) that is not one, in one line saying what to pass: a zip
+    (the download, or an archive of the folder), a file, or a folder that does not exist (the
+    authors' README has ./data/npy120skel for the layout's data/ntu/npy120skel)."""
+    path = Path(seq_dir)
+    if path.is_dir():
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"{os.path.abspath(seq_dir)}: sequence folder does not exist"
+                                f"{_missing_folder_fix(ds, seq_dir)}")
+    converter = ds.kind.converter
+    if converter and not ds.source_flags and zip_holds(path, ".skeleton"):   # the raw download itself
+        raise ValueError(f"{seq_dir}: a zip of raw .skeleton files, not a folder of {ds.seq_suffix} files: convert "
+                         f"it with: python {converter} -d {ds.name} -txt {seq_dir} -npy {ds.seq_dir}, then pass "
+                         f"-dspath {ds.seq_dir}")
+    if zip_holds(path, ""):
+        raise ValueError(f"{seq_dir}: a zip file, not a folder of {ds.seq_suffix} files: unzip it and pass the "
+                         f"folder that holds them")
+    raise ValueError(f"{seq_dir}: a file, not a folder of {ds.seq_suffix} files")
+
+
+def _missing_folder_fix(ds: Dataset, seq_dir: str | Path) -> str:
+    """What an error about a missing sequence folder adds: the README layout's folder when it is
+    there, else the converter's command that makes it ('' for a dataset given by --data)."""
+    layout = ds.seq_dir
+    if ds.source_flags:
+        return ""
+    same = os.path.abspath(seq_dir) == os.path.abspath(layout)
+    if not same and os.path.isdir(layout):
+        return f" (the README layout's folder is {layout}: pass -dspath {layout}, or leave -dspath out)"
+    if not ds.kind.converter:
+        return ""
+    if same:
+        return f" (make it with: python {ds.kind.converter} -d {ds.name})"
+    if os.path.basename(os.path.normpath(seq_dir)) == os.path.basename(layout):   # the README's path, misplaced
+        return (f" (python {ds.kind.converter} -d {ds.name} makes the README layout's {layout}: run it, then "
+                f"pass -dspath {layout} or leave -dspath out)")
+    return f" (make it with: python {ds.kind.converter} -d {ds.name} -npy {seq_dir})"
+
+
 def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | Path, out_root: str | Path,
                   mode: str = "paper", workers: int | None = None, img_size: int = DEFAULT_IMG_SIZE,
                   png_level: int = DEFAULT_PNG_LEVEL, overwrite: bool = False, progress: bool = True,
@@ -390,8 +431,9 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     if img_size < 1 or not 0 <= png_level <= 9:
         raise ValueError(f"--img-size must be >= 1 and --png-level 0..9 (got {img_size}, {png_level})")
     split = Split.of(dataset, protocol, part)
-    scan = scan_split_folder(seq_dir, split)
     ds = get_dataset(dataset)
+    check_sequence_folder(ds, seq_dir)
+    scan = scan_split_folder(seq_dir, split)
     if not scan.paths and not scan.problems:
         raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {split} split"
                          f"{where_they_are(seq_dir, ds.seq_suffix) or ds.kind.conversion_hint()}")

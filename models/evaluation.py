@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from common.atomic import write_bytes_atomic, write_text_atomic
 from skeletons.datasets import BUILTIN_DATASETS, DATASETS
 from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER
 from models.config import DEFAULT_ARCH
+from models.confusion import confusion_png
 from models.scores import LOGITS, PROBABILITIES
 
 if TYPE_CHECKING:  # torch is imported lazily: the pure metrics need only numpy
@@ -230,18 +232,20 @@ def best_honest(metrics: Sequence[dict]) -> dict:
 # --------------------------------------------------------------------------- inference
 
 def model_outputs(models: Mapping[str, "torch.nn.Module"], loader, descs: Sequence[str],
-                  device: "torch.device") -> dict:
+                  device: "torch.device", progress: bool = False) -> dict:
     """Run every model over ``loader`` once, in the loader's (fixed) order.
 
     The loader yields (tuple of image batches in ``descs`` order, labels); each single model
     reads its own descriptor, Fuse5 ("all") reads the five in FUSION_ORDER. Returns name ->
     (N, C) float32 logits, and for Fuse5 a dict(main, single=[5], g12, g345) of them.
+    ``progress``: a bar of the batches on stderr (test.py without --no-progress).
     """
     import torch
 
     chunks: dict[str, list] = {name: [] for name in models}
     with torch.inference_mode():
-        for images, _ in loader:
+        for images, _ in tqdm(loader, desc="evaluating", unit="batch", leave=False, disable=not progress,
+                              dynamic_ncols=True):
             # Images travel as uint8 when the dataset allows it; the cast happens on the device.
             batch = {d: img.to(device, non_blocking=True).float() for d, img in zip(descs, images)}
             for name, model in models.items():
@@ -295,34 +299,12 @@ def write_json(path: str | Path, doc: dict) -> None:
 
 def write_confusion_png(path: str | Path, pred: np.ndarray, labels: np.ndarray,
                         class_names: Sequence[str], title: str) -> None:
-    """Row-normalised confusion matrix with class names on both axes, restricted to the classes
-    that occur as a true label or a prediction (a 10-class demo split of a 60-class model)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import io
-
-    cm = confusion_matrix(pred, labels, len(class_names)).astype(np.float64)
+    """Row-normalised confusion matrix with each class's accuracy beside it (models/confusion.py),
+    restricted to the classes that occur as a true label or a prediction (a 10-class demo split
+    of a 60-class model)."""
+    cm = confusion_matrix(pred, labels, len(class_names))
     shown = np.flatnonzero(cm.sum(axis=0) + cm.sum(axis=1))
-    cm = cm[np.ix_(shown, shown)]
-    cm /= np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    names = [f"{i + 1} {class_names[i]}" for i in shown]
-    n = len(names)
-    size = max(6.0, 0.16 * n + 4)           # 120 NTU classes need a big canvas to stay legible
-    font = 8 if n <= 20 else 6              # 6 pt fits a 0.16 inch row
-    fig, ax = plt.subplots(figsize=(size, size))
-    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), names, rotation=90, fontsize=font)
-    ax.set_yticks(range(n), names, fontsize=font)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue(), make_parents=True)
+    write_bytes_atomic(path, confusion_png(cm[np.ix_(shown, shown)], shown, class_names, title), make_parents=True)
 
 
 def format_table(metrics: Sequence[dict]) -> str:
@@ -344,12 +326,47 @@ def paper_columns() -> list[tuple[str, str]]:
     return [(name, p) for name in BUILTIN_DATASETS for p in DATASETS[name].protocols]
 
 
+def all_results(folders: Iterable[str | Path]) -> list[Path]:
+    """Every ``*_results.json`` under ``folders`` (recursively): test.py's of either part and
+    ensemble.py's, oldest first."""
+    files = {p.resolve() for f in folders if Path(f).is_dir() for p in Path(f).rglob(f"*{RESULTS_SUFFIX}")}
+    return sorted(files, key=lambda p: p.stat().st_mtime)
+
+
+def tabulated(path: Path) -> bool:
+    """A results file of a test split (not a held-out part's, not ensemble.py's)."""
+    return not path.name.endswith(f"_{HELDOUT}{RESULTS_SUFFIX}") and path.name != ENSEMBLE_RESULTS_NAME
+
+
 def find_results(folders: Iterable[str | Path]) -> list[Path]:
     """Results JSONs of test splits under ``folders`` (recursively; not those of held-out parts),
     oldest first so newer runs win cells."""
-    files = {p.resolve() for f in folders if Path(f).is_dir() for p in Path(f).rglob(f"*{RESULTS_SUFFIX}")
-             if not p.name.endswith(f"_{HELDOUT}{RESULTS_SUFFIX}") and p.name != ENSEMBLE_RESULTS_NAME}
-    return sorted(files, key=lambda p: p.stat().st_mtime)
+    return [p for p in all_results(folders) if tabulated(p)]
+
+
+def in_paper(doc: dict) -> bool:
+    """Results of one of the paper's (dataset, protocol) columns."""
+    return (doc["dataset"], doc["protocol"]) in paper_columns()
+
+
+def results_summary(docs: Mapping[Path, dict], most: int = 6) -> str:
+    """'a_results.json (pyskl xsub, --epoch last), ...': what results files hold, ``most`` named."""
+    named = [f"{p.name} ({d['dataset']} {d['protocol']}, --epoch {d.get('epoch', '?')})" for p, d in docs.items()]
+    return ", ".join(named[:most]) + (f" and {len(named) - most} more" if len(named) > most else "")
+
+
+def no_paper_results(folders: Sequence[Path], docs: Mapping[Path, dict], others: Sequence[Path]) -> str:
+    """Why there is no paper table: what ``folders`` hold instead (results of other data, of
+    held-out parts, ensemble.py's) and what the table needs."""
+    where = ", ".join(map(str, folders))
+    columns = ", ".join(f"{ds} {p}" for ds, p in paper_columns())
+    found = [f"results of other data: {results_summary(docs)}"] if docs else []
+    found += [f"not of a test split: {', '.join(p.name for p in others)}"] if others else []
+    if not found:
+        return f"no *{RESULTS_SUFFIX} in {where}; run test.py first"
+    return (f"no results for the paper's table in {where} (its columns: {columns}); found {'; '.join(found)}; "
+            f"the table needs test.py results of -d {', '.join(BUILTIN_DATASETS[:-1])} or {BUILTIN_DATASETS[-1]} on "
+            f"the test split (pass the folder that holds them as -ckpt or --out)")
 
 
 def paper_table(docs: Sequence[dict]) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -109,10 +110,19 @@ def write_pyskl(path: str | Path, scores: np.ndarray) -> Path:
     return Path(path)
 
 
+def row_file_name(row: str) -> str:
+    """A row key as file names carry it: letters, digits, '.', '-' and '_' only (the key
+    'mean_softmax.singles+all' is 'mean_softmax.singles_all'), so that no shell or tool reads a
+    score file's name as anything but a name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", row)
+
+
 def write_row(fmt: str, folder: Path, stem: str, row: str, part: str, ids: list[str], scores: np.ndarray) -> Path:
     """One row's scores in a peer's layout, named as test.py names them:
-    ``<stem>_<ROW>_test_score.pkl`` (CTR-GCN's), ``<stem>_<ROW>_result.pkl`` (PYSKL's); the file
-    of a held-out part says so (``_heldout_score.pkl``, ``_heldout_result.pkl``)."""
+    ``<stem>_<ROW>_test_score.pkl`` (CTR-GCN's), ``<stem>_<ROW>_result.pkl`` (PYSKL's), ROW as
+    ``row_file_name`` writes it; the file of a held-out part says so (``_heldout_score.pkl``,
+    ``_heldout_result.pkl``)."""
+    row = row_file_name(row)
     if fmt == CTRGCN:
         return write_ctrgcn(folder / f"{stem}_{row}_{part}_score.pkl", ids, scores)
     held_out = "" if part == "test" else f"_{part}"

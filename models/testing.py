@@ -20,13 +20,19 @@ from models.reruns import settings_flags
 from models.provenance import RELEASE_NOTICE, check_against_folder, check_consistent, check_layout, check_role
 from models.loop import pick_device
 from common.atomic import write_text_atomic
-from skeletons.datasets import Split, class_names, default_protocol, get_dataset
+from common.notices import notice_once
+from skeletons.datasets import Split, class_names, default_protocol, get_dataset, presence_note
 from skeletons.unpacked import origin_fields
 from descriptors.names import FUSION, FUSION_ORDER, check_descriptor
 from models import scores
 from models.logs import last_logged_epoch
 from models.recipe import holdout_split
 from models.names import BEST, checkpoint_prefix, log_path
+
+
+# Said once per process however many -desc names one command evaluates; the results JSON names
+# each checkpoint's kind.
+RELEASE_NOTE = RELEASE_NOTICE.format(names='checkpoints of the release (kind "release" in the results JSON)')
 
 
 def train_command(config: TestConfig, desc: str, settings: dict | None = None) -> str:
@@ -60,8 +66,8 @@ def find_checkpoints(config: TestConfig, desc: str) -> tuple[dict[str, Path], di
                    "why": pruned_epoch(config, n) or f"make it with: {train_command(config, n, recorded)}"}
                for n, p in missing_paths.items()}
     if not found:
-        lines = "\n  ".join(f"{m['path']}  ({m['why']})" for m in missing.values())
-        raise FileNotFoundError(f"no checkpoint to evaluate; missing:\n  {lines}")
+        each = "; ".join(f"{m['path']} ({m['why']})" for m in missing.values())
+        raise FileNotFoundError(f"no checkpoint to evaluate; missing {each}")
     return found, missing
 
 
@@ -74,9 +80,9 @@ def check_test_images(config: TestConfig, ckpts: dict, data: DescriptorImages) -
             k = data.descs.index(desc)
             check_against_folder(ckpt, data.folders[k], data.provenance[desc], data.folder_image_size(k), remake,
                                  train_command(config, name))
-    release = [name for name, ckpt in ckpts.items() if ckpt.kind != "ours"]
-    if release:
-        print(RELEASE_NOTICE.format(names=", ".join(release)), file=sys.stderr)
+    if any(ckpt.kind != "ours" for ckpt in ckpts.values()):
+        notice_once(RELEASE_NOTE)
+
 
 
 def read_part(config: TestConfig) -> str:
@@ -156,12 +162,25 @@ def excluded_samples(data) -> dict[str, str]:
     return next((dict(r["excluded"]) for r in data.provenance.values() if r and r.get("excluded")), {})
 
 
+def sample_notes(data) -> dict[str, str]:
+    """Say what the figures are over: fewer samples than the official split (once per process),
+    the samples clean mode left out; returns those {sample: why}."""
+    excluded = excluded_samples(data)
+    if note := presence_note({data.split: len(data) + len(excluded)}):
+        notice_once(note)
+    if excluded:
+        print(f"note: {len(excluded)} {data.part} sample(s) excluded in clean mode (degenerate sequences, left out as "
+              f"the field's loaders leave out unusable samples, named in the results JSON); the figures are over the "
+              f"{len(data)} others", file=sys.stderr)
+    return excluded
+
+
 def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     ds = get_dataset(config.dataset)
     config.protocol = default_protocol(config.dataset, config.protocol)
     desc = check_descriptor(config.desc, allow_fusion=True)
     found, missing = find_checkpoints(config, desc)
-    device = pick_device(config.gpu, log=lambda line: print(line, file=sys.stderr))
+    device = pick_device(config.gpu, log=lambda line: print(line, file=sys.stderr))   # it says the CPU notice once per process
     for name, m in missing.items():
         print(f"missing {m['path']}: skipped; {m['why']}", file=sys.stderr)
     models, ckpts = load_models(config, found, ds.num_classes, device)
@@ -173,7 +192,7 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
         data, positions, loader = test_data(config, ckpts, descs, device)
         print(f"evaluating {', '.join(models)} on {len(loader.dataset)} {config.on} samples of {config.dataset} "
               f"{config.protocol} ({device})", file=sys.stderr)
-        outputs = ev.model_outputs(models, loader, descs, device)
+        outputs = ev.model_outputs(models, loader, descs, device, progress=not config.no_progress)
     picked_on_test = best_picked_on_test(config, ckpts)
     positions = list(range(len(data))) if positions is None else positions
     labels = data.labels0.numpy()[positions]
@@ -184,11 +203,7 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     priority = config.priority.split(",") if config.priority else None
     rows, order = ev.fusion_rows({n: o for n, o in outputs.items() if n != FUSION}, outputs.get(FUSION), labels,
                                  priority, {n: c.best_acc for n, c in ckpts.items()}, archs)
-    excluded = excluded_samples(data)
-    if excluded:
-        print(f"note: {len(excluded)} test sample(s) excluded in clean mode (degenerate sequences, left out as the "
-              f"field's loaders leave out unusable samples, named in the results JSON); the figures are over the "
-              f"{len(data)} others", file=sys.stderr)
+    excluded = sample_notes(data)
     info = {
         "dataset": config.dataset, "protocol": config.protocol, "desc": desc, "epoch": config.epoch, "part": config.on,
         "class_names": list(class_names(config.dataset)),
@@ -268,11 +283,16 @@ def write_outputs(config: TestConfig, doc: dict, rows: list) -> tuple[Path, Path
 def paper_table(config: TestConfig) -> str:
     """Write the paper table of every results JSON in -ckpt and --out; returns the text to print."""
     folders = [Path(config.ckpt)] + ([Path(config.out)] if config.out else [])
-    files = ev.find_results(folders)
-    if not files:
-        raise FileNotFoundError(f"no *{ev.RESULTS_SUFFIX} in {', '.join(map(str, folders))}; run test.py first")
-    table = ev.paper_table([ev.load_results(f) for f in files])
+    found = ev.all_results(folders)
+    docs = {f: ev.load_results(f) for f in found if ev.tabulated(f)}
+    paper = {f: doc for f, doc in docs.items() if ev.in_paper(doc)}
+    others = {f: doc for f, doc in docs.items() if f not in paper}
+    if not paper:
+        raise FileNotFoundError(ev.no_paper_results(folders, others, [f for f in found if not ev.tabulated(f)]))
+    table = ev.paper_table(list(paper.values()))
     target = Path(config.out or config.ckpt) / ev.PAPER_TABLE_NAME
     write_text_atomic(target, table, make_parents=True)
-    return (table + f"\n(top-1 % of the checkpoints evaluated here, from {len(files)} results files; these are this "
-                    f"project's figures only, not the paper's published numbers; written to {target})")
+    left_out = (f"; left out, as the paper has no column for their data: {ev.results_summary(others)}"
+                if others else "")
+    return (table + f"\n(top-1 % of the checkpoints evaluated here, from {len(paper)} results files; these are this "
+                    f"project's figures only, not the paper's published numbers; written to {target}{left_out})")

@@ -350,12 +350,16 @@ def parse_skeleton(raw: bytes, path: str | Path) -> dict:
 MAX_SKELETON_BYTES = 64 * 2**20
 
 
-def read_skeleton(path: str | Path) -> dict:
-    """Read an NTU RGB+D ``.skeleton`` file (CRLF or LF) into the official converter's dict."""
-    size = Path(path).stat().st_size
+def check_skeleton_size(path: str | Path, size: int) -> None:
+    """Refuse, before reading it, a ``.skeleton`` file (or zip member) of ``size`` bytes that no recording has."""
     if size > MAX_SKELETON_BYTES:
         raise SkeletonFormatError(path, None, f"{size / 2**20:,.0f} MiB, far larger than any NTU RGB+D .skeleton "
                                               f"file (at most a few MB); not read")
+
+
+def read_skeleton(path: str | Path) -> dict:
+    """Read an NTU RGB+D ``.skeleton`` file (CRLF or LF) into the official converter's dict."""
+    check_skeleton_size(path, Path(path).stat().st_size)
     return parse_skeleton(Path(path).read_bytes(), path)
 
 

@@ -132,3 +132,11 @@ def small_disk(tmp_path):
     yield make
     for folder in mounted:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture(autouse=True)
+def fresh_notices():
+    """Each test starts as a new process would: the notices said once per process are said again."""
+    from common.notices import forget_notices
+    forget_notices()
+    yield
