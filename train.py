@@ -1,6 +1,7 @@
 """Train ResNet_c on one descriptor, or Fuse5 on all five, as the authors' release does.
 
   python train.py -d ntu60 -p csub -desc GD -gpu 0
+  python train.py -d ntu60 -p csub -desc GD,JDD,ADD,LAD,FDD,all -gpu 0      # six models, one after another
   python train.py -d custom --data ROOT --layout coco17 -desc all -gpu 0      # your own skeletons
   torchrun --nproc_per_node 4 train.py -d ntu120 -p csub -desc all -gpu 0 --amp   # several GPUs
 

@@ -47,8 +47,10 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
                                      "help": "-d pyskl/ctrgcn: class names, one per line, label 0 first (default: "
                                              "NTU RGB+D's for NTU samples, else 'class 0', 'class 1', ...)"}),
     "desc": (("-desc", "--desc"), {"choices": (*DESCRIPTORS, FUSION), "default": FUSION,
-                                   "help": "one descriptor's ResNet_c, or all (Fuse5; in test/predict: the five "
-                                           "single models and Fuse5)"}),
+                                   "help": "GD, JDD, ADD, LAD or FDD: one descriptor's ResNet_c; all: Fuse5 (in "
+                                           "test/predict: the five single models and Fuse5); train.py and test.py "
+                                           "also take a comma list (GD,JDD,all): each name its own run, one after "
+                                           "another, the exit status the worst of them"}),
     "gpu": (("-gpu", "--gpu"), {"type": int, "default": RUN["gpu"],
                                 "help": "CUDA device index; -1 = CPU (also used when there is no CUDA); under "
                                         "torchrun each process takes its LOCAL_RANK"}),
@@ -129,6 +131,27 @@ def add_dataset(p: argparse.ArgumentParser, **overrides) -> None:
     add(p, "data")
     add(p, "layout")
     add(p, "label_map")
+
+
+MODEL_NAMES = (*DESCRIPTORS, FUSION)   # what -desc names
+
+
+def add_desc_list(p: argparse.ArgumentParser, **overrides) -> argparse.Action:
+    """-desc as train.py and test.py take it: one name or a comma list, checked by ``desc_names``."""
+    return add(p, "desc", choices=None, metavar="DESC[,DESC...]", **overrides)
+
+
+def desc_names(text: str) -> list[str]:
+    """The -desc list's names in order (a repeated name once); a name that is none of MODEL_NAMES is
+    refused in one line naming it."""
+    names = [name.strip() for name in str(text).split(",")]
+    for name in names:
+        if name not in MODEL_NAMES:
+            near = next((d for d in MODEL_NAMES if d.lower() == name.lower()), None)
+            hint = f" (did you mean {near}?)" if near else ""
+            raise ValueError(f"-desc {text}: {name!r} is not a model name{hint}; give one or more of "
+                             f"{', '.join(MODEL_NAMES)}, comma-separated (-desc GD,JDD,{FUSION})")
+    return list(dict.fromkeys(names))
 
 
 def add_run_place(p: argparse.ArgumentParser, required: bool) -> None:

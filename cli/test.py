@@ -9,25 +9,18 @@ from pathlib import Path
 from common.atomic import check_writable
 from common.errors import INTERRUPTED_STATUS, one_line_run
 from common.locks import LockHeldError
-from descriptors.names import DESCRIPTORS, FUSION
 from models import evaluation as ev, scores
 from models.config import IMAGES, SKELETONS, TestConfig, from_args, set_parser_defaults
 from models.testing import evaluate, paper_table, write_outputs
 
 from . import options as cli
 
-DESC_NAMES = (*DESCRIPTORS, FUSION)
-DESC_HELP = (f"the models to evaluate, one name or a comma list ({','.join(DESC_NAMES)}): a descriptor's "
-             f"ResNet_c, or {FUSION} (the five single models, Fuse5 and their fusions); each name is its own "
-             f"evaluation with its own results files, one after another")
-
-
 def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     """test.py's options, each default taken from TestConfig."""
     p = cli.parser(doc)
     cli.add_dataset(p)
     cli.add(p, "protocol")
-    cli.add(p, "desc", choices=None, metavar="DESC[,DESC...]", help=DESC_HELP)
+    cli.add_desc_list(p)
     for name in ("gpu", "despth", "ckpt", "wait", "preset", "epoch"):
         cli.add(p, name)
     p.add_argument("--source", choices=(IMAGES, SKELETONS),
@@ -52,19 +45,6 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
                         "figures only; the paper's published numbers are not included)")
     cli.add(p, "no_progress")
     return set_parser_defaults(p, TestConfig)
-
-
-def desc_names(text: str) -> list[str]:
-    """The -desc list's names in order (a repeated name once); a name that is none of DESC_NAMES
-    is refused in one line naming it."""
-    names = [name.strip() for name in str(text).split(",")]
-    for name in names:
-        if name not in DESC_NAMES:
-            near = next((d for d in DESC_NAMES if d.lower() == name.lower()), None)
-            hint = f" (did you mean {near}?)" if near else ""
-            raise ValueError(f"-desc {text}: {name!r} is not a model name{hint}; give one or more of "
-                             f"{', '.join(DESC_NAMES)}, comma-separated (-desc GD,JDD,{FUSION})")
-    return list(dict.fromkeys(names))
 
 
 def report(config: TestConfig, doc: dict, json_path: str | Path, png: str | Path) -> str:
@@ -119,7 +99,7 @@ def run(config: TestConfig) -> int:
             return 0
         if not config.dataset:
             raise ValueError("-d is required (or use --paper-table)")
-        names = desc_names(config.desc)
+        names = cli.desc_names(config.desc)
         cli.setup_dataset(config)
         # the results folder is checked before the evaluations, which may take hours
         check_writable(config.out or config.ckpt, "the results", "pass another --out")

@@ -1,26 +1,38 @@
 """train.py's front end: its options (their defaults are ``TrainConfig``'s) and one run of
-``models.training.fit`` with expected errors as one line."""
+``models.training.fit`` per -desc name, one after another, with expected errors as one line."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from common.errors import error_line, one_line_run
+from common.errors import INTERRUPTED_STATUS, error_line, interrupted_line, one_line_run
 from common.locks import LockHeldError
 from descriptors.core import DEFAULT_IMG_SIZE
 from models.checkpoint import CheckpointError
 from models.config import BN_STATS, IMAGES, SKELETONS, TrainConfig, from_args, set_parser_defaults
+from models.logs import ending_table
+from models.loop import prompt_interrupt
 from models.networks import WeightsUnavailableError
+from models.names import checkpoint_prefix
 from models.training import fit
 from skeletons.augment import Augment
+from skeletons.datasets import default_protocol
 from skeletons.reading import MODES
 
 from . import options as cli
+
+KEPT = "the epochs saved so far are kept"
+EXPECTED = (FileNotFoundError, ValueError, CheckpointError, WeightsUnavailableError, LockHeldError)
 
 
 def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     """train.py's options, each default taken from TrainConfig."""
     p = cli.parser(doc)
-    cli.add_run_place(p, required=True)
+    cli.add_dataset(p, required=True)
+    cli.add(p, "protocol")
+    cli.add_desc_list(p, required=True)
+    for name in ("gpu", "despth", "ckpt", "wait", "preset"):
+        cli.add(p, name)
     p.add_argument("--source", choices=(IMAGES, SKELETONS),
                    help="images: the descriptor folders skels2desc made; skeletons: no image files, the images "
                         "are made batch by batch on the training device from -dspath (bit-equal to the PNGs)")
@@ -71,15 +83,47 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     return set_parser_defaults(p, TrainConfig)
 
 
-def run(config: TrainConfig) -> int:
-    """One training; 2 with the one-line error of an expected failure, 130 on Ctrl-C."""
+def train_one(config: TrainConfig) -> tuple[int, dict | None]:
+    """One model's training (one -desc name): (exit status, fit's result); 2 with the one-line
+    error of an expected failure, 130 on Ctrl-C, also inside one long call into torch."""
+    result: dict = {}
+
     def train() -> int:
-        cli.setup_dataset(config)
-        fit(config)
+        with prompt_interrupt(interrupted_line(KEPT)):
+            result.update(fit(config))
         return 0
 
-    return one_line_run(train, (FileNotFoundError, ValueError, CheckpointError, WeightsUnavailableError,
-                                LockHeldError), "the epochs saved so far are kept", describe=error_line)
+    return one_line_run(train, EXPECTED, KEPT, describe=error_line), result or None
+
+
+def run(config: TrainConfig) -> int:
+    """Each -desc name's training, one after another, as if train.py were run once per name; the
+    worst exit status (2 with an expected failure's one line); a Ctrl-C stops the list (130)."""
+    names: list[str] = []
+
+    def check() -> int:   # every name, the dataset and the protocol, before any model is trained
+        names.extend(cli.desc_names(config.desc))
+        cli.setup_dataset(config)
+        default_protocol(config.dataset, config.protocol)
+        return 0
+
+    if status := one_line_run(check, EXPECTED, "nothing was trained", describe=error_line):
+        return status
+    if len(names) == 1:
+        return train_one(dataclasses.replace(config, desc=names[0]))[0]
+    statuses, rows = [], []
+    for k, name in enumerate(names):
+        print(("\n" if k else "") + f"== -desc {name} ({k + 1} of {len(names)})", flush=True)
+        status, result = train_one(dataclasses.replace(config, desc=name))
+        if status == INTERRUPTED_STATUS:
+            return status
+        statuses.append(status)
+        rows.append(result["ending"].row() if result else
+                    [checkpoint_prefix(config.dataset, default_protocol(config.dataset, config.protocol), name),
+                     "failed (its error is above)"])
+    print(f"\n-desc {','.join(names)}: {statuses.count(0)} of {len(names)} trained or already finished\n"
+          f"{ending_table(rows)}", flush=True)
+    return max(statuses)
 
 
 def main(args: argparse.Namespace) -> int:

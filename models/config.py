@@ -90,6 +90,7 @@ class TestConfig(RunConfig):
     paper_table: bool = False
     on: str = "test"                     # test, or heldout: the part of train the models' --val-fraction held out
     save_score: tuple[str, ...] = ()     # also write the scores in these formats: ctrgcn, pyskl
+    no_progress: bool = False            # no progress bar of the batches evaluated
 
 
 # Named settings over the defaults (--preset). release: the defaults themselves. cpu: the demo's

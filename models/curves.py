@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from common.atomic import write_bytes_atomic
+from common.notices import notice_once
 from .logs import HEAD_FIELDS
-from .names import FUSE5_OUTPUTS, curves_path, tensorboard_dir
+from .names import CURVES_SUFFIX, FUSE5_OUTPUTS, curves_path, tensorboard_dir
 
 # TensorBoard tag -> log column.
 SCALARS = {"loss/train": "train_loss", "loss/test": "test_loss", "accuracy/train": "train_acc",
@@ -33,39 +34,79 @@ def _series(rows: Sequence[dict], column: str) -> tuple[list[int], list[float]]:
     return [e for e, _ in pairs], [v for _, v in pairs]
 
 
-def curves_png(rows: Sequence[dict], title: str) -> bytes:
-    """The curves as PNG bytes: losses, accuracies, learning rate, images/s (and Fuse5's heads)."""
+PANELS = (("loss", ("train_loss", "test_loss"), "cross-entropy"),
+          ("accuracy", ("train_acc", "val_acc", "test_acc"), "accuracy"),
+          ("learning rate", ("lr",), "learning rate (log scale)"),
+          ("images/s (training)", ("images_per_s",), "images per second"))
+TICK_EVERY_EPOCH_UP_TO = 15   # epochs: beyond, matplotlib's integer ticks
+
+
+def epoch_axis(axes, epochs: Sequence[int]) -> None:
+    """Whole epochs on the x axis, each one when they are few, and half an epoch of room on each
+    side (one epoch would otherwise get ticks 0.95 ... 1.05)."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator
+
+    first, last = (min(epochs), max(epochs)) if epochs else (1, 1)
+    if last - first < TICK_EVERY_EPOCH_UP_TO:
+        axes.xaxis.set_major_locator(FixedLocator(range(first, last + 1)))
+        axes.set_xlim(first - 0.5, last + 0.5)
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("epoch", fontsize=8)
+
+
+def value_axis(axes, name: str, label: str, values: Sequence[float]) -> None:
+    """The y axis: accuracies in %, the learning rate on a log scale written as plain numbers
+    (the minor ticks written too when it stays within a decade, where no major tick may fall)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
+
+    if name == "accuracy":
+        axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if name == "learning rate":
+        axes.set_yscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        axes.yaxis.set_major_formatter(plain)
+        positive = [v for v in values if v > 0]
+        within_a_decade = bool(positive) and max(positive) < 10 * min(positive) and len(set(positive)) > 1
+        axes.yaxis.set_minor_formatter(plain if within_a_decade else NullFormatter())
+        axes.tick_params(axis="y", which="minor", labelsize=7)
+    axes.set_ylabel(label, fontsize=8)
+
+
+def curves_figure(rows: Sequence[dict], title: str):
+    """The curves (a matplotlib ``Figure``): losses, accuracies, learning rate, images/s (and
+    Fuse5's heads) by epoch."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     heads = any(row.get(HEAD_FIELDS[0]) not in (None, "") for row in rows)
     figure = Figure(figsize=(10, 7 if not heads else 9.5), dpi=80)
     FigureCanvasAgg(figure)
     grid = figure.subplots(3 if heads else 2, 2, squeeze=False)
-    panels = [("loss", ("train_loss", "test_loss")), ("accuracy", ("train_acc", "val_acc", "test_acc")),
-              ("learning rate", ("lr",)), ("images/s (training)", ("images_per_s",))]
-    if heads:
-        panels.append(("Fuse5 head losses (train)", HEAD_FIELDS))
-    for axes, (name, columns) in zip(grid.flat, panels):
+    panels = list(PANELS) + ([("Fuse5 head losses (train)", HEAD_FIELDS, "cross-entropy")] if heads else [])
+    epochs = [int(row["epoch"]) for row in rows]
+    for axes, (name, columns, label) in zip(grid.flat, panels):
         for column in columns:
-            epochs, values = _series(rows, column)
-            if epochs:
-                axes.plot(epochs, values, marker="." if len(epochs) < 30 else None,
+            found, values = _series(rows, column)
+            if found:
+                axes.plot(found, values, marker="." if len(found) < 30 else None,
                           label=column.removeprefix("loss_"))
         axes.set_title(name, fontsize=10)
-        axes.set_xlabel("epoch", fontsize=8)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if name == "learning rate":
-            axes.set_yscale("log")
+        epoch_axis(axes, epochs)
+        value_axis(axes, name, label, _series(rows, columns[0])[1])
         if len(columns) > 1:
             axes.legend(fontsize=7)
     for axes in list(grid.flat)[len(panels):]:
         axes.set_visible(False)
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()
+    return figure
+
+
+def curves_png(rows: Sequence[dict], title: str) -> bytes:
+    """The curves as PNG bytes."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    curves_figure(rows, title).savefig(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -144,8 +185,10 @@ class CurveWriter:
         self._drawn_at = time.monotonic()
         try:
             if not write_curves(rows, self.ckpt_dir, self.prefix):
-                self._tell("notice: tensorboard is not installed, so the curves are only in "
-                           f"{curves_path(self.ckpt_dir, self.prefix)} (pip install -r requirements-extra.txt)")
+                # once per process, not once per model of a -desc list
+                notice_once(f"notice: tensorboard is not installed, so the training curves are only drawn as "
+                            f"<model>{CURVES_SUFFIX} in {self.ckpt_dir} (pip install -r requirements-extra.txt)",
+                            self.log)
         except (OSError, ValueError, RuntimeError) as error:
             self._tell(f"warning: the training curves could not be written ({error}); the run goes on")
 

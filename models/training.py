@@ -5,6 +5,7 @@ recipe (recipe.py), the loop and precision (loop.py), torchrun (distributed.py),
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from common.atomic import writing_into
 from common.errors import cause_text
 from common.locks import folder_lock
+from common.notices import notice_once
 from descriptors.core import DEFAULT_IMG_SIZE
 from descriptors.dataset import DescriptorImages, reading_splits
 from descriptors.names import FUSION
@@ -28,7 +30,7 @@ from .checkpoint import CheckpointError, CheckpointWriteError, save_checkpoint
 from .config import IMAGES, SKELETONS, TrainConfig
 from .curves import CurveWriter
 from .distributed import DistInfo, barrier, cleanup_distributed, init_distributed, shard
-from .logs import HEAD_FIELDS, format_epoch_line, write_csv_log
+from .logs import HEAD_FIELDS, Ending, format_epoch_line, write_csv_log
 from .loop import RunOptions, amp_setup, evaluate, pick_device, train_one_epoch
 from .names import (BEST, LAST, checkpoint_path, checkpoint_prefix, log_path, prune_checkpoints, remove_run_files,
                     run_files, run_lock_path)
@@ -219,10 +221,11 @@ def start_state(run: Run, plan: RunPlan, net: Model, log) -> tuple[int, float, l
 def announce(run: Run, loaders: Loaders, net: Model, device: torch.device, info: DistInfo, log) -> None:
     """What is trained, on what, where; what a CPU run costs; the loss floor of the soft targets."""
     config, num_classes = run.config, run.settings["num_classes"]
+    # the notices hold for every model of a -desc list: said once per process
     if device.type == "cpu" and (notice := cpu_cost_notice(net.model, config.keep_last)):
-        log(notice)
+        notice_once(notice, log)
     if note := presence_note({data.split: len(data) for data in (run.train_set, run.test_set)}):
-        log(note)
+        notice_once(note, log)
     held_out = f" / {len(loaders.val_set)} held out" if loaders.val_set is not None else ""
     unit = "sequences" if run.from_skeletons else "images"   # skeletons: the images are made batch by batch
     log(f"training {run.prefix}: {len(loaders.fit_set)} train / {len(run.test_set)} test {unit}{held_out}, "
@@ -230,9 +233,9 @@ def announce(run: Run, loaders: Loaders, net: Model, device: torch.device, info:
         f"{info.world_size} process(es) on {device}")
     if config.label_smoothing is None:
         heads = 8 if config.desc == FUSION else 1
-        log(f"note: the loss is a cross-entropy against the release's soft targets (0.8 / 0.1, which do not "
+        notice_once(f"note: the loss is a cross-entropy against the release's soft targets (0.8 / 0.1, which do not "
             f"sum to 1): its floor is {heads * soft_target_floor(num_classes):.1f}, not 0"
-            + (" (Fuse5 sums 8 such losses)" if heads > 1 else ""))
+            + (" (Fuse5 sums 8 such losses)" if heads > 1 else ""), log)
 
 
 def run_epoch(epoch: int, run: Run, loaders: Loaders, net: Model, device: torch.device) -> tuple[dict, float]:
@@ -322,13 +325,25 @@ def fit(config: TrainConfig) -> dict:
         cleanup_distributed()
 
 
+def ended(run: Run, plan: RunPlan, best: float, history: list, trained_from: int | None, started: float,
+          log) -> dict:
+    """fit()'s result, and the summary of how the training ended (logged): best and last epoch, the
+    split that chose the best, time, images/s and the run's files."""
+    ending = Ending(run.prefix, plan.status, history, best, run.config.val_fraction, trained_from,
+                    time.perf_counter() - started, run_files(run.config.ckpt, run.prefix))
+    for line in ending.lines():
+        log(line)
+    return {"best_acc": best, "history": history, "prefix": run.prefix, "status": plan.status, "ending": ending}
+
+
 def train(config: TrainConfig, device: torch.device, info: DistInfo, log) -> dict:
     """fit() with its locks held: data, plan, model, epochs, saving."""
+    started = time.perf_counter()
     run = prepare(config, device, info, log)
     plan = decide(run, info, log)
     if plan.status == "finished":
-        return {"best_acc": plan.checkpoint.best_acc, "history": list(plan.checkpoint.raw.get("history", [])),
-                "prefix": run.prefix, "status": plan.status}
+        return ended(run, plan, plan.checkpoint.best_acc, list(plan.checkpoint.raw.get("history", [])), None,
+                     started, log)
     loaders = make_loaders(run, device, info)
     net = make_model(run, device, info)
     start, best, history = start_state(run, plan, net, log)
@@ -352,4 +367,4 @@ def train(config: TrainConfig, device: torch.device, info: DistInfo, log) -> dic
     finally:
         if curves is not None:
             curves.close()
-    return {"best_acc": best, "history": history, "prefix": run.prefix, "status": plan.status}
+    return ended(run, plan, best, history, start if start <= config.epochs else None, started, log)

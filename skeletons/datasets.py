@@ -333,17 +333,26 @@ def _official_parsed(dataset: str) -> tuple[Sample, ...]:
     return tuple(ds.parse_name(name) for name in official_samples(dataset) - official_missing(dataset))
 
 
+# NW-UCLA as released (CTR-GCN's all_sqe files; docs/METHOD.md §2): cross-view train = views 1 and 2,
+# test = view 3.
+UCLA_OFFICIAL_SIZES = {("cview", "train"): 1020, ("cview", "test"): 464}
+
+
 def official_split_size(split: Split) -> int | None:
-    """How many samples the official release gives ``split`` (missing skeletons left out), for
-    NTU RGB+D; None where the project ships no official list."""
-    if get_dataset(split.dataset).kind.name != "ntu":
+    """How many samples the official release gives ``split``: NTU RGB+D's (missing skeletons left
+    out), NW-UCLA's; None for other datasets."""
+    kind = get_dataset(split.dataset).kind.name
+    if kind == "ucla":
+        return UCLA_OFFICIAL_SIZES.get((split.protocol, split.part))
+    if kind != "ntu":
         return None
     return sum(map(split.rule(), _official_parsed(split.dataset)))
 
 
 def presence_note(present: Mapping[Split, int]) -> str | None:
     """One line when splits hold fewer samples than the official ones (a partial download, or
-    NTU-60's folder given for NTU-120), else None. ``present``: {split: samples there}."""
+    NTU-60's folder given for NTU-120; NTU and NW-UCLA alike), else None. ``present``: {split:
+    samples there}. The same splits give the same line: said once per process (common/notices.py)."""
     partial = [(split, n, official) for split, n in present.items()
                if (official := official_split_size(split)) is not None and n < official]
     if not partial:

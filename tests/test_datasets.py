@@ -232,4 +232,5 @@ def test_official_split_sizes_are_the_published_ones_and_partial_splits_are_name
                                                        "with published ones")
     # NTU-60's folder given for NTU-120: its 40,091 training samples are 64% of NTU-120's
     assert "ntu120 csub train: 40,091 of 63,026 (63.6%)" in presence_note({Split.of("ntu120", "csub", "train"): 40091})
-    assert official_split_size(Split.of("ucla", None, "train")) is None   # no official list shipped
+    assert official_split_size(Split.of("ucla", None, "train")) == 1020   # docs/METHOD.md: views 1 and 2
+    assert official_split_size(Split.of("ucla", None, "test")) == 464     # view 3

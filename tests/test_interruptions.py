@@ -53,7 +53,8 @@ def interrupt(command: list[str]) -> tuple[int, str, str]:
                                start_new_session=True, preexec_fn=default_sigint)
     try:
         seen = []
-        while (line := process.stdout.readline()) and "stalled" not in line:   # workers may print at once
+        # the marker alone on its line ("stalled" is also inside words such as "installed")
+        while (line := process.stdout.readline()) and line.strip() != "stalled":   # workers may print at once
             seen.append(line)
         assert line, f"never stalled: {''.join(seen)} {process.stderr.read()}"
         os.killpg(process.pid, signal.SIGINT)

@@ -14,7 +14,8 @@ import pytest
 import torch
 from conftest import load_script
 
-from cli.test import desc_names, report
+from cli.options import desc_names
+from cli.test import report
 from common.notices import forget_notices
 from descriptors.dataset import write_synthetic_split
 from descriptors.names import FUSION

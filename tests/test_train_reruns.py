@@ -146,7 +146,7 @@ def test_rerun_skips_a_finished_run_and_more_epochs_continue_it(root, tmp_path, 
     stamp = (tmp_path / "ucla_GD_last.tar").stat().st_mtime_ns
     status, out, _ = train_cli(root, tmp_path, capsys, "--epochs", "2", "--resume")  # --resume is still accepted
     assert status == 0 and "epoch   1" not in out
-    assert out.splitlines()[-1] == f"already trained: {tmp_path / 'ucla_GD_last.tar'} reached epoch 2 of 2"
+    assert f"\nalready trained: {tmp_path / 'ucla_GD_last.tar'} reached epoch 2 of 2\n" in out
     assert "already trained" in train_cli(root, tmp_path, capsys, "--epochs", "1")[1]
     assert (tmp_path / "ucla_GD_last.tar").stat().st_mtime_ns == stamp
 
