@@ -1,11 +1,16 @@
 """Which directory entries are files to read: only regular files (or links to them). A FIFO
 would block a reader forever, a folder or a broken or looping link cannot be read; each is one
-named problem among good files, not a reason to stop."""
+named problem among good files, not a reason to stop. And what an ``.npy`` (or npz member)
+declares, read before its data."""
 from __future__ import annotations
 
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from numpy.lib import format as npy_format
 
 
 def not_a_file(entry: os.DirEntry | str | Path) -> str | None:
@@ -41,3 +46,12 @@ def where_they_are(folder: str | Path, suffix: str) -> str:
     if not found:
         return ""
     return f" (they are in {' and '.join(found)}: pass {'that folder' if len(found) == 1 else 'each folder'} instead)"
+
+
+def npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) an open ``.npy`` stream declares, the stream left at its data:
+    what a reader checks before numpy allocates the array. numpy's ValueError or EOFError for a
+    header that is not one."""
+    version = npy_format.read_magic(stream)
+    read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    return read(stream)

@@ -33,6 +33,7 @@ import numpy as np
 
 from common.atomic import write_bytes_atomic, write_npz_atomic
 from common.errors import cause_text
+from common.files import npy_header
 from common.provenance import MAX_CLASSES, MAX_SAMPLES, checked_allocation, checked_count, file_digest
 from common.safe_pickle import load_pickle
 
@@ -180,10 +181,7 @@ def _npz_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key
     before numpy allocates it."""
     try:
         with archive.open(info) as member:
-            version = np.lib.format.read_magic(member)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, dtype = read_header(member)
+            shape, _, dtype = npy_header(member)
     except NPY_ERRORS as error:
         _fail(path, f"{key}: not a numpy array ({cause_text(error)})")
     if dtype.hasobject:

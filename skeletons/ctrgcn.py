@@ -19,8 +19,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from numpy.lib import format as npy_format
 
+from common.files import npy_header
 from common.provenance import MAX_CLASSES, MAX_FRAMES, MAX_SAMPLES, checked_allocation, checked_count
 from .datasets import PARTS, Dataset
 from .kinds import SampleKind
@@ -44,9 +44,7 @@ def _member_header(archive: zipfile.ZipFile, key: str, path: Path):
     try:
         info = archive.getinfo(f"{key}.npy")
         stream = archive.open(info)
-        version = npy_format.read_magic(stream)
-        read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-        shape, fortran, dtype = read(stream)
+        shape, fortran, dtype = npy_header(stream)
         header = stream.tell()
     except KeyError:
         _fail(path, f"no {key} array (a CTR-GCN npz holds {', '.join(KEYS)})")
