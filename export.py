@@ -21,6 +21,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add_dataset(p, required=True)
     cli.add(p, "protocol")
     cli.add(p, "desc")
+    cli.add(p, "descriptors")
     cli.add(p, "ckpt")
     cli.add(p, "epoch")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for <prefix>.onnx and <prefix>.json")
@@ -32,7 +33,8 @@ def main(args: argparse.Namespace) -> int:
     def body() -> int:
         from models.export import DEFAULT_OPSET, export_run
         cli.setup_dataset(args)
-        written = export_run(args.ckpt, args.dataset, args.protocol, args.desc, args.epoch, args.out,
+        desc = cli.model_name(args.desc, args.descriptors)
+        written = export_run(args.ckpt, args.dataset, args.protocol, desc, args.epoch, args.out,
                              args.opset or DEFAULT_OPSET, log=lambda line: print(line, file=sys.stderr))
         for path in written:
             print(f"{path} (+ {path.with_suffix('.json').name})")

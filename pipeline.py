@@ -27,7 +27,7 @@ from common.atomic import write_text_atomic
 from common.errors import INTERRUPTED_STATUS, one_line_run
 from descriptors import provenance
 from descriptors.extract import extract_split
-from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, DESCRIPTORS, FUSION, FUSION_ORDER, descriptor_dir
+from descriptors.names import DEFAULT_DESCRIPTOR_ROOT, FUSION, descriptor_dir, fused_inputs, is_fused, model_names
 from models.names import DEFAULT_CHECKPOINT_DIR, TENSORBOARD_DIR, curves_path, LAST, checkpoint_path, checkpoint_prefix, keep_run_files
 from models.config import BN_STATS, DEMO_PRESET, IMAGES, SKELETONS, TestConfig, TrainConfig, preset_settings
 from skeletons.convert import convert_folder, plan_conversion, stale_conversions
@@ -40,7 +40,12 @@ PRESET_OPTIONS = ("gpu", "epochs", "width", "batch_size", "img_size", "lr", "bn_
 DEMO_DATASETS = ("ntu60", "ucla", CUSTOM)   # the first is the demo's without -d
 DEMO_LAYOUT = "coco17"                 # the demo's custom dataset: its NTU actions as COCO-17 2D keypoints
 DEMO_CUSTOM = DEMO_ROOT / DEMO_LAYOUT
-MODELS = (*DESCRIPTORS, FUSION)
+
+
+def run_models(args: argparse.Namespace) -> list[str]:
+    """The models the pipeline trains: each descriptor of --descriptors (default the five) and
+    their fusion network (Fuse5 for the five)."""
+    return model_names(cli.model_name(FUSION, args.descriptors))
 
 
 def preset_help(key: str) -> str:
@@ -65,6 +70,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                                           f"demo: data/demo/checkpoints)")
     cli.add(p, "mode")
     cli.add(p, "img_size", default=None, help=f"side of the descriptor images in pixels {preset_help('img_size')}")
+    cli.add(p, "descriptors")
+    p.add_argument("--ablation", action="store_true",
+                   help="the test step also fuses every subset of the single models (test.py --ablation)")
     p.add_argument("--epochs", type=int, help=f"training epochs per model {preset_help('epochs')}")
     p.add_argument("--width", type=float, help=f"network channel multiplier {preset_help('width')}")
     p.add_argument("--lr", type=float, help=f"base learning rate {preset_help('lr')}")
@@ -153,7 +161,7 @@ def data_changed(args: argparse.Namespace, desc: str) -> bool:
     if not recorded:
         return False
     for part in PARTS:
-        for name in (FUSION_ORDER if desc == FUSION else (desc,)):
+        for name in (fused_inputs(desc) if is_fused(desc) else (desc,)):
             now = current_data(args, part, name)
             trained = (recorded.get(part) or {}).get(name) or {}
             if now is not None and any(trained.get(k) != now.get(k) for k in ("fingerprint", "sources")):
@@ -214,7 +222,7 @@ def run_descriptors(args: argparse.Namespace) -> None:
     for part in PARTS:
         summary = extract_split(args.dataset, args.protocol, part, args.dspath, args.despth, mode=args.mode,
                                 workers=args.workers, img_size=args.img_size, overwrite=args.overwrite,
-                                wait=args.wait, on_wait=lambda line: step(f"descriptors {part}", f"waiting: {line}"))
+                                descs=cli.descriptor_set(args.descriptors), wait=args.wait, on_wait=lambda line: step(f"descriptors {part}", f"waiting: {line}"))
         if summary.ok and not (summary.written or summary.renamed or summary.removed):
             step(f"descriptors {part}", f"complete ({args.despth}, {summary.total} samples)")
             continue
@@ -226,9 +234,10 @@ def run_descriptors(args: argparse.Namespace) -> None:
 
 
 def run_training(args: argparse.Namespace) -> None:
-    """Train the six models; training itself skips a finished model, resumes an unfinished one and
-    refuses other settings. A model whose images changed is trained again from scratch."""
-    for desc in MODELS:
+    """Train the six models (or the --descriptors set's and their fusion network); training itself skips a
+    finished model, resumes an unfinished one and refuses other settings. A model whose images
+    changed is trained again from scratch."""
+    for desc in run_models(args):
         prefix = checkpoint_prefix(args.dataset, args.protocol, desc)
         config = TrainConfig(**run_place(args), desc=desc, epochs=args.epochs, width=args.width,
                              batch_size=args.batch_size, lr=args.lr, bn_stats=args.bn_stats, seed=args.seed,
@@ -258,8 +267,12 @@ def run_place(args: argparse.Namespace) -> dict:
 
 
 def run_test(args: argparse.Namespace) -> None:
-    step("test", f"{args.dataset} {args.protocol}: five ResNet_c, Fuse5 and their fusions")
-    if (status := test_cli.run(TestConfig(**run_place(args), desc=FUSION, epoch=args.epoch))) == INTERRUPTED_STATUS:
+    *singles, fused = run_models(args)
+    step("test", f"{args.dataset} {args.protocol}: ResNet_c of {', '.join(singles)}, "
+                 f"{'Fuse5' if fused == FUSION else fused} and their fusions")
+    config = TestConfig(**run_place(args), desc=FUSION, descriptors=args.descriptors, epoch=args.epoch,
+                        ablation=args.ablation)
+    if (status := test_cli.run(config)) == INTERRUPTED_STATUS:
         raise StepInterrupted()
     if status != 0:
         raise RuntimeError("evaluation failed (see above)")

@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 from descriptors.core import DEFAULT_IMG_SIZE
-from descriptors.names import DESCRIPTORS, FUSION
+import descriptors.registry as registry
+from descriptors.names import DESCRIPTORS, FUSION, check_descriptor, fused_name, is_fused
 from models.config import PRESETS, RunConfig, TestConfig, defaults
 from skeletons.custom import register_custom_dataset
 from skeletons.datasets import BUILTIN_DATASETS, CUSTOM
@@ -46,11 +47,18 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "label_map": (("--label-map",), {"metavar": "FILE", "default": None,
                                      "help": "-d pyskl/ctrgcn: class names, one per line, label 0 first (default: "
                                              "NTU RGB+D's for NTU samples, else 'class 0', 'class 1', ...)"}),
-    "desc": (("-desc", "--desc"), {"choices": (*DESCRIPTORS, FUSION), "default": FUSION,
-                                   "help": "GD, JDD, ADD, LAD or FDD: one descriptor's ResNet_c; all: Fuse5 (in "
-                                           "test/predict: the five single models and Fuse5); train.py and test.py "
+    "desc": (("-desc", "--desc"), {"choices": (*registry.names(), FUSION), "default": FUSION,
+                                   "help": "GD, JDD, ADD, LAD or FDD (or a descriptor of yours): one descriptor's "
+                                           "ResNet_c; all: Fuse5, or the fusion network of --descriptors (in "
+                                           "test/predict: the single models and the fusion network); train.py and test.py "
                                            "also take a comma list (GD,JDD,all): each name its own run, one after "
                                            "another, the exit status the worst of them"}),
+    "descriptors": (("--descriptors",), {"metavar": "D1,D2,...", "default": None,
+                                         "help": "the set of descriptors: the folders skels2desc makes, the "
+                                                 "single models and fusion network that -desc all trains, tests, "
+                                                 "predicts with and exports (default: the paper's five, "
+                                                 f"{','.join(DESCRIPTORS)}; known now: {','.join(registry.names())}; "
+                                                 "yours: a module in descriptors/extra/, docs/EXTENDING.md)"}),
     "gpu": (("-gpu", "--gpu"), {"type": int, "default": RUN["gpu"],
                                 "help": "CUDA device index; -1 = CPU (also used when there is no CUDA); under "
                                         "torchrun each process takes its LOCAL_RANK"}),
@@ -133,7 +141,27 @@ def add_dataset(p: argparse.ArgumentParser, **overrides) -> None:
     add(p, "label_map")
 
 
-MODEL_NAMES = (*DESCRIPTORS, FUSION)   # what -desc names
+MODEL_NAMES = (*registry.names(), FUSION)   # what -desc names
+
+
+def descriptor_set(text: str | None) -> tuple[str, ...]:
+    """--descriptors as a set in the registry's order (None: the paper's five); an unknown name is
+    refused in one line naming the known ones and any file of descriptors/extra/ that did not load."""
+    if text is None:
+        return DESCRIPTORS
+    names = [name.strip() for name in str(text).split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"--descriptors {text!r}: name at least one descriptor (e.g. GD,JDD)")
+    try:
+        return registry.ordered(names)
+    except ValueError as e:
+        raise ValueError(f"--descriptors {text}: {e}") from None
+
+
+def model_name(desc: str, descriptors: str | None) -> str:
+    """A -desc name as the models' files name it: 'all' is the fusion network of --descriptors
+    ('all' for the five, 'all-GD-JDD-JVD' for another set)."""
+    return fused_name(descriptor_set(descriptors)) if desc == FUSION else desc
 
 
 def add_desc_list(p: argparse.ArgumentParser, **overrides) -> argparse.Action:
@@ -141,27 +169,19 @@ def add_desc_list(p: argparse.ArgumentParser, **overrides) -> argparse.Action:
     return add(p, "desc", choices=None, metavar="DESC[,DESC...]", **overrides)
 
 
-def desc_names(text: str) -> list[str]:
-    """The -desc list's names in order (a repeated name once); a name that is none of MODEL_NAMES is
-    refused in one line naming it."""
+def desc_names(text: str, descriptors: str | None = None) -> list[str]:
+    """The -desc list's model names in order (a repeated name once; 'all' the fusion network of
+    ``descriptors``, ``model_name``); a name that is none of MODEL_NAMES is refused in one line naming it."""
     names = [name.strip() for name in str(text).split(",")]
     for name in names:
-        if name not in MODEL_NAMES:
-            near = next((d for d in MODEL_NAMES if d.lower() == name.lower()), None)
+        if is_fused(name) and name != FUSION:   # a fusion network's own name ('all-GD-JDD-JVD')
+            check_descriptor(name, allow_fusion=True)
+        elif name not in (known := (*registry.names(), FUSION)):
+            near = next((d for d in known if d.lower() == name.lower()), None)
             hint = f" (did you mean {near}?)" if near else ""
             raise ValueError(f"-desc {text}: {name!r} is not a model name{hint}; give one or more of "
-                             f"{', '.join(MODEL_NAMES)}, comma-separated (-desc GD,JDD,{FUSION})")
-    return list(dict.fromkeys(names))
-
-
-def add_run_place(p: argparse.ArgumentParser, required: bool) -> None:
-    """What train.py and test.py share (RunConfig's where and what): -d (and --data, --layout), -p,
-    -desc, -gpu, -despth, -ckpt; -d and -desc ``required`` (train.py) or not (test.py)."""
-    add_dataset(p, **({"required": True} if required else {}))
-    add(p, "protocol")
-    add(p, "desc", **({"required": True} if required else {}))
-    for name in ("gpu", "despth", "ckpt", "wait", "preset"):
-        add(p, name)
+                             f"{', '.join(known)}, comma-separated (-desc GD,JDD,{FUSION})")
+    return list(dict.fromkeys(model_name(name, descriptors) for name in names))
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,8 +16,8 @@ from . import options as cli
 def build_parser(datasets: tuple[str, ...], doc: str | None = None) -> argparse.ArgumentParser:
     """The README's flags (each also in the double-dash form); NW-UCLA (one dataset) needs no -d or -p,
     a custom dataset its --data and --layout instead of -dspath."""
-    parser = cli.parser(doc or "Turn a split's skeleton sequences into the five descriptor image folders "
-                               "(GD, JDD, ADD, LAD, FDD).")
+    parser = cli.parser(doc or "Turn a split's skeleton sequences into descriptor image folders (the paper's "
+                               "five, GD, JDD, ADD, LAD, FDD, or the --descriptors set).")
     default = len(datasets) == 1 or CUSTOM in datasets   # skels2desc_custom.py: -d custom unless told
     cli.add(parser, "dataset", choices=datasets, required=not default, default=datasets[0] if default else None)
     if CUSTOM in datasets:
@@ -34,6 +34,7 @@ def build_parser(datasets: tuple[str, ...], doc: str | None = None) -> argparse.
     cli.add(parser, "mode")
     cli.add(parser, "processes")
     cli.add(parser, "img_size")
+    cli.add(parser, "descriptors")
     parser.add_argument("--engine", default="numpy", choices=ENGINES,
                         help="numpy: sample by sample in -workers processes; torch: batches on --device "
                              "(the same images either way)")
@@ -64,7 +65,8 @@ def extract(args: argparse.Namespace) -> int:
                             workers=args.workers, img_size=args.img_size, png_level=args.png_level,
                             overwrite=args.overwrite, progress=not args.no_progress, wait=args.wait,
                             on_wait=lambda message: print(f"waiting: {message}", file=sys.stderr),
-                            engine=args.engine, device=args.device or default_device())
+                            engine=args.engine, device=args.device or default_device(),
+                            descs=cli.descriptor_set(args.descriptors))
     print("\n".join(summary.lines()))
     if ds.custom is not None and ds.custom.unlisted:
         unlisted = ds.custom.unlisted

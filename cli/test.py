@@ -9,7 +9,8 @@ from pathlib import Path
 from common.atomic import check_writable
 from common.errors import INTERRUPTED_STATUS, one_line_run
 from common.locks import LockHeldError
-from models import evaluation as ev, scores
+from descriptors.names import FUSION, is_fused
+from models import ablation, evaluation as ev, scores
 from models.config import IMAGES, SKELETONS, TestConfig, from_args, set_parser_defaults
 from models.testing import evaluate, paper_table, write_outputs
 
@@ -21,7 +22,7 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     cli.add_dataset(p)
     cli.add(p, "protocol")
     cli.add_desc_list(p)
-    for name in ("gpu", "despth", "ckpt", "wait", "preset", "epoch"):
+    for name in ("descriptors", "gpu", "despth", "ckpt", "wait", "preset", "epoch"):
         cli.add(p, name)
     p.add_argument("--source", choices=(IMAGES, SKELETONS),
                    help="images: the test descriptor folders; skeletons: images made on the device from -dspath "
@@ -40,6 +41,10 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
                         "<prefix>_<epoch>_<ROW>_result.pkl), ROW the row's key with '+' written '_' "
                         "(mean_softmax.singles_all); our <prefix>_<epoch>_scores.npz is always written; the files "
                         "written are listed (docs/ENSEMBLES.md)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also fuse (mean of softmax) every non-empty subset of the single models evaluated (31 for "
+                        "the five), sorted by top-1 beside the fusion network's row, in the table, the results JSON "
+                        "and --paper-table (docs/WORKFLOW.md); needs -desc all")
     p.add_argument("--paper-table", action="store_true",
                    help="tabulate every results JSON in -ckpt and --out in the paper's layout (this project's "
                         "figures only; the paper's published numbers are not included)")
@@ -57,7 +62,8 @@ def report(config: TestConfig, doc: dict, json_path: str | Path, png: str | Path
             fmt, key = what.split(" ", 1)
             files.append(f"  {fmt} scores of {rows[key]['label']}: {path}")
     files.append(f"  confusion matrix: {png}")
-    return "\n".join([ev.format_table(doc["rows"]), "",
+    subsets = [ablation.format_ablation(doc["ablation"], doc["rows"]), ""] if doc.get("ablation") else []
+    return "\n".join([ev.format_table(doc["rows"]), "", *subsets,
                       f"best honest row (the highest on this {config.on} split: a choice made on its labels): "
                       f"{best['label']} (top-1 {100 * best['top1']:.2f}%)", "written:", *files])
 
@@ -90,6 +96,16 @@ def evaluate_all(config: TestConfig, names: list[str]) -> int:
     return max(statuses.values())
 
 
+def check_ablation(config: TestConfig, names: list[str]) -> None:
+    """--ablation fuses the single models of one evaluation: refused, before anything runs, for a
+    -desc name that evaluates one model alone."""
+    alone = [name for name in names if not is_fused(name)]
+    if config.ablation and alone:
+        raise ValueError(f"--ablation: -desc {','.join(alone)} evaluates one single model, which has no subsets to "
+                         f"fuse; use -desc {FUSION} (the single models and their fusion network), or leave out "
+                         f"--ablation")
+
+
 def run(config: TestConfig) -> int:
     """The evaluation of each -desc name (or the paper table); 2 when one of them failed with a
     one-line error, 130 on Ctrl-C."""
@@ -99,7 +115,8 @@ def run(config: TestConfig) -> int:
             return 0
         if not config.dataset:
             raise ValueError("-d is required (or use --paper-table)")
-        names = cli.desc_names(config.desc)
+        names = cli.desc_names(config.desc, config.descriptors)
+        check_ablation(config, names)
         cli.setup_dataset(config)
         # the results folder is checked before the evaluations, which may take hours
         check_writable(config.out or config.ckpt, "the results", "pass another --out")

@@ -31,7 +31,7 @@ def build_parser(doc: str | None = None) -> argparse.ArgumentParser:
     cli.add_dataset(p, required=True)
     cli.add(p, "protocol")
     cli.add_desc_list(p, required=True)
-    for name in ("gpu", "despth", "ckpt", "wait", "preset"):
+    for name in ("descriptors", "gpu", "despth", "ckpt", "wait", "preset"):
         cli.add(p, name)
     p.add_argument("--source", choices=(IMAGES, SKELETONS),
                    help="images: the descriptor folders skels2desc made; skeletons: no image files, the images "
@@ -102,7 +102,7 @@ def run(config: TrainConfig) -> int:
     names: list[str] = []
 
     def check() -> int:   # every name, the dataset and the protocol, before any model is trained
-        names.extend(cli.desc_names(config.desc))
+        names.extend(cli.desc_names(config.desc, config.descriptors))
         cli.setup_dataset(config)
         default_protocol(config.dataset, config.protocol)
         return 0

@@ -27,7 +27,8 @@ from skeletons.reading import MODES
 from skeletons.layouts import layout_record
 from skeletons.unpacked import origin_fields
 from descriptors.core import DEFAULT_IMG_SIZE, bgr_chw
-from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, descriptor_dir, split_lock_path
+import descriptors.registry as registry
+from descriptors.names import DESCRIPTORS, FUSION_ORDER, check_descriptor, descriptor_dir, fused_inputs, is_fused, split_lock_path
 
 from . import provenance
 from .seals import SEAL_SUFFIX, seal_path, usable, write_seal
@@ -92,8 +93,10 @@ def make_command(split: Split, root: Path, record: Mapping | None = None, explic
     made = "".join(f" {flag} {record[key]}" for key, flag, default in (("mode", "--mode", MODES[0]),
                                                                        ("img_size", "--img-size", DEFAULT_IMG_SIZE))
                    if record.get(key) is not None and (explicit or record[key] != default))
+    desc = record.get("descriptor")
+    chosen = f" --descriptors {desc}" if desc and desc not in DESCRIPTORS else ""   # yours: its folder alone
     return (f"python {ds.extract_script} -d {split.dataset}{protocol_flag}{where} -despth {shlex.quote(str(root))} "
-            f"-a {split.part}{made}")
+            f"-a {split.part}{made}{chosen}")
 
 
 def read_bgr(path: Path) -> np.ndarray:
@@ -150,6 +153,8 @@ def checked_record(folder: Path, split: Split, desc: str) -> dict | None:
     now = origin_fields(ds, split.protocol, split.part).get("origin")
     contract.check(record.get("origin"), now or {}, ("sha256", "format", "split"), file=folder, what="data",
                    fix=f"bring the split's images up to date with: {command}")
+    provenance.check_code(record, desc, folder, fix=f"the descriptor's code changed since: remake its images with: "
+                                                    f"{command} --overwrite")
     return record
 
 
@@ -192,9 +197,11 @@ def check_same_pixels(folders: Sequence[Path], records: dict) -> None:
 
 def descriptor_selection(descs: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
     """(descriptor names, single) as ``DescriptorImages`` reads ``descs``: one name -> one image per
-    sample; 'all' -> the five in FUSION_ORDER; a sequence of names -> those, in that order."""
-    single = isinstance(descs, str) and descs != FUSION
-    names = tuple(FUSION_ORDER if descs == FUSION else ([descs] if isinstance(descs, str) else descs))
+    sample; a fusion name ('all', 'all-GD-JDD-JVD') -> its inputs in the order the network takes them
+    ('all': the five in FUSION_ORDER); a sequence of names -> those, in that order."""
+    single = isinstance(descs, str) and not is_fused(descs)
+    names = tuple(fused_inputs(descs) if isinstance(descs, str) and is_fused(descs)
+                  else ([descs] if isinstance(descs, str) else descs))
     return tuple(check_descriptor(d) for d in names), single
 
 
@@ -364,7 +371,7 @@ def write_synthetic_split(root: str | Path, dataset: str, protocol: str | None, 
     for desc in FUSION_ORDER:
         folder = descriptor_dir(root, split, desc)
         folder.mkdir(parents=True, exist_ok=True)
-        channels = 3 if desc in ("GD", "FDD") else 1
+        channels = registry.get(desc).channels
         noise = rng.integers(0, 80, size=(len(labels), size, size, channels))
         lit = (rows // band == (labels - 1)[:, None, None])[..., None]
         images = (noise + 160 * lit).astype(np.uint8)

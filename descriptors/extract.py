@@ -38,6 +38,7 @@ from skeletons.reading import check_mode, load_sequence
 
 from . import provenance
 from .core import DEFAULT_IMG_SIZE, ExcludedSequence, check_included, descriptor_images, png_bytes
+import descriptors.registry as registry
 from .names import DESCRIPTORS, descriptor_dir, image_name, split_lock_path, split_sources_path
 
 DEFAULT_PNG_LEVEL = 1             # zlib level 1: about twice as fast as Pillow's default, same pixels
@@ -52,8 +53,8 @@ def save_png(image: np.ndarray, path: Path, png_level: int = DEFAULT_PNG_LEVEL) 
 
 @dataclass(frozen=True)
 class Job:
-    """What every worker needs to turn one sample into its five images."""
-    folders: dict[str, Path]
+    """What every worker needs to turn one sample into its images (one per folder)."""
+    folders: dict[str, Path]   # descriptor -> folder: the set this run makes
     layout: Layout
     kind: SampleKind           # the dataset's: how a sample file becomes a sequence
     mode: str = "paper"
@@ -124,7 +125,8 @@ def write_item(job: Job, loaded: Loaded, images: dict[str, np.ndarray] | None) -
 def process_sample(job: Job, item: Item) -> Outcome:
     """Five images of one sample by the numpy engine, written; or a failure with its reason."""
     loaded = load_item(job, item)
-    images = None if loaded.X is None else descriptor_images(loaded.X, job.layout, job.mode, job.img_size)
+    images = None if loaded.X is None else descriptor_images(loaded.X, job.layout, job.mode, job.img_size,
+                                                             tuple(job.folders))
     return write_item(job, loaded, images)
 
 
@@ -161,7 +163,7 @@ def torch_outcomes(job: Job, items: list[Item], workers: int, device: str):
     while chunk := list(itertools.islice(loads, TORCH_BATCH)):
         good = [loaded for loaded in chunk if loaded.X is not None]
         made = descriptor_images_torch([loaded.X for loaded in good], job.layout, job.mode, job.img_size,
-                                       device=device) if good else {}
+                                       device=device, descs=tuple(job.folders)) if good else {}
         host = {desc: images.cpu().numpy() for desc, images in made.items()}
         position = {id(loaded): k for k, loaded in enumerate(good)}
         for loaded in chunk:
@@ -221,9 +223,9 @@ def check_settings(folders: dict[str, Path], wanted: dict, overwrite: bool) -> N
         # A new version of the same one-file dataset (its path kept, a sample removed) is brought up to
         # date like a changed folder of sample files: only the images of changed samples are made again.
         updated = record and record.get("origin_file") == wanted.get("origin_file")
-        fields = provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS + (() if updated else ("origin",))
-                                            if record else ())
-        here = {**wanted, "descriptor": desc}
+        fields = provenance.PIXEL_FIELDS + (provenance.IDENTITY_FIELDS + (provenance.CODE_FIELD,)
+                                            + (() if updated else ("origin",)) if record else ())
+        here = {**wanted, **provenance.descriptor_fields(desc)}
         differ = [f"{k}: {provenance.shown(found[k])} (this run: {provenance.shown(here[k])})"
                   for k in provenance.differing(found, here, fields)]
         if differ:
@@ -329,7 +331,7 @@ class SplitWriter:
         if self.excluded:
             record["excluded"] = dict(sorted(self.excluded.items()))
         for desc, folder in self.folders.items():
-            provenance.write_record(folder, {**record, "descriptor": desc})
+            provenance.write_record(folder, {**record, **provenance.descriptor_fields(desc)})
         self._pending, self._flushed_at = 0, time.monotonic()
 
 
@@ -417,9 +419,11 @@ def _missing_folder_fix(ds: Dataset, seq_dir: str | Path) -> str:
 def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | Path, out_root: str | Path,
                   mode: str = "paper", workers: int | None = None, img_size: int = DEFAULT_IMG_SIZE,
                   png_level: int = DEFAULT_PNG_LEVEL, overwrite: bool = False, progress: bool = True,
-                  wait: bool = False, on_wait=None, engine: str = "numpy", device: str = "cpu") -> Summary:
-    """Make the five descriptor folders of one split exactly what a fresh run would make, writing
-    only what changed; returns what was written, kept, renumbered, removed and failed.
+                  wait: bool = False, on_wait=None, engine: str = "numpy", device: str = "cpu",
+                  descs=DESCRIPTORS) -> Summary:
+    """Make the descriptor folders of one split (``descs``: default the five) exactly what a fresh
+    run would make, writing only what changed; returns what was written, kept, renumbered, removed
+    and failed.
 
     One run per split at a time (a lock beside the folders; ``wait`` blocks until it is free,
     else LockHeldError names the holder). ``engine`` numpy (per sample, in ``workers`` processes)
@@ -437,7 +441,7 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     if not scan.paths and not scan.problems:
         raise ValueError(f"{seq_dir}: no {ds.seq_suffix} files of the {split} split"
                          f"{where_they_are(seq_dir, ds.seq_suffix) or ds.kind.conversion_hint()}")
-    folders = {desc: descriptor_dir(out_root, split, desc) for desc in DESCRIPTORS}
+    folders = {desc: descriptor_dir(out_root, split, desc) for desc in registry.ordered(descs)}
     summary = Summary(str(split), folders, total=len(scan.paths) + len(scan.problems),
                       presence=presence_note({split: len(scan.paths)}))
     summary.failed += [(str(path), reason) for path, reason in scan.problems]
@@ -446,7 +450,7 @@ def extract_split(dataset: str, protocol: str | None, part: str, seq_dir: str | 
     fields = {"dataset": dataset, "protocol": split.protocol, "part": part, "mode": mode, "img_size": img_size,
               "layout": layout_record(ds.layout), **origin_fields(ds, split.protocol, part)}
     Path(out_root).mkdir(parents=True, exist_ok=True)
-    sources_path = split_sources_path(out_root, split)
+    sources_path = split_sources_path(out_root, split, tuple(folders))
     with folder_lock(split_lock_path(out_root, split), wait=wait, on_wait=on_wait):
         for folder in folders.values():
             folder.mkdir(exist_ok=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 from common import provenance as contract
 from common.atomic import write_text_atomic
 from skeletons.layouts import layout_text
+import descriptors.registry as registry
 from descriptors.names import parse_image_name
 
 RECORD_VERSION = 1
@@ -40,6 +41,23 @@ LEGACY_SETTINGS = "descriptors.json"
 PIXEL_FIELDS = ("mode", "img_size", "layout")
 # Fields that say which data a folder is (checked against the folder's place in the tree).
 IDENTITY_FIELDS = ("dataset", "protocol", "part", "descriptor")
+# The digest of the descriptor's code (descriptors.registry.code_digest) that made the images:
+# changed code makes the folder, and the models trained on it, stale. Older records have none.
+CODE_FIELD = "code"
+
+
+def descriptor_fields(desc: str) -> dict:
+    """What a folder's record says of its descriptor: its name and its code's digest."""
+    return {"descriptor": desc, CODE_FIELD: registry.code_digest(desc)}
+
+
+def check_code(record: dict | None, desc: str, file: str | Path, fix: str) -> None:
+    """Refuse images (or a model) made by other code of a descriptor than the registry has now."""
+    recorded = (record or {}).get(CODE_FIELD)
+    if isinstance(recorded, dict):   # a model's record: {descriptor: digest} of each it reads
+        recorded = recorded.get(desc)
+    contract.check({CODE_FIELD: recorded}, {CODE_FIELD: registry.code_digest(desc)}, (CODE_FIELD,), file=file,
+                   fix=fix, what=f"{desc} code")
 # Where a one-file dataset's folder came from: {format, sha256, split} (compared), and the file's
 # path (told); records of other datasets have neither.
 ORIGIN_FIELDS = ("origin", "origin_file")

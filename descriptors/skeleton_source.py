@@ -297,7 +297,8 @@ class ImageMaker:
 
     def make(self, sequences: list[np.ndarray]) -> list[torch.Tensor]:
         """The engine's images of ``sequences`` for ``descs``, in the loader's layout."""
-        made = descriptor_images_torch(sequences, self.layout, self.mode, self.img_size, self.device)
+        made = descriptor_images_torch(sequences, self.layout, self.mode, self.img_size, self.device,
+                                       descs=self.descs)
         return [bgr_batch(made[d]) for d in self.descs]
 
     def __call__(self, batch: SequenceBatch, epoch: int = 0) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:

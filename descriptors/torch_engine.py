@@ -1,4 +1,4 @@
-"""The five descriptor images in torch: many sequences of different lengths at once, on CPU or CUDA.
+"""Descriptor images in torch (the five, and any with a torch twin): many sequences of different lengths at once, on CPU or CUDA.
 
 Same pixels as ``descriptors.core.descriptor_images`` (numpy + Pillow), sample by sample.
 
@@ -37,10 +37,11 @@ import PIL
 import torch
 import torch.nn.functional as F
 
-from descriptors.core import (DEFAULT_IMG_SIZE, GRAY_DESCRIPTORS, Quirks, adjacency_terms, jdd_tables,
-                              lad_tables, quirks_for)
+import descriptors.registry as registry
+from descriptors.base import COLOUR
+from descriptors.core import (DEFAULT_IMG_SIZE, Quirks, adjacency_terms, descriptor_images, jdd_tables, lad_tables,
+                              quirks_for)
 from skeletons.layouts import Layout, layout_for_joints
-from descriptors.names import DESCRIPTORS
 
 # Pillow's fixed point (libImaging/Resample.c): 8 bits of result, 2 of headroom in an int32.
 PRECISION_BITS = 32 - 8 - 2
@@ -478,38 +479,77 @@ def resize_images(images: Sequence[np.ndarray | torch.Tensor], img_size: int = D
     return out.reshape(out_shape)
 
 
-# ---------------------------------------------------------------- the five images
+# ---------------------------------------------------------------- the images of a set
 
-def packed_descriptor_images(pack: Pack, mode: str = "paper",
-                             img_size: int = DEFAULT_IMG_SIZE) -> dict[str, torch.Tensor]:
-    """The five images of a ``Pack``: GD and FDD (N, S, S, 3), JDD/ADD/LAD (N, S, S), uint8 on its
-    device, keys in DESCRIPTORS order."""
+def every_frame(pack: Pack) -> torch.Tensor:
+    """Every packed frame is a column (all matrices but ADD's)."""
+    return torch.ones(len(pack.owner), dtype=torch.bool, device=pack.X.device)
+
+
+def all_but_last_frame(pack: Pack) -> torch.Tensor:
+    """Each sample's frames but its last: the columns of a matrix of steps (t -> t + 1)."""
+    position = torch.arange(len(pack.owner), device=pack.X.device) - pack.starts[pack.owner]
+    return position < pack.lengths[pack.owner] - 1
+
+
+# The torch twins of the paper's matrices: (planes, pack, quirks) -> (matrix (F, C, R), which packed
+# frames are columns, columns per sample). A descriptor module may bring its own (``Descriptor.torch``,
+# the same signature); tests/test_torch_engine.py checks each against the numpy code pixel for pixel.
+TWINS: dict[str, Callable[[torch.Tensor, Pack, Quirks], tuple]] = {
+    "GD": lambda P, pack, q: (graph_descriptor(P, pack.layout, q, pack.starts), every_frame(pack), pack.lengths),
+    "JDD": lambda P, pack, q: (joint_distance_descriptor(P, pack, q), every_frame(pack), pack.lengths),
+    "ADD": lambda P, pack, q: (joint_displacement_descriptor(P), all_but_last_frame(pack), pack.lengths - 1),
+    "LAD": lambda P, pack, q: (limb_angle_descriptor(P, pack, q), every_frame(pack), pack.lengths),
+}
+
+
+def twin(name: str) -> Callable | None:
+    """A descriptor's torch twin: its module's own, else the engine's, else None."""
+    return registry.get(name).torch or TWINS.get(name)
+
+
+def has_twin(name: str) -> bool:
+    """Whether the torch engine makes a descriptor (a matrix with a twin, or made of such)."""
+    desc = registry.get(name)
+    return all(has_twin(part) for part in desc.made_of) if desc.made_of else twin(name) is not None
+
+
+def packed_descriptor_images(pack: Pack, mode: str = "paper", img_size: int = DEFAULT_IMG_SIZE,
+                             descs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """The images of a ``Pack`` for ``descs`` (default: the five; each must have a twin): colour
+    (N, S, S, 3), gray (N, S, S), uint8 on its device, keys in the registry's order."""
+    wanted = registry.BUILTIN if descs is None else descs
     quirks = quirks_for(pack.layout, mode)
     P = _planes(pack.X, pack.layout)
-    position = torch.arange(len(pack.owner), device=P.device) - pack.starts[pack.owner]
-    every_frame = torch.ones_like(position, dtype=torch.bool)
-    matrices = {   # (matrix (F, C, R), which frames are columns, columns per sample)
-        "GD": (graph_descriptor(P, pack.layout, quirks, pack.starts), every_frame, pack.lengths),
-        "JDD": (joint_distance_descriptor(P, pack, quirks), every_frame, pack.lengths),
-        "ADD": (joint_displacement_descriptor(P), position < pack.lengths[pack.owner] - 1, pack.lengths - 1),
-        "LAD": (limb_angle_descriptor(P, pack, quirks), every_frame, pack.lengths),
-    }
     images = {}
-    for name, (M, frames, cols) in matrices.items():
+    for name in registry.computed(wanted):
+        desc = registry.get(name)
+        if desc.made_of:
+            images[name] = torch.stack([images[part] for part in desc.made_of], dim=-1)
+            continue
+        M, frames, cols = twin(name)(P, pack, quirks)
         table = scale_levels(M, pack, frames).to(torch.float32).view(len(M), -1)
         rows = pack.bodies * (M.shape[-1] // _max_bodies(pack))
-        images[name] = resize(table, M.shape[1], pack.starts, cols, rows, img_size)
-    out = {"GD": images["GD"]}
-    out.update({name: images[name][..., 0] for name in GRAY_DESCRIPTORS})
-    out["FDD"] = torch.stack([out[name] for name in GRAY_DESCRIPTORS], dim=-1)
-    return {name: out[name] for name in DESCRIPTORS}
+        made = resize(table, M.shape[1], pack.starts, cols, rows, img_size)
+        images[name] = made if desc.channels == COLOUR else made[..., 0]
+    return {name: images[name] for name in registry.ordered(wanted)}
+
+
+def numpy_images(sequences: Sequence[np.ndarray | torch.Tensor], layout: Layout, mode: str, img_size: int,
+                 descs: Sequence[str], device: torch.device) -> dict[str, torch.Tensor]:
+    """The images of descriptors without a torch twin, made by the numpy engine, sample by sample."""
+    made = [descriptor_images(np.asarray(X.cpu() if torch.is_tensor(X) else X), layout, mode, img_size, descs)
+            for X in sequences]
+    return {name: torch.from_numpy(np.stack([m[name] for m in made])).to(device) for name in descs}
 
 
 def descriptor_images_torch(sequences: Sequence[np.ndarray | torch.Tensor], layout: Layout | None = None,
                             mode: str = "paper", img_size: int = DEFAULT_IMG_SIZE,
-                            device: str | torch.device = "cpu", chunk: int | None = None) -> dict[str, torch.Tensor]:
-    """The five images of each sequence (T_i, B_i * V, C), batched: ``images[d][i]`` equals
-    ``descriptors.core.descriptor_images(sequences[i], layout, mode, img_size)[d]``.
+                            device: str | torch.device = "cpu", chunk: int | None = None,
+                            descs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """The images of each sequence (T_i, B_i * V, C), batched: ``images[d][i]`` equals
+    ``descriptors.core.descriptor_images(sequences[i], layout, mode, img_size, descs)[d]``.
+    ``descs``: default the five; a descriptor without a torch twin is made by the numpy engine.
 
     GD and FDD (N, S, S, 3), JDD/ADD/LAD (N, S, S), uint8 on ``device``. One- and two-body samples
     may be mixed; ``layout`` defaults to the one that fits the first sequence's joint count (NTU or
@@ -525,15 +565,20 @@ def descriptor_images_torch(sequences: Sequence[np.ndarray | torch.Tensor], layo
     joints = np.array([shape[1] for shape in shapes])
     order = np.lexsort((np.array([shape[0] for shape in shapes]), joints))
     step = chunk or (CPU_CHUNK if device.type == "cpu" else len(sequences))
+    wanted = registry.ordered(registry.BUILTIN if descs is None else descs)
+    twinned = [d for d in wanted if has_twin(d)]
+    untwinned = [d for d in wanted if not has_twin(d)]
     out: dict[str, torch.Tensor] = {}
     for group in np.split(order, np.flatnonzero(np.diff(joints[order])) + 1):
         for i in range(0, len(group), step):
             batch = group[i:i + step]
             images = packed_descriptor_images(pack_batch([sequences[k] for k in batch], layout, device),
-                                              mode, img_size)
+                                              mode, img_size, twinned) if twinned else {}
+            if untwinned:
+                images.update(numpy_images([sequences[k] for k in batch], layout, mode, img_size, untwinned, device))
             where = torch.from_numpy(batch).to(device)
             for name, made in images.items():   # straight into place: no concatenation, no reordering
                 if name not in out:
                     out[name] = made.new_empty((len(sequences),) + made.shape[1:])
                 out[name].index_copy_(0, where, made)
-    return out
+    return {name: out[name] for name in wanted if name in out}

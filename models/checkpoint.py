@@ -23,7 +23,7 @@ from torch import nn
 
 from common.atomic import write_bytes_atomic
 from common.errors import cause_text
-from descriptors.names import FUSION
+from descriptors.names import FUSION, fused_members, is_fused
 from .config import DEFAULT_ARCH, FULL_WIDTH, SHARED_BN_STATS
 from .networks import PAPER_CHANNELS, build_model
 
@@ -195,11 +195,14 @@ def load_model(path: str | Path, *, desc: str, num_classes: int, map_location="c
     ``overrides`` (arch, width, pretrained) replace the file's settings when building.
     """
     ckpt = load_checkpoint(path, map_location)
-    want_fusion = desc == FUSION
+    want_fusion = is_fused(desc)
     if ckpt.settings.get("arch", DEFAULT_ARCH) == DEFAULT_ARCH and ckpt.is_fusion != want_fusion:
         found = "a Fuse5 (all-descriptor)" if ckpt.is_fusion else "a single-descriptor ResNet_c"
         raise CheckpointError(f"{ckpt.path}: holds {found} model, but -desc {desc} needs "
                               f"{'Fuse5' if want_fusion else 'a single-descriptor model'}")
+    if want_fusion and ckpt.settings.get("descriptor", desc) != desc:
+        raise CheckpointError(f"{ckpt.path}: holds the fusion network {ckpt.settings['descriptor']}, not {desc} "
+                              f"(its descriptors: {', '.join(fused_members(desc))})")
     file_classes = ckpt.settings.get("num_classes", ckpt.num_classes if "convf.weight" in ckpt.state_dict else None)
     if file_classes is not None and int(file_classes) != num_classes:
         raise CheckpointError(f"{ckpt.path}: model has {file_classes} classes, the dataset has {num_classes}")

@@ -43,6 +43,7 @@ class RunConfig:
     layout: str | None = None            # -d custom: its joint layout (file or shipped name)
     label_map: str | None = None         # -d pyskl/ctrgcn: class names, label 0 first
     desc: str = FUSION
+    descriptors: str | None = None       # --descriptors: the set that -desc all fuses (None: the five)
     gpu: int = 0
     despth: str = DEFAULT_DESCRIPTOR_ROOT
     ckpt: str = DEFAULT_CHECKPOINT_DIR
@@ -91,6 +92,7 @@ class TestConfig(RunConfig):
     on: str = "test"                     # test, or heldout: the part of train the models' --val-fraction held out
     save_score: tuple[str, ...] = ()     # also write the scores in these formats: ctrgcn, pyskl
     no_progress: bool = False            # no progress bar of the batches evaluated
+    ablation: bool = False               # also fuse every subset of the single models (models/ablation.py)
 
 
 # Named settings over the defaults (--preset). release: the defaults themselves. cpu: the demo's

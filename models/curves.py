@@ -19,13 +19,23 @@ from pathlib import Path
 
 from common.atomic import write_bytes_atomic
 from common.notices import notice_once
-from .logs import HEAD_FIELDS
-from .names import CURVES_SUFFIX, FUSE5_OUTPUTS, curves_path, tensorboard_dir
+from .logs import BASE_FIELDS, HEAD_PREFIX
+from .names import CURVES_SUFFIX, curves_path, tensorboard_dir
 
 # TensorBoard tag -> log column.
 SCALARS = {"loss/train": "train_loss", "loss/test": "test_loss", "accuracy/train": "train_acc",
-           "accuracy/val": "val_acc", "accuracy/test": "test_acc", "lr": "lr", "images_per_s": "images_per_s",
-           **{f"fuse5_loss/{head}": f"loss_{head}" for head in FUSE5_OUTPUTS}}
+           "accuracy/val": "val_acc", "accuracy/test": "test_acc", "lr": "lr", "images_per_s": "images_per_s"}
+
+
+def logged_heads(rows: Sequence[dict]) -> list[str]:
+    """The head-loss columns that a fusion network's log filled (Fuse5's eight; none for a single model)."""
+    columns = [k for k in (rows[0] if rows else {}) if k.startswith(HEAD_PREFIX) and k not in BASE_FIELDS]
+    return [k for k in columns if any(row.get(k) not in (None, "") for row in rows)]
+
+
+def scalar_tags(rows: Sequence[dict]) -> dict[str, str]:
+    """TensorBoard tag -> log column, the heads' included (fuse5_loss/main, ...: the tags as before)."""
+    return {**SCALARS, **{f"fuse5_loss/{k.removeprefix(HEAD_PREFIX)}": k for k in logged_heads(rows)}}
 
 
 def _series(rows: Sequence[dict], column: str) -> tuple[list[int], list[float]]:
@@ -79,11 +89,11 @@ def curves_figure(rows: Sequence[dict], title: str):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    heads = any(row.get(HEAD_FIELDS[0]) not in (None, "") for row in rows)
+    heads = logged_heads(rows)
     figure = Figure(figsize=(10, 7 if not heads else 9.5), dpi=80)
     FigureCanvasAgg(figure)
     grid = figure.subplots(3 if heads else 2, 2, squeeze=False)
-    panels = list(PANELS) + ([("Fuse5 head losses (train)", HEAD_FIELDS, "cross-entropy")] if heads else [])
+    panels = list(PANELS) + ([("fusion network's head losses (train)", heads, "cross-entropy")] if heads else [])
     epochs = [int(row["epoch"]) for row in rows]
     for axes, (name, columns, label) in zip(grid.flat, panels):
         for column in columns:
@@ -121,7 +131,7 @@ def write_event_files(rows: Sequence[dict], folder: Path) -> bool:
     try:
         writer = SummaryWriter(log_dir=str(staging))
         for row in rows:
-            for tag, column in SCALARS.items():
+            for tag, column in scalar_tags(rows).items():
                 if row.get(column) not in (None, ""):
                     writer.add_scalar(tag, float(row[column]), int(row["epoch"]))
         writer.close()

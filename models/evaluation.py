@@ -20,8 +20,11 @@ from tqdm import tqdm
 
 from common.atomic import write_bytes_atomic, write_text_atomic
 from skeletons.datasets import BUILTIN_DATASETS, DATASETS
-from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER
+import descriptors.registry as registry
+from descriptors.base import COLOUR
+from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, is_fused
 from models.config import DEFAULT_ARCH
+from models.names import GROUP_OUTPUTS
 from models.confusion import confusion_png
 from models.scores import LOGITS, PROBABILITIES
 
@@ -29,6 +32,10 @@ if TYPE_CHECKING:  # torch is imported lazily: the pure metrics need only numpy
     import torch
 
 ORACLE_LABEL = "oracle: any of 5 correct, uses test labels, not an accuracy"
+
+
+def oracle_label(models: int) -> str:
+    return ORACLE_LABEL.replace("5", str(models), 1)
 TOP_K = 5
 RESULTS_SUFFIX = "_results.json"
 HELDOUT = "heldout"          # test.py --on heldout: the part of train that --val-fraction held out
@@ -131,7 +138,7 @@ def vote_priority(voters: Sequence[str], recorded_acc: Mapping[str, float | None
             raise ValueError(f"--priority must list exactly the voters {', '.join(voters)}; "
                              f"got {', '.join(override)}")
         return list(override)
-    order = (FUSION,) + FUSION_ORDER
+    order = (FUSION,) + registry.fusion_order([v for v in voters if v != FUSION])
 
     def key(name: str) -> tuple[int, float, int]:
         acc = recorded_acc.get(name)
@@ -173,6 +180,25 @@ FUSE5_HEADS = (("main", "Fuse5 main head (all 5 features)"),
                ("g345", "Fuse5 JDD+ADD+LAD head"))
 
 
+def fused_heads(inputs: Sequence[str]) -> list[tuple[str, str]]:
+    """(head, row label) of a fusion network's main and group heads: Fuse5's for the five, named by
+    their inputs for another set (the group heads only where it has colour and gray inputs)."""
+    if tuple(inputs) == FUSION_ORDER:
+        return list(FUSE5_HEADS)
+    colour = [d for d in inputs if registry.get(d).channels == COLOUR]
+    gray = [d for d in inputs if d not in colour]
+    heads = [("main", f"{network_label(inputs)} main head (all {len(inputs)} features)")]
+    if registry.has_groups(inputs):
+        heads += [(group, f"{network_label(inputs)} {'+'.join(members)} head")
+                  for group, members in zip(GROUP_OUTPUTS, (colour, gray))]
+    return heads
+
+
+def network_label(inputs: Sequence[str]) -> str:
+    """'Fuse5' for the release's network, 'Fuse3(GD,JVD,JDD)' for the fusion of another set."""
+    return "Fuse5" if tuple(inputs) == FUSION_ORDER else f"Fuse{len(inputs)}({','.join(inputs)})"
+
+
 def single_label(desc: str, arch: str = DEFAULT_ARCH) -> str:
     """Row label of a single-descriptor model: 'ResNet_c GD' (or the torchvision arch's name)."""
     return f"{'ResNet_c' if arch == DEFAULT_ARCH else arch} {desc}"
@@ -181,28 +207,32 @@ def single_label(desc: str, arch: str = DEFAULT_ARCH) -> str:
 def fusion_rows(single_logits: Mapping[str, np.ndarray], fuse5: Mapping | None,
                 labels: np.ndarray, priority: Sequence[str] | None = None,
                 recorded_acc: Mapping[str, float | None] | None = None,
-                archs: Mapping[str, str] | None = None) -> tuple[list[Row], list[str]]:
+                archs: Mapping[str, str] | None = None,
+                inputs: Sequence[str] = FUSION_ORDER) -> tuple[list[Row], list[str]]:
     """All rows of a ``-desc all`` evaluation, in table order, and the vote priority used.
 
     single_logits: desc -> (N, C) logits of the single-descriptor models that exist;
-    fuse5: Fuse5 outputs dict(main, single=[5 in FUSION_ORDER], g12, g345) or None;
+    fuse5: the fusion network's outputs dict(main, single=[one per input, in ``inputs`` order], and
+    its group heads g12, g345) or None; its row keys are 'all...' whatever its set (``inputs``,
+    default Fuse5's FUSION_ORDER; the labels name the set);
     archs: desc -> architecture name, for the labels (default resnet_c).
-    Rules whose members are missing are left out; the oracle needs all five single models.
+    Rules whose members are missing are left out; the oracle needs every single model of the set.
     """
     labels = np.asarray(labels)
-    singles = [d for d in DESCRIPTORS if d in single_logits]
+    singles = list(registry.ordered(single_logits))
     rows = [score_row(d, single_label(d, (archs or {}).get(d, "resnet_c")), single_logits[d]) for d in singles]
     if fuse5 is not None:
-        rows.append(score_row(FUSION, FUSE5_HEADS[0][1], fuse5["main"]))
-        rows += [score_row(f"{FUSION}.single.{d}", f"Fuse5 single head (convf1) on {d}", z)
-                 for d, z in zip(FUSION_ORDER, fuse5["single"])]
-        rows += [score_row(f"{FUSION}.{head}", text, fuse5[head]) for head, text in FUSE5_HEADS[1:]]
+        heads = fused_heads(inputs)
+        rows.append(score_row(FUSION, heads[0][1], fuse5["main"]))
+        rows += [score_row(f"{FUSION}.single.{d}", f"{network_label(inputs)} single head (convf1) on {d}", z)
+                 for d, z in zip(inputs, fuse5["single"])]
+        rows += [score_row(f"{FUSION}.{head}", text, fuse5[head]) for head, text in heads[1:]]
     if len(singles) >= 2:
         rows.append(score_row("mean_softmax.singles", f"mean of softmax: {'+'.join(singles)}",
                               mean_softmax([single_logits[d] for d in singles]), PROBABILITIES))
         if fuse5 is not None:
             rows.append(score_row("mean_softmax.singles+all",
-                                  f"mean of softmax: {'+'.join(singles)}+Fuse5",
+                                  f"mean of softmax: {'+'.join(singles)}+{network_label(inputs)}",
                                   mean_softmax([single_logits[d] for d in singles] + [fuse5["main"]]),
                                   PROBABILITIES))
     voters = singles + ([FUSION] if fuse5 is not None else [])
@@ -212,15 +242,15 @@ def fusion_rows(single_logits: Mapping[str, np.ndarray], fuse5: Mapping | None,
         by_key = {r.key: r.pred for r in rows}
         preds = np.stack([by_key[v] for v in voters])
         vote = majority_vote(preds, [voters.index(v) for v in order])
-        rows.append(Row("vote", f"majority vote of {len(voters)} (ties: {' > '.join(_display(v) for v in order)})", vote))
-    if len(singles) == len(DESCRIPTORS):
+        rows.append(Row("vote", f"majority vote of {len(voters)} (ties: {' > '.join(_display(v, inputs) for v in order)})", vote))
+    if len(singles) >= 2 and len(singles) == len(inputs if fuse5 is not None else DESCRIPTORS):
         preds = np.stack([single_logits[d].argmax(axis=1) for d in singles])
-        rows.append(Row("oracle", ORACLE_LABEL, oracle_predictions(preds, labels), honest=False))
+        rows.append(Row("oracle", oracle_label(len(singles)), oracle_predictions(preds, labels), honest=False))
     return rows, order
 
 
-def _display(name: str) -> str:
-    return "Fuse5" if name == FUSION else name
+def _display(name: str, inputs: Sequence[str] = FUSION_ORDER) -> str:
+    return network_label(inputs) if name == FUSION else name
 
 
 def best_honest(metrics: Sequence[dict]) -> dict:
@@ -236,8 +266,9 @@ def model_outputs(models: Mapping[str, "torch.nn.Module"], loader, descs: Sequen
     """Run every model over ``loader`` once, in the loader's (fixed) order.
 
     The loader yields (tuple of image batches in ``descs`` order, labels); each single model
-    reads its own descriptor, Fuse5 ("all") reads the five in FUSION_ORDER. Returns name ->
-    (N, C) float32 logits, and for Fuse5 a dict(main, single=[5], g12, g345) of them.
+    reads its own descriptor, a fusion network (Fuse5: "all") its inputs in its order (``model.inputs``).
+    Returns name -> (N, C) float32 logits, and for a fusion network a dict(main, single=[one per
+    input], and its group heads g12, g345) of them.
     ``progress``: a bar of the batches on stderr (test.py without --no-progress).
     """
     import torch
@@ -249,16 +280,19 @@ def model_outputs(models: Mapping[str, "torch.nn.Module"], loader, descs: Sequen
             # Images travel as uint8 when the dataset allows it; the cast happens on the device.
             batch = {d: img.to(device, non_blocking=True).float() for d, img in zip(descs, images)}
             for name, model in models.items():
-                if name == FUSION:
-                    out = model([batch[d] for d in FUSION_ORDER])
-                    chunks[name].append([out["main"], *out["single"], out["g12"], out["g345"]])
+                if is_fused(name):
+                    out = model([batch[d] for d in model.inputs])
+                    chunks[name].append([out["main"], *out["single"], *(out[g] for g in GROUP_OUTPUTS if g in out)])
                 else:
                     chunks[name].append([model(batch[name])])
     results = {}
     for name, parts in chunks.items():
         heads = [torch.cat(h).float().cpu().numpy() for h in zip(*parts)]
-        results[name] = heads[0] if name != FUSION else {
-            "main": heads[0], "single": heads[1:1 + len(FUSION_ORDER)], "g12": heads[-2], "g345": heads[-1]}
+        if not is_fused(name):
+            results[name] = heads[0]
+            continue
+        n = len(models[name].inputs)
+        results[name] = {"main": heads[0], "single": heads[1:1 + n], **dict(zip(GROUP_OUTPUTS, heads[1 + n:]))}
     return results
 
 
@@ -402,8 +436,8 @@ def epoch_note(epochs: set[str]) -> str:
 
 
 def _row_rank(key: str) -> int:
-    canonical = (list(DESCRIPTORS) + [FUSION] + [f"{FUSION}.single.{d}" for d in FUSION_ORDER]
-                 + [f"{FUSION}.{h}" for h, _ in FUSE5_HEADS[1:]]
+    canonical = (list(registry.names()) + [FUSION] + [f"{FUSION}.single.{d}" for d in registry.fusion_order(registry.names())]
+                 + [f"{FUSION}.{h}" for h in GROUP_OUTPUTS]
                  + ["mean_softmax.singles", "mean_softmax.singles+all", "vote", "oracle"])
     return canonical.index(key) if key in canonical else len(canonical)
 

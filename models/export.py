@@ -32,14 +32,14 @@ from common.atomic import atomic_path, check_writable, write_text_atomic
 from common.errors import cause_text
 from common.provenance import file_digest
 from descriptors.core import DEFAULT_IMG_SIZE
-from descriptors.names import FUSION, FUSION_ORDER
+from descriptors.names import FUSION, fused_inputs, is_fused
 from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.layouts import layout_record
 from .checkpoint import Checkpoint, load_model
 from .inference import find_checkpoints, train_command
 from .logs import last_logged_epoch
 from .prediction import model_notes, unfinished_note
-from .names import FUSE5_OUTPUTS, checkpoint_prefix, log_path
+from .names import GROUP_OUTPUTS, checkpoint_prefix, fused_outputs, log_path
 from .onnx_predict import EXPORT_FORMAT, RECORD_KEY, export_command
 from .provenance import check_consistent, check_layout, check_role
 
@@ -53,7 +53,8 @@ class ExportError(ValueError):
 
 
 class Fuse5Graph(nn.Module):
-    """Fuse5 with one input per descriptor and its heads as a flat tuple (ONNX has no dicts)."""
+    """A fusion network (Fuse5, FuseN) with one input per descriptor and its heads as a flat tuple
+    (ONNX has no dicts)."""
 
     def __init__(self, fuse5: nn.Module):
         super().__init__()
@@ -61,12 +62,12 @@ class Fuse5Graph(nn.Module):
 
     def forward(self, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.fuse5(list(images))
-        return (out["main"], *out["single"], out["g12"], out["g345"])
+        return (out["main"], *out["single"], *(out[g] for g in GROUP_OUTPUTS if g in out))
 
 
 def graph_names(name: str) -> tuple[list[str], list[str]]:
     """(input names, output names) of a network's graph."""
-    return (list(FUSION_ORDER), list(FUSE5_OUTPUTS)) if name == FUSION else (["images"], ["logits"])
+    return (list(fused_inputs(name)), list(fused_outputs(name))) if is_fused(name) else (["images"], ["logits"])
 
 
 def opset_range() -> tuple[int, int]:
@@ -116,7 +117,7 @@ def export_graph(model: nn.Module, name: str, img_size: int, path: Path, opset: 
     """Trace ``model`` at batch 2 and write its graph with a dynamic batch axis (and ``record`` in its
     metadata), atomically; the SHA-256 of the file written."""
     inputs, outputs = graph_names(name)
-    graph = Fuse5Graph(model) if name == FUSION else model
+    graph = Fuse5Graph(model) if is_fused(name) else model
     dummy = tuple(torch.zeros(2, 3, img_size, img_size) for _ in inputs)
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the tracer's notes on shape-dependent branches (fixed by img_size)

@@ -18,7 +18,7 @@ from models.provenance import RELEASE_NOTICE, check_consistent, check_layout, ch
 from models.evaluation import mean_softmax, model_outputs
 from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.reading import check_file, file_kind, load_sequence
-from descriptors.names import FUSION, FUSION_ORDER
+from descriptors.names import FUSION, is_fused, needed_descriptors
 from .logs import last_logged_epoch
 from .prediction import Prediction, model_notes, unfinished_note
 from .names import BEST, log_path, model_checkpoints
@@ -32,7 +32,8 @@ def inference_device(gpu: int) -> str:
 def split_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
                       epoch: int | str = BEST) -> tuple[dict[str, Path], dict[str, Path]]:
     """(name -> existing checkpoint, name -> expected path of the missing ones) of the models that
-    ``desc`` names (``all``: the five single models and Fuse5), both in the models' order."""
+    ``desc`` names (``all``: the five single models and Fuse5; a fusion of another set: its single
+    models and its fusion network), both in the models' order."""
     paths = model_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
     found = {n: p for n, p in paths.items() if p.is_file()}
     missing = {n: p for n, p in paths.items() if n not in found}
@@ -98,11 +99,34 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     notes += unfinished_notes(ckpt_dir, dataset, protocol, ckpts)
     X = load_sequence(path, mode, ds.kind, ds.layout)
     check_included(X, mode, path)   # clean mode excludes what its models never saw
-    images = descriptor_images(X, ds.layout, mode, img_size)
-    batch = tuple(as_three_channels(bgr_chw(images[d]))[None] for d in FUSION_ORDER)
-    # A one-batch "loader" through test.py's inference: same input handling, same Fuse5 dispatch.
+    descs = needed_descriptors(found)
+    images = descriptor_images(X, ds.layout, mode, img_size, descs)
+    batch = tuple(as_three_channels(bgr_chw(images[d]))[None] for d in descs)
+    # A one-batch "loader" through test.py's inference: same input handling, same fusion dispatch.
     outputs = model_outputs({n: m.to(device) for n, (m, _) in models.items()}, [(batch, None)],
-                            FUSION_ORDER, torch.device(device))
-    logits = [out["main"] if name == FUSION else out for name, out in outputs.items()]
+                            descs, torch.device(device))
+    logits = [out["main"] if is_fused(name) else out for name, out in outputs.items()]
     probabilities = mean_softmax(logits)[0]
     return Prediction(probabilities, found, images, X, mode, ds.layout, notes)
+
+
+def checked_models(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str, epoch: str,
+                   what: str) -> tuple[dict, dict[str, Path], list[str], str, int]:
+    """The loading and checks of ``predict_file`` for many sequences of one source (``what``, named
+    in refusals; models/video_predict.py): (name -> model, name -> checkpoint, notes, mode, img_size)."""
+    ds = get_dataset(dataset)
+    protocol = check_protocol(dataset, protocol or ds.protocols[0])
+    found, missing = find_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
+    notes = model_notes(found, missing)
+    loaded = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
+    ckpts = {n: ckpt for n, (_, ckpt) in loaded.items()}
+    for name, ckpt in ckpts.items():
+        retrain = train_command(ds, protocol, name) + settings_flags(ckpt.settings)
+        check_role(ckpt, name, dataset, protocol, retrain)
+        check_layout(ckpt, ds.layout, f"{what} ({ds.layout.name} layout)", retrain)
+    pixels = check_consistent(ckpts)
+    release = [n for n, c in ckpts.items() if c.kind != "ours"]
+    notes += [RELEASE_NOTICE.format(names=", ".join(release))] if release else []
+    notes += unfinished_notes(ckpt_dir, dataset, protocol, ckpts)
+    return ({n: m for n, (m, _) in loaded.items()}, found, notes, pixels.get("mode", "paper"),
+            int(pixels.get("img_size", DEFAULT_IMG_SIZE)))

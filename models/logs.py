@@ -10,12 +10,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.atomic import write_text_atomic
-from .names import BEST_SUFFIX, CURVES_SUFFIX, FUSE5_OUTPUTS, LAST_SUFFIX, LOG_SUFFIX
+from descriptors.names import FUSION, is_fused
+from .names import BEST_SUFFIX, CURVES_SUFFIX, LAST_SUFFIX, LOG_SUFFIX, fused_outputs
 
-# Fuse5's eight training losses (models/recipe.py sums them), empty for a single-descriptor run.
-HEAD_FIELDS = tuple(f"loss_{head}" for head in FUSE5_OUTPUTS)
-LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_acc", "test_loss", "test_acc", "best_acc",
-              "seconds", "images_per_s", *HEAD_FIELDS)
+HEAD_PREFIX = "loss_"
+BASE_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_acc", "test_loss", "test_acc", "best_acc",
+               "seconds", "images_per_s")
+
+
+def head_fields(name: str) -> tuple[str, ...]:
+    """A fusion network's training losses by head (models/recipe.py sums them): Fuse5's eight."""
+    return tuple(f"{HEAD_PREFIX}{head}" for head in fused_outputs(name))
+
+
+HEAD_FIELDS = head_fields(FUSION)
+LOG_FIELDS = (*BASE_FIELDS, *HEAD_FIELDS)   # single models' logs keep Fuse5's (empty) head columns, as before
+
+
+def log_fields(name: str) -> tuple[str, ...]:
+    """The log's columns for a model: another set's fusion network has its own heads' columns."""
+    return (*BASE_FIELDS, *head_fields(name)) if is_fused(name) else LOG_FIELDS
 
 
 def last_logged_epoch(path: str | Path) -> int | None:
@@ -27,10 +41,10 @@ def last_logged_epoch(path: str | Path) -> int | None:
         return None
 
 
-def write_csv_log(path: str | Path, rows: list[dict]) -> None:
+def write_csv_log(path: str | Path, rows: list[dict], fields: Sequence[str] = LOG_FIELDS) -> None:
     """Rewrite the whole (small) CSV log atomically, so a resumed run's log has no duplicate epochs."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, LOG_FIELDS, extrasaction="ignore")
+    writer = csv.DictWriter(buf, fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buf.getvalue(), newline="")   # csv writes its own \r\n

@@ -68,10 +68,10 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
                     device: torch.device, epoch: int, opts: RunOptions = RunOptions(),
                     scaler: torch.amp.GradScaler | None = None) -> dict:
     """One pass over ``loader``; mean loss and accuracy over all ranks, images seen, seconds (and
-    Fuse5's eight mean head losses)."""
+    a fusion network's mean head losses)."""
     model.train()
     loss_sum = torch.zeros((), device=device)
-    heads_sum = torch.zeros(8, device=device, dtype=torch.float64)
+    heads_sum = torch.zeros(0, device=device, dtype=torch.float64)   # sized by the first batch's heads
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen, start = 0, time.perf_counter()
     bar = image_bar(loader, f"epoch {epoch}", opts)
@@ -89,7 +89,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             optimizer.step()
         loss_sum += loss.detach() * labels.shape[0]
         if (heads := head_losses(outputs, labels, criterion)) is not None:
-            heads_sum += heads.double() * labels.shape[0]
+            heads_sum = heads.double() * labels.shape[0] + (heads_sum if len(heads_sum) else 0)
         correct += (main_logits(outputs).argmax(1) == labels).sum()
         seen += labels.shape[0]
         bar.update(labels.shape[0])
@@ -100,7 +100,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
                                                   torch.tensor(float(seen), device=device, dtype=torch.float64)]),
                                      heads_sum]))
     n = max(sums[2].item(), 1.0)
-    heads = (sums[3:] / n).tolist() if heads_sum.any() else None
+    heads = (sums[3:] / n).tolist() if len(heads_sum) else None
     return {"loss": sums[0].item() / n, "acc": sums[1].item() / n, "images": int(sums[2].item()),
             "seconds": time.perf_counter() - start, "heads": heads}
 

@@ -9,14 +9,24 @@ import shutil
 import time
 from pathlib import Path
 
-from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, check_descriptor, protocol_suffix
+import descriptors.registry as registry
+from descriptors.names import check_descriptor, fused_inputs, model_names, protocol_suffix  # noqa: F401 - model_names re-exported
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"
 CURVES_SUFFIX, TENSORBOARD_DIR = "_curves.png", "tensorboard"   # a run's curves (models/curves.py)
-# Fuse5's eight outputs by name, in the order of its loss terms: the log's columns, the curves and
-# the exported graph's outputs name them so.
-FUSE5_OUTPUTS = ("main", *(f"single_{d}" for d in FUSION_ORDER), "g12", "g345")
+GROUP_OUTPUTS = ("g12", "g345")   # a fusion network's group heads: its colour inputs', its gray inputs'
+
+
+def fused_outputs(name: str) -> tuple[str, ...]:
+    """A fusion network's outputs by name, in the order of its loss terms: the log's columns, the
+    curves and the exported graph's outputs name them so. Fuse5: main, single_GD .. single_LAD,
+    g12 (GD+FDD), g345 (JDD+ADD+LAD); the group heads exist when a set has both colour and gray inputs."""
+    inputs = fused_inputs(name)
+    return ("main", *(f"single_{d}" for d in inputs), *(GROUP_OUTPUTS if registry.has_groups(inputs) else ()))
+
+
+FUSE5_OUTPUTS = fused_outputs("all")
 BEST, LAST = "best", "last"   # --epoch: the best epoch's checkpoint, the last one's
 SUPERSEDED_DIR = "superseded"   # under -ckpt: earlier models that a retrain replaced, kept
 
@@ -45,11 +55,6 @@ def checkpoint_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, de
 def log_path(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str) -> Path:
     """<prefix>_log.csv: the run's per-epoch log (models/logs.py)."""
     return Path(ckpt_dir) / f"{checkpoint_prefix(dataset, protocol, desc)}{LOG_SUFFIX}"
-
-
-def model_names(desc: str) -> list[str]:
-    """The models that ``-desc`` names: 'all' = the five single models and Fuse5."""
-    return [*DESCRIPTORS, FUSION] if desc == FUSION else [check_descriptor(desc)]
 
 
 def model_checkpoints(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,

@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.errors import cause_text
-from descriptors.names import DESCRIPTORS, FUSION, FUSION_ORDER, check_descriptor
+import descriptors.registry as registry
+from descriptors.base import COLOUR
+from descriptors.names import DESCRIPTORS, FUSION_ORDER, check_descriptor, fused_inputs, is_fused
 from .config import BN_STATS, DEFAULT_ARCH, FULL_WIDTH, SHARED_BN_STATS
 
 PAPER_CHANNELS = (256, 512, 1024)  # conv1, layer1, layer2 widths at width=1.0
-NUM_FUSED = len(FUSION_ORDER)
 
 
 class ChunkedBatchNorm2d(nn.BatchNorm2d):
@@ -117,32 +118,44 @@ class ResNet_c(Trunk):  # noqa: N801 - the release's class name
         return self.convf(self.features(x)).flatten(1)
 
 
-class Fuse5(Trunk):
-    """Five descriptors through one shared trunk; main, per-descriptor and group heads."""
+class FuseN(Trunk):
+    """N descriptors through one shared trunk; main, per-descriptor and group heads (Fuse5 for the five).
 
-    def __init__(self, num_classes: int, width: float = FULL_WIDTH, bn_stats: str = SHARED_BN_STATS) -> None:
+    ``inputs`` are the descriptors in the order the network takes them (descriptors.names.fused_inputs:
+    colour images first, then gray). Heads: ``convf`` on all N features, ``convf1`` shared by each
+    descriptor's features, and when the set has both kinds ``convf12`` on the colour ones and
+    ``convf345`` on the gray ones: for the five (GD, FDD | JDD, ADD, LAD) this is the release's Fuse5,
+    parameter for parameter.
+    """
+
+    def __init__(self, num_classes: int, width: float = FULL_WIDTH, bn_stats: str = SHARED_BN_STATS,
+                 inputs: tuple[str, ...] = FUSION_ORDER) -> None:
         super().__init__(width)
         if bn_stats not in BN_STATS:
             raise ValueError(f"bn_stats must be one of {BN_STATS}, got {bn_stats!r}")
-        c = self.feature_channels
-        self.convf = nn.Conv2d(NUM_FUSED * c, num_classes, 1, bias=False)
+        self.inputs = tuple(inputs)
+        self.colour = sum(registry.get(d).channels == COLOUR for d in self.inputs)
+        n, c = len(self.inputs), self.feature_channels
+        self.convf = nn.Conv2d(n * c, num_classes, 1, bias=False)
         self.convf1 = nn.Conv2d(c, num_classes, 1, bias=False)
-        self.convf12 = nn.Conv2d(2 * c, num_classes, 1, bias=False)
-        self.convf345 = nn.Conv2d(3 * c, num_classes, 1, bias=False)
-        set_bn_chunks(self, NUM_FUSED)
+        if registry.has_groups(self.inputs):
+            self.convf12 = nn.Conv2d(self.colour * c, num_classes, 1, bias=False)
+            self.convf345 = nn.Conv2d((n - self.colour) * c, num_classes, 1, bias=False)
+        set_bn_chunks(self, n)
         self.bn_stats = bn_stats
         if bn_stats == "per-descriptor":
             for module in self.modules():
                 if isinstance(module, ChunkedBatchNorm2d):
-                    module.enable_per_chunk_stats(NUM_FUSED)
+                    module.enable_per_chunk_stats(n)
 
     def forward(self, images) -> dict:
-        if len(images) != NUM_FUSED:
-            raise ValueError(f"Fuse5 takes {NUM_FUSED} image batches in order {FUSION_ORDER}, got {len(images)}")
-        return self.heads(self.features(torch.cat(list(images))).chunk(NUM_FUSED))  # one trunk pass, BN per chunk
+        if len(images) != len(self.inputs):
+            raise ValueError(f"this fusion network takes {len(self.inputs)} image batches in order "
+                             f"{', '.join(self.inputs)}, got {len(images)}")
+        return self.heads(self.features(torch.cat(list(images))).chunk(len(self.inputs)))  # one trunk pass, BN per chunk
 
     def forward_separately(self, images) -> dict:
-        """The release's way, five trunk calls: the reference for tests and the benchmark baseline."""
+        """The release's way, one trunk call per descriptor: the reference for tests and the benchmark baseline."""
         if self.bn_stats != SHARED_BN_STATS:
             raise ValueError("forward_separately is the release's shared-statistics Fuse5; "
                              "per-descriptor statistics need the batched forward")
@@ -150,15 +163,18 @@ class Fuse5(Trunk):
         try:
             return self.heads([self.features(x) for x in images])
         finally:
-            set_bn_chunks(self, NUM_FUSED)
+            set_bn_chunks(self, len(self.inputs))
 
     def heads(self, feats) -> dict:
-        return {
-            "main": self.convf(torch.cat(feats, 1)).flatten(1),
-            "single": [self.convf1(f).flatten(1) for f in feats],
-            "g12": self.convf12(torch.cat(feats[:2], 1)).flatten(1),
-            "g345": self.convf345(torch.cat(feats[2:], 1)).flatten(1),
-        }
+        out = {"main": self.convf(torch.cat(feats, 1)).flatten(1),
+               "single": [self.convf1(f).flatten(1) for f in feats]}
+        if registry.has_groups(self.inputs):
+            out["g12"] = self.convf12(torch.cat(feats[:self.colour], 1)).flatten(1)
+            out["g345"] = self.convf345(torch.cat(feats[self.colour:], 1)).flatten(1)
+        return out
+
+
+Fuse5 = FuseN   # the release's name: FuseN over the five in FUSION_ORDER
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -205,12 +221,13 @@ def torchvision_model(arch: str, num_classes: int, pretrained: bool = False) -> 
 
 def build_model(desc: str, num_classes: int, arch: str = DEFAULT_ARCH, width: float = FULL_WIDTH,
                 pretrained: bool = False, bn_stats: str = SHARED_BN_STATS) -> nn.Module:
-    """GD/JDD/ADD/LAD/FDD -> a single-image model; 'all' -> Fuse5 over the five images in FUSION_ORDER."""
+    """A descriptor's name -> a single-image model; a fusion name ('all': Fuse5 over the five images in
+    FUSION_ORDER; 'all-GD-JDD-JVD') -> FuseN over its inputs."""
     check_descriptor(desc, allow_fusion=True)
-    if desc == FUSION:
+    if is_fused(desc):
         if arch != DEFAULT_ARCH:
             raise ValueError(f"-desc all needs --arch {DEFAULT_ARCH} (Fuse5), got {arch!r}")
-        return Fuse5(num_classes, width, bn_stats)
+        return FuseN(num_classes, width, bn_stats, fused_inputs(desc))
     if arch == DEFAULT_ARCH:
         if pretrained:
             raise ValueError(f"--pretrained has no weights for {DEFAULT_ARCH} (it is trained from scratch)")
@@ -218,5 +235,5 @@ def build_model(desc: str, num_classes: int, arch: str = DEFAULT_ARCH, width: fl
     return torchvision_model(arch, num_classes, pretrained)
 
 
-__all__ = ["ChunkedBatchNorm2d", "ResBlock", "ResNet_c", "Fuse5", "build_model", "DESCRIPTORS", "DEFAULT_ARCH",
+__all__ = ["ChunkedBatchNorm2d", "ResBlock", "ResNet_c", "FuseN", "Fuse5", "build_model", "DESCRIPTORS", "DEFAULT_ARCH",
            "WeightsUnavailableError"]

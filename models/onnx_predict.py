@@ -18,7 +18,7 @@ import numpy as np
 
 from common.provenance import check, check_class_names, file_digest
 from descriptors.core import check_included, descriptor_images, network_input
-from descriptors.names import FUSION, FUSION_ORDER
+from descriptors.names import FUSION, needed_descriptors
 from models.evaluation import mean_softmax
 from models.names import checkpoint_prefix, model_names
 from models.prediction import Prediction, model_notes, unfinished_note
@@ -166,8 +166,8 @@ def predict_file_onnx(path: str | Path, onnx_dir: str | Path, dataset: str, prot
     check_classes(found, ds, protocol)
     X = load_sequence(path, mode, ds.kind, ds.layout)
     check_included(X, mode, path)
-    images = descriptor_images(X, ds.layout, mode, img_size)
-    inputs = {d: network_input(images[d])[None] for d in FUSION_ORDER}
+    images = descriptor_images(X, ds.layout, mode, img_size, needed_descriptors(found))
+    inputs = {d: network_input(images[d])[None] for d in images}
     logits = [run_graph(sessions[name], meta, inputs) for name, (_, meta) in found.items()]
     return Prediction(mean_softmax(logits)[0], {n: p for n, (p, _) in found.items()}, images, X, mode, ds.layout,
                       export_notes(found, missing))

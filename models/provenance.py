@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common.provenance import check_class_names, refusal
+import descriptors.registry as registry
 from descriptors import provenance
 from skeletons.datasets import class_names
 from skeletons.layouts import Layout, layout_record
@@ -34,6 +35,30 @@ def check_role(ckpt: Checkpoint, name: str, dataset: str, protocol: str, retrain
                               f"{dataset} {protocol} {name}; use the right file or retrain: {retrain}")
     check_class_names(ckpt.settings.get("class_names") if ckpt.kind == "ours" else None, class_names(dataset),
                       file=ckpt.path, fix=f"use checkpoints trained on these classes (-ckpt), or retrain: {retrain}")
+    check_codes(ckpt, name, retrain)
+
+
+def trained_codes(ckpt: Checkpoint) -> dict[str, str]:
+    """{descriptor: digest of its code} of the images a model was trained on (as its folders' records
+    said); empty for the release's files and for models trained before codes were recorded."""
+    data = ckpt.settings.get("data") if ckpt.kind == "ours" else None
+    codes = {}
+    for part in (data.values() if isinstance(data, dict) else ()):
+        for desc, facts in (part.items() if isinstance(part, dict) else ()):
+            if isinstance(facts, dict) and facts.get(provenance.CODE_FIELD):
+                codes.setdefault(desc, facts[provenance.CODE_FIELD])
+    return codes
+
+
+def check_codes(ckpt: Checkpoint, name: str, retrain: str) -> None:
+    """Refuse a model trained on images that another version of a descriptor's code made: the
+    images made now, or read from folders made now, are not those it learnt."""
+    for desc, code in trained_codes(ckpt).items():
+        if desc in registry.REGISTRY and code != registry.code_digest(desc):
+            raise refusal(ckpt.path, [f"{desc} code: {code} -> {registry.code_digest(desc)}"],
+                          f"remake the images and retrain: {retrain}",
+                          made=f"trained on images of another version of the {desc} code", direction="model -> now",
+                          error=CheckpointError)
 
 
 def trained_pixels(ckpt: Checkpoint) -> dict:

@@ -11,6 +11,8 @@ from torch import nn
 
 from skeletons.datasets import get_dataset
 
+from .names import GROUP_OUTPUTS
+
 SOFT_ON, SOFT_OFF = 0.8, 0.1  # the release's targets: not renormalised (they sum to 0.8 + 0.1 (C-1))
 NTU_HALVING_EPOCHS = 3
 
@@ -59,24 +61,26 @@ def main_logits(outputs) -> torch.Tensor:
     return outputs["main"] if isinstance(outputs, dict) else outputs
 
 
-def fuse5_heads(outputs: dict) -> list[torch.Tensor]:
-    """Fuse5's eight outputs in the order of its loss terms (and of the log's HEAD_FIELDS)."""
-    return [outputs["main"], *outputs["single"], outputs["g12"], outputs["g345"]]
+def fused_heads(outputs: dict) -> list[torch.Tensor]:
+    """A fusion network's outputs in the order of its loss terms (models.names.fused_outputs; Fuse5's
+    eight, the log's HEAD_FIELDS): main, one per descriptor, then the group heads it has."""
+    return [outputs["main"], *outputs["single"], *(outputs[g] for g in GROUP_OUTPUTS if g in outputs)]
 
 
 def total_loss(outputs, labels: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
-    """One CE for a single model; for Fuse5 the sum of 8 (main, five single, g12, g345)."""
+    """One CE for a single model; for a fusion network the sum over its heads (Fuse5: 8: main, five
+    single, g12, g345)."""
     if not isinstance(outputs, dict):
         return criterion(outputs, labels)
-    return sum(criterion(h, labels) for h in fuse5_heads(outputs))
+    return sum(criterion(h, labels) for h in fused_heads(outputs))
 
 
 @torch.no_grad()
 def head_losses(outputs, labels: torch.Tensor, criterion: nn.Module) -> torch.Tensor | None:
-    """Fuse5's eight loss terms (detached, for the log and the curves); None for a single model."""
+    """A fusion network's loss terms (detached, for the log and the curves); None for a single model."""
     if not isinstance(outputs, dict):
         return None
-    return torch.stack([criterion(h.detach().float(), labels) for h in fuse5_heads(outputs)])
+    return torch.stack([criterion(h.detach().float(), labels) for h in fused_heads(outputs)])
 
 
 

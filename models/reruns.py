@@ -15,7 +15,7 @@ from skeletons.reading import MODES
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_settings, restore_rng_states
 from .names import LAST_SUFFIX, run_files
 from .config import IMAGES, SKELETONS, TrainConfig
-from .run_data import DATA_FIELDS
+from .run_data import DATA_FIELDS, LATER_DATA_FIELDS
 
 # The settings that decide what the optimiser does or which data it sees: a run continues only
 # while all of them are equal, and a checkpoint records exactly these. Not among them: epochs (the
@@ -88,7 +88,8 @@ def data_differences(recorded, now: dict) -> list[str]:
         for name in DATA_FIELDS:
             def value(side: dict, desc: str):
                 return (side.get(desc) or {}).get(name, NOT_RECORDED)
-            differ = [d for d in descs if value(old, d) != value(new, d)]
+            differ = [d for d in descs if value(old, d) != value(new, d)
+                      and not (name in LATER_DATA_FIELDS and value(old, d) in (NOT_RECORDED, None))]
             if differ:
                 out.append(f"data.{part}.{name} ({' '.join(differ)}): {_show(value(old, differ[0]))} -> "
                            f"{_show(value(new, differ[0]))}")

@@ -10,7 +10,9 @@ from descriptors.dataset import descriptor_selection, make_command
 from descriptors.skeleton_source import SkeletonSequences
 from skeletons.augment import Augment
 
-DATA_FIELDS = ("fingerprint", "sources", "samples", "mode", "img_size", "layout")
+DATA_FIELDS = ("fingerprint", "sources", "samples", "mode", "img_size", "layout", provenance.CODE_FIELD)
+# Fields that records made before them lack: a run that recorded none is not made stale by them.
+LATER_DATA_FIELDS = (provenance.CODE_FIELD,)
 ORIGIN_FIELDS = provenance.ORIGIN_FIELDS   # kept too where a record has them (one-file datasets)
 AGREED_FIELDS = ("mode", "img_size", "layout")   # one value for all the folders a model reads
 
@@ -36,6 +38,7 @@ def folder_data(ds) -> list[FolderData]:
         facts = {"fingerprint": record.get("fingerprint"), "sources": record.get("sources"), "samples": len(ds),
                  "mode": record.get("mode"),
                  "img_size": ds.folder_image_size(k), "layout": record.get("layout"),
+                 provenance.CODE_FIELD: record.get(provenance.CODE_FIELD),
                  **{name: record[name] for name in ORIGIN_FIELDS if name in record}}
         # The folder's own sequence folder; the messages below add the mode and size the fix needs.
         remake = make_command(ds.split, ds.root, {"seq_dir": record.get("seq_dir")})
@@ -50,7 +53,8 @@ def skeleton_data(data, desc: str, img_size: int) -> list[FolderData]:
     record = data.record(img_size)   # DATA_FIELDS are the same for every descriptor: one pass over the split
     facts = {k: record[k] for k in (*DATA_FIELDS, *ORIGIN_FIELDS) if k in record}
     remake = f"the sequence files in {data.seq_dir}"
-    return [FolderData(data.part, d, data.seq_dir, dict(facts), remake) for d in descs]
+    return [FolderData(data.part, d, data.seq_dir, {**facts, **provenance.descriptor_fields(d)}, remake)
+            for d in descs]
 
 
 def check_image_size_flag(data, img_size: int | None) -> None:

@@ -12,7 +12,7 @@ import torch
 from descriptors.core import DEFAULT_IMG_SIZE
 from descriptors.dataset import DescriptorImages, SampleInfo, make_command, reading_splits
 from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
-from models import evaluation as ev
+from models import ablation, evaluation as ev
 from models.checkpoint import load_model, read_settings
 from models.config import DEFAULT_ARCH, IMAGES, TestConfig
 from models.inference import split_checkpoints, train_command as model_train_command
@@ -23,7 +23,7 @@ from common.atomic import write_text_atomic
 from common.notices import notice_once
 from skeletons.datasets import Split, class_names, default_protocol, get_dataset, presence_note
 from skeletons.unpacked import origin_fields
-from descriptors.names import FUSION, FUSION_ORDER, check_descriptor
+from descriptors.names import FUSION, FUSION_ORDER, check_descriptor, fused_inputs, is_fused, needed_descriptors
 from models import scores
 from models.logs import last_logged_epoch
 from models.recipe import holdout_split
@@ -76,7 +76,7 @@ def check_test_images(config: TestConfig, ckpts: dict, data: DescriptorImages) -
     record = next((r for r in data.provenance.values() if r), None) or {}
     remake = lambda root, settings: make_command(data.split, root, {**record, **settings}, explicit=True)  # noqa: E731
     for name, ckpt in ckpts.items():
-        for desc in (FUSION_ORDER if name == FUSION else (name,)):
+        for desc in (fused_inputs(name) if is_fused(name) else (name,)):
             k = data.descs.index(desc)
             check_against_folder(ckpt, data.folders[k], data.provenance[desc], data.folder_image_size(k), remake,
                                  train_command(config, name))
@@ -180,12 +180,15 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     config.protocol = default_protocol(config.dataset, config.protocol)
     desc = check_descriptor(config.desc, allow_fusion=True)
     found, missing = find_checkpoints(config, desc)
+    if config.ablation:   # refused before the models run: one single model has no subsets to compare
+        ablation.check_members([n for n in found if not is_fused(n)])
     device = pick_device(config.gpu, log=lambda line: print(line, file=sys.stderr))   # it says the CPU notice once per process
     for name, m in missing.items():
         print(f"missing {m['path']}: skipped; {m['why']}", file=sys.stderr)
     models, ckpts = load_models(config, found, ds.num_classes, device)
     # Read each needed descriptor once per sample; every model sees the same batches in one order.
-    descs = [d for d in FUSION_ORDER if FUSION in models or d in models]
+    descs = list(needed_descriptors(models))
+    fused = next((n for n in models if is_fused(n)), None)
     # skels2desc cannot rewrite the test folders while they are read (it names this run)
     reads = [Split.of(config.dataset, config.protocol, read_part(config))] if config.source == IMAGES else []
     with reading_splits(config.despth, reads, config.wait, lambda line: print(f"waiting: {line}", file=sys.stderr)):
@@ -201,8 +204,12 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
     samples = [samples[i] for i in positions]
     archs = {n: c.settings.get("arch", DEFAULT_ARCH) for n, c in ckpts.items()}
     priority = config.priority.split(",") if config.priority else None
-    rows, order = ev.fusion_rows({n: o for n, o in outputs.items() if n != FUSION}, outputs.get(FUSION), labels,
-                                 priority, {n: c.best_acc for n, c in ckpts.items()}, archs)
+    # The fusion network's rows are keyed 'all' whatever its set (score files, ensembles, the paper
+    # table read them so); their labels name its inputs.
+    singles = {n: o for n, o in outputs.items() if not is_fused(n)}
+    recorded = {(FUSION if is_fused(n) else n): c.best_acc for n, c in ckpts.items()}
+    rows, order = ev.fusion_rows(singles, outputs.get(fused), labels, priority, recorded, archs,
+                                 inputs=fused_inputs(fused) if fused else FUSION_ORDER)
     excluded = sample_notes(data)
     info = {
         "dataset": config.dataset, "protocol": config.protocol, "desc": desc, "epoch": config.epoch, "part": config.on,
@@ -217,7 +224,11 @@ def evaluate(config: TestConfig) -> tuple[dict, list[ev.Row]]:
         "sample_index": [s.index for s in samples],
     }
     sample_ids = [s.sample or f"{config.dataset}_test_{s.index}" for s in samples]
-    return ev.results_document(rows, labels, sample_ids, ds.num_classes, **info), rows
+    doc = ev.results_document(rows, labels, sample_ids, ds.num_classes, **info)
+    if config.ablation:
+        doc["ablation"] = ablation.ablation_rows(singles, labels,
+                                                 ds.num_classes)
+    return doc, rows
 
 
 def run_stem(config: TestConfig, desc: str) -> str:
@@ -289,7 +300,7 @@ def paper_table(config: TestConfig) -> str:
     others = {f: doc for f, doc in docs.items() if f not in paper}
     if not paper:
         raise FileNotFoundError(ev.no_paper_results(folders, others, [f for f in found if not ev.tabulated(f)]))
-    table = ev.paper_table(list(paper.values()))
+    table = ev.paper_table(list(paper.values())) + ablation.paper_sections(list(paper.values()))
     target = Path(config.out or config.ckpt) / ev.PAPER_TABLE_NAME
     write_text_atomic(target, table, make_parents=True)
     left_out = (f"; left out, as the paper has no column for their data: {ev.results_summary(others)}"

@@ -22,7 +22,7 @@ from common.locks import folder_lock
 from common.notices import notice_once
 from descriptors.core import DEFAULT_IMG_SIZE
 from descriptors.dataset import DescriptorImages, reading_splits
-from descriptors.names import FUSION
+from descriptors.names import is_fused
 from descriptors.skeleton_source import ImageMaker, SkeletonSequences, skeleton_loader
 from skeletons.augment import Augment
 from skeletons.datasets import PARTS, Split, default_protocol, get_dataset, presence_note
@@ -30,7 +30,7 @@ from .checkpoint import CheckpointError, CheckpointWriteError, save_checkpoint
 from .config import IMAGES, SKELETONS, TrainConfig
 from .curves import CurveWriter
 from .distributed import DistInfo, barrier, cleanup_distributed, init_distributed, shard
-from .logs import HEAD_FIELDS, Ending, format_epoch_line, write_csv_log
+from .logs import Ending, format_epoch_line, head_fields, log_fields, write_csv_log
 from .loop import RunOptions, amp_setup, evaluate, pick_device, train_one_epoch
 from .names import (BEST, LAST, checkpoint_path, checkpoint_prefix, log_path, prune_checkpoints, remove_run_files,
                     run_files, run_lock_path)
@@ -232,10 +232,10 @@ def announce(run: Run, loaders: Loaders, net: Model, device: torch.device, info:
         f"{num_classes} classes, {sum(p.numel() for p in net.model.parameters()) / 1e6:.2f} M parameters, "
         f"{info.world_size} process(es) on {device}")
     if config.label_smoothing is None:
-        heads = 8 if config.desc == FUSION else 1
+        heads = len(head_fields(config.desc)) if is_fused(config.desc) else 1
         notice_once(f"note: the loss is a cross-entropy against the release's soft targets (0.8 / 0.1, which do not "
             f"sum to 1): its floor is {heads * soft_target_floor(num_classes):.1f}, not 0"
-            + (" (Fuse5 sums 8 such losses)" if heads > 1 else ""), log)
+            + (f" (the fusion network sums {heads} such losses)" if heads > 1 else ""), log)
 
 
 def run_epoch(epoch: int, run: Run, loaders: Loaders, net: Model, device: torch.device) -> tuple[dict, float]:
@@ -253,7 +253,7 @@ def run_epoch(epoch: int, run: Run, loaders: Loaders, net: Model, device: torch.
            "val_acc": val["acc"] if val else "", "test_loss": test["loss"], "test_acc": test["acc"],
            "best_acc": None, "seconds": round(train["seconds"], 2),
            "images_per_s": train["images"] / max(train["seconds"], 1e-9),
-           **(dict(zip(HEAD_FIELDS, train["heads"])) if train["heads"] else {})}
+           **(dict(zip(head_fields(run.config.desc), train["heads"])) if train["heads"] else {})}
     return row, (val or test)["acc"]
 
 
@@ -271,7 +271,7 @@ def save_epoch(run: Run, net: Model, row: dict, history: list, improved: bool) -
         save_checkpoint(run.last_path, optimizer=net.optimizer, scheduler=net.scheduler, with_rng=True,
                         extra={"history": history, **({"scaler": run.scaler.state_dict()} if run.scaler else {})},
                         **common)
-        write_csv_log(run.log_path, history)
+        write_csv_log(run.log_path, history, log_fields(run.config.desc))
     except (CheckpointWriteError, OSError) as e:  # a full disk
         why = e if isinstance(e, CheckpointWriteError) else f"{run.log_path}: not written ({cause_text(e)})"
         raise CheckpointWriteError(f"{why}; once fixed, rerun the same command: it continues from "
