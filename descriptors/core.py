@@ -201,3 +201,10 @@ def descriptor_images(X: np.ndarray, layout: Layout | None = None, mode: str = "
         if registry.get(name).made_of:
             images[name] = fuse(images, registry.get(name).made_of)
     return {name: images[name] for name in registry.ordered(wanted)}
+
+
+def descriptor_image_batch(sequences, layout: Layout | None, mode: str, img_size: int,
+                           descs: Iterable[str]) -> dict[str, np.ndarray]:
+    """``descriptor_images`` of each sequence, stacked by descriptor: (N, S, S[, 3]) uint8 each."""
+    made = [descriptor_images(X, layout, mode, img_size, descs) for X in sequences]
+    return {name: np.stack([m[name] for m in made]) for name in registry.ordered(descs)}

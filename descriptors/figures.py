@@ -22,6 +22,8 @@ from matplotlib.ticker import PercentFormatter  # noqa: E402
 
 from common.atomic import atomic_path  # noqa: E402
 from skeletons.layouts import Layout, layout_for_joints  # noqa: E402
+import descriptors.registry as registry  # noqa: E402
+from descriptors.base import Feature, angle_features, joint_features, pair_features  # noqa: E402
 from descriptors.names import DESCRIPTORS  # noqa: E402
 
 from skeletons.datasets import BUILTIN_DATASETS, get_dataset, sample_id  # noqa: E402
@@ -40,7 +42,6 @@ CAPTION_LINE = 0.17          # inches per caption line (8 pt)
 STRIP_HEIGHT = (1.6, 3.4)    # the frames' panel: least and most inches
 STRIP_TEXT = 0.4             # of which its title above and the frame numbers below
 BARS_SHARE = 0.33            # predict.py's top classes: this share of the top row's width
-COLUMNS_OF = {"ADD": "frame step"}   # ADD's columns are the T-1 moves between frames
 
 
 # --------------------------------------------------------------------------- what the sample is
@@ -171,16 +172,30 @@ def draw_strip(ax: plt.Axes, X: np.ndarray, layout: Layout, frames: np.ndarray, 
 # --------------------------------------------------------------------------- the images
 
 
-def feature_names(layout: Layout) -> dict[str, tuple[str, list[str]]]:
-    """Per descriptor: (what one of its rows is, each row's name) for one body."""
-    joint = layout.joints
-    return {
-        "GD": ("joints", list(joint)),
-        "JDD": ("joint pairs", [f"{joint[a]}-{joint[b]}" for a, b in layout.jdd_pairs]),
-        "ADD": ("joints", list(joint)),
-        "LAD": ("angles", [f"at {joint[p]} between {joint[a]} and {joint[b]}" for p, a, b in layout.lad_triplets]),
-        "FDD": ("as in JDD, ADD, LAD", []),
-    }
+ROW_KINDS = {joint_features: "joints", pair_features: "joint pairs", angle_features: "angles"}
+
+
+def row_name(feature: Feature, joints: Sequence[str]) -> str:
+    """A row's short name for the figures: 'a-b' for a pair, 'at p between a and b' for an angle."""
+    if len(feature.joints) == 2:
+        return "-".join(joints[j] for j in feature.joints)
+    if len(feature.joints) == 3:
+        p, a, b = (joints[j] for j in feature.joints)
+        return f"at {p} between {a} and {b}"
+    return feature.label
+
+
+def feature_names(layout: Layout, descs: Sequence[str] | None = None) -> dict[str, tuple[str, list[str]]]:
+    """Per descriptor (default: every known one): (what one of its rows is, each row's name) for one body."""
+    out = {}
+    for name in registry.names() if descs is None else descs:
+        desc = registry.get(name)
+        if desc.made_of:
+            out[name] = (f"as in {', '.join(desc.made_of)}", [])
+        else:
+            rows = desc.features(layout)
+            out[name] = (ROW_KINDS.get(desc.features, "features"), [row_name(f, layout.joints) for f in rows])
+    return out
 
 
 def draw_image(ax: plt.Axes, desc: str, image: np.ndarray, layout: Layout, bodies: int, frames: int) -> None:
@@ -191,12 +206,12 @@ def draw_image(ax: plt.Axes, desc: str, image: np.ndarray, layout: Layout, bodie
     rows = f"{len(names)} {what}" if names else what
     ax.set_title(desc, fontsize=11, fontweight="bold")
     ax.set_ylabel(f"rows: {rows}" + (" per body" if bodies == 2 else ""), fontsize=8)
-    steps = desc in COLUMNS_OF   # ADD: the moves from frame t to t+1
+    steps = registry.get(desc).steps   # ADD: the moves from frame t to t+1
     columns = frames - 1 if steps else frames
     first, last = ("1→2", f"{frames - 1}→{frames}") if steps else ("1", str(frames))
     ax.set_xticks(*(([0, size_x - 1], [first, last]) if columns > 1 else
                     ([(size_x - 1) / 2], [first]) if columns == 1 else ([], [])), fontsize=7)
-    ax.set_xlabel(f"columns: {COLUMNS_OF.get(desc, 'frame')}s" if columns else "columns: none (one frame, no step)",
+    ax.set_xlabel(f"columns: {'frame step' if steps else 'frame'}s" if columns else "columns: none (one frame, no step)",
                   fontsize=8)
     if bodies == 2:   # each half named, a longer tick where body 2's rows begin
         centres = (np.arange(bodies) + 0.5) * size_y / bodies - 0.5
@@ -213,7 +228,7 @@ def listed(names: Sequence[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
-def caption(layout: Layout, X: np.ndarray, img_size: int) -> str:
+def caption(layout: Layout, X: np.ndarray, img_size: int, extras: Sequence[str] = ()) -> str:
     """What the rows and columns of the images are, with the features named, and which body is
     missing in which share of the frames (its rows are flat there: the band is not a fault)."""
     T, bodies = X.shape[0], X.shape[1] // layout.num_joints
@@ -226,7 +241,9 @@ def caption(layout: Layout, X: np.ndarray, img_size: int) -> str:
              f"bone graph, {axes}.  JDD: {len(layout.jdd_pairs)} joint pairs ({listed(names['JDD'][1])}), "
              f"distance / body size.  ADD: the {layout.num_joints} joints, distance moved from one frame to "
              f"the next ({T - 1} step{'' if T == 2 else 's'}).  LAD: {len(layout.lad_triplets)} angles "
-             f"({listed(names['LAD'][1], 2)}).  FDD: JDD, ADD and LAD as red, green and blue."]
+             f"({listed(names['LAD'][1], 2)}).  FDD: JDD, ADD and LAD as red, green and blue."
+             + "".join(f"  {d}: {len(names[d][1])} {names[d][0]}, {registry.get(d).summary}."
+                       for d in extras if registry.get(d).summary)]
     present = np.any(X.reshape(T, bodies, -1) != 0, axis=2).sum(axis=0)
     lines += [f"Body {b + 1} is not tracked in {T - n} of the {T} frames: its rows are flat there."
               for b, n in enumerate(present) if n < T]
@@ -271,14 +288,15 @@ def draw_top(ax: plt.Axes, top: TopClasses) -> None:
 
 def descriptor_figure(X: np.ndarray, layout: Layout, images: dict[str, np.ndarray], title: str = "",
                       n_frames: int = 8, top: TopClasses | None = None) -> plt.Figure:
-    """Matplotlib figure: frames of the sequence on top (with ``top``'s bars beside them), the five
-    images below (DESCRIPTORS order) with their axes, and a caption naming rows and columns."""
+    """Matplotlib figure: frames of the sequence on top (with ``top``'s bars beside them), the images
+    below (the registry's order: the five, then yours) with their axes, and a caption naming rows and columns."""
     frames = np.unique(np.linspace(0, X.shape[0] - 1, min(n_frames, X.shape[0])).round().astype(int))
     bodies = X.shape[1] // layout.num_joints
     strip_width = FIGURE_WIDTH * (1 - BARS_SHARE if top else 1) - 0.2
     columns = strip_columns(X, layout, frames, strip_width)
     strip_in = strip_height(X, layout, frames, columns, strip_width)
-    text = caption(layout, X, images[DESCRIPTORS[0]].shape[0])
+    shown = registry.ordered(images)   # the five, and any other descriptor made for the sample
+    text = caption(layout, X, images[shown[0]].shape[0], [d for d in shown if d not in DESCRIPTORS])
     caption_in = CAPTION_LINE * (text.count("\n") + 1) + 0.1
     fig = plt.figure(figsize=(FIGURE_WIDTH, 0.35 + strip_in + IMAGES_HEIGHT + caption_in), layout="constrained")
     fig.suptitle(title, fontsize=11)
@@ -289,7 +307,7 @@ def descriptor_figure(X: np.ndarray, layout: Layout, images: dict[str, np.ndarra
     else:
         strip_ax = upper.subplots()
     draw_strip(strip_ax, X, layout, frames, columns)
-    for axis, desc in zip(lower.subplots(1, len(DESCRIPTORS)), DESCRIPTORS):
+    for axis, desc in zip(lower.subplots(1, len(shown), squeeze=False)[0], shown):
         draw_image(axis, desc, images[desc], layout, bodies, X.shape[0])
     bottom.text(0.01, 0.98, text, ha="left", va="top", fontsize=8)
     return fig
@@ -340,10 +358,11 @@ def file_figure(path: str | Path, out: str | Path, mode: str = "paper", img_size
 
 
 def save_images(images: dict[str, np.ndarray], folder: str | Path, stem: str) -> list[Path]:
-    """The five images as <folder>/<stem>_<DESC>.png."""
+    """The images (the five, or a set's) as <folder>/<stem>_<DESC>.png."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{stem}_{desc}.png" for desc in DESCRIPTORS]
-    for desc, path in zip(DESCRIPTORS, paths):
+    shown = registry.ordered(images)
+    paths = [folder / f"{stem}_{desc}.png" for desc in shown]
+    for desc, path in zip(shown, paths):
         save_png(images[desc], path)
     return paths

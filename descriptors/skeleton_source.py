@@ -40,10 +40,10 @@ from skeletons.unpacked import origin_fields
 
 from . import provenance
 from .names import split_stem
-from .core import DEFAULT_IMG_SIZE, degenerate_reason
+from .core import DEFAULT_IMG_SIZE, degenerate_reason, descriptor_image_batch
 from .seals import SEAL_SUFFIX, seal_path, usable, write_seal
 from .dataset import CACHE_REMEDY, descriptor_selection, files_digest, remove_superseded
-from .torch_engine import descriptor_images_torch
+from .torch_engine import descriptor_images_torch, has_twin
 
 SOURCE = "skeletons"      # the record's "source": what the images of a run were made from
 PACK_DIR = ".cache"       # under the sequence folder, as the image packs live under the descriptor root
@@ -63,12 +63,27 @@ class SequenceBatch(NamedTuple):
     sequences: list[np.ndarray]
     labels: torch.Tensor   # (N,) int64, 0-based
     indices: torch.Tensor  # (N,) int64
+    images: dict[str, np.ndarray] | None = None   # of descriptors without a torch twin, made in the worker
 
 
 def collate_sequences(batch: Sequence[SequenceItem]) -> SequenceBatch:
     """DataLoader ``collate_fn``: sequences of any lengths stay a list (the engine packs them)."""
     return SequenceBatch([item.sequence for item in batch], torch.tensor([item.label for item in batch]),
                          torch.tensor([item.index for item in batch]))
+
+
+class CollateWithImages(NamedTuple):
+    """``collate_sequences`` that also makes the batch's images of descriptors without a torch twin
+    (docs/EXTENDING.md) with the numpy engine: in the loader's workers, beside the reading."""
+    descs: tuple[str, ...]
+    layout: Layout
+    mode: str
+    img_size: int
+
+    def __call__(self, batch: Sequence[SequenceItem]) -> SequenceBatch:
+        collated = collate_sequences(batch)
+        return collated._replace(images=descriptor_image_batch(collated.sequences, self.layout, self.mode,
+                                                               self.img_size, self.descs))
 
 
 # ---------------------------------------------------------------- the dataset
@@ -281,6 +296,7 @@ class ImageMaker:
                  augment: Augment | None = None, seed: int = 0, memo_budget: int = MEMO_BUDGET) -> None:
         check_mode(mode)
         self.descs, self.single = descriptor_selection(descs)
+        self.untwinned = tuple(d for d in self.descs if not has_twin(d))   # made by the numpy engine
         self.layout, self.mode, self.img_size = layout, mode, int(img_size)
         self.device = torch.device(device)
         self.augment = augment if augment is not None and augment.enabled else None
@@ -295,15 +311,28 @@ class ImageMaker:
         return [augment_sequence(X, self.layout, self.augment, item_generator(self.seed, epoch, int(i)))
                 for X, i in zip(batch.sequences, batch.indices)]
 
-    def make(self, sequences: list[np.ndarray]) -> list[torch.Tensor]:
-        """The engine's images of ``sequences`` for ``descs``, in the loader's layout."""
+    def collate_fn(self):
+        """The loader's collate: with descriptors that have no torch twin and no augmentation (whose
+        draws this process makes), their images are made in the loader's workers."""
+        if self.untwinned and self.augment is None:
+            return CollateWithImages(self.untwinned, self.layout, self.mode, self.img_size)
+        return collate_sequences
+
+    def make(self, sequences: list[np.ndarray], premade: dict[str, np.ndarray] | None = None) -> list[torch.Tensor]:
+        """The images of ``sequences`` for ``descs``, in the loader's layout: the torch engine's, and
+        those of descriptors without a twin as the workers made them (``premade``) or made here."""
+        twinned = [d for d in self.descs if d not in self.untwinned]
         made = descriptor_images_torch(sequences, self.layout, self.mode, self.img_size, self.device,
-                                       descs=self.descs)
+                                       descs=twinned) if twinned else {}
+        if self.untwinned:
+            premade = premade or descriptor_image_batch(sequences, self.layout, self.mode, self.img_size,
+                                                        self.untwinned)
+            made.update({d: torch.from_numpy(premade[d]).to(self.device) for d in self.untwinned})
         return [bgr_batch(made[d]) for d in self.descs]
 
     def __call__(self, batch: SequenceBatch, epoch: int = 0) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
         if self.augment is not None or self.memo_budget <= 0:
-            images = self.make(self.sequences(batch, epoch))
+            images = self.make(self.sequences(batch, epoch), batch.images if self.augment is None else None)
         else:
             images = self.remembered(batch)
         return (images[0] if self.single else images), batch.labels
@@ -314,12 +343,13 @@ class ImageMaker:
         indices = [int(i) for i in batch.indices]
         todo = [k for k, i in enumerate(indices) if i not in self.memo]
         if todo:
-            made = self.make([batch.sequences[k] for k in todo])
+            premade = None if batch.images is None else {d: v[todo] for d, v in batch.images.items()}
+            made = self.make([batch.sequences[k] for k in todo], premade)
             for j, k in enumerate(todo):
                 per_sample = [images[j] for images in made]
                 size = sum(t.numel() for t in per_sample)
                 if self.memo_used + size > self.memo_budget:
-                    return self.make(batch.sequences)   # over budget: make the batch as it comes
+                    return self.make(batch.sequences, batch.images)   # over budget: make the batch as it comes
                 self.memo[indices[k]] = [t.clone() for t in per_sample]
                 self.memo_used += size
         return [torch.stack([self.memo[i][d] for i in indices]) for d in range(len(self.descs))]
@@ -346,4 +376,4 @@ class ImageBatches:
 def skeleton_loader(data: torch.utils.data.Dataset, maker: ImageMaker, **loader_kw) -> ImageBatches:
     """``DataLoader(data, collate_fn=collate_sequences, **loader_kw)`` yielding (images, labels)
     batches: ``data`` is a ``SkeletonSequences`` or a Subset of one."""
-    return ImageBatches(torch.utils.data.DataLoader(data, collate_fn=collate_sequences, **loader_kw), maker)
+    return ImageBatches(torch.utils.data.DataLoader(data, collate_fn=maker.collate_fn(), **loader_kw), maker)

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 import descriptors.registry as registry
 from descriptors.base import COLOUR
-from descriptors.core import (DEFAULT_IMG_SIZE, Quirks, adjacency_terms, descriptor_images, jdd_tables, lad_tables,
-                              quirks_for)
+from descriptors.core import (DEFAULT_IMG_SIZE, Quirks, adjacency_terms, descriptor_image_batch, jdd_tables,
+                              lad_tables, quirks_for)
 from skeletons.layouts import Layout, layout_for_joints
 
 # Pillow's fixed point (libImaging/Resample.c): 8 bits of result, 2 of headroom in an int32.
@@ -538,9 +538,9 @@ def packed_descriptor_images(pack: Pack, mode: str = "paper", img_size: int = DE
 def numpy_images(sequences: Sequence[np.ndarray | torch.Tensor], layout: Layout, mode: str, img_size: int,
                  descs: Sequence[str], device: torch.device) -> dict[str, torch.Tensor]:
     """The images of descriptors without a torch twin, made by the numpy engine, sample by sample."""
-    made = [descriptor_images(np.asarray(X.cpu() if torch.is_tensor(X) else X), layout, mode, img_size, descs)
-            for X in sequences]
-    return {name: torch.from_numpy(np.stack([m[name] for m in made])).to(device) for name in descs}
+    arrays = [np.asarray(X.cpu() if torch.is_tensor(X) else X) for X in sequences]
+    return {name: torch.from_numpy(images).to(device)
+            for name, images in descriptor_image_batch(arrays, layout, mode, img_size, descs).items()}
 
 
 def descriptor_images_torch(sequences: Sequence[np.ndarray | torch.Tensor], layout: Layout | None = None,

@@ -18,14 +18,15 @@ import numpy as np
 
 from common.atomic import write_text_atomic, writing_into
 from common.provenance import ProvenanceError, check, first_difference
-from descriptors.names import DESCRIPTORS, FUSION
+import descriptors.registry as registry
+from descriptors.names import FUSION
 from models import evaluation as ev
 from models import scores as score_files
 from models.scores import UNKNOWN, ScoreSet, read_scores
 
 # Rows of our score files that are networks (the others are fusions of them): what a file of ours
 # gives as streams unless FILE#ROW,ROW names rows.
-NETWORK_ROWS = (*DESCRIPTORS, FUSION)
+NETWORK_ROWS = (*registry.names(), FUSION)   # a score file of ours: its descriptor models and fusion network
 WEIGHT_GRID = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2))   # coordinate search, per stream
 TUNE_ROUNDS = 3
 # What our score files record of the samples they score (data, split: a PYSKL or CTR-GCN file's

@@ -119,6 +119,25 @@ def test_a_file_dropped_into_extra_is_found(tmp_path):
     assert len(warning) == 1 and "descriptor not loaded" in warning[0] and "division by zero" in warning[0]
 
 
+def assert_skeleton_batches_equal_the_folders(seq: Path, root: Path) -> None:
+    """--source skeletons with JVD (no torch twin): its images are made in the loader's worker by the
+    numpy engine, and every batch equals the PNG folders' for the fusion network's inputs."""
+    from descriptors.dataset import DescriptorImages
+    from descriptors.skeleton_source import CollateWithImages, ImageMaker, SkeletonSequences, skeleton_loader
+
+    name = fused_name(["GD", "JDD", "JVD"])
+    sequences = SkeletonSequences(seq, "ucla", None, "test")
+    maker = ImageMaker(name, sequences.layout, "paper", 32, "cpu")
+    assert maker.untwinned == ("JVD",) and isinstance(maker.collate_fn(), CollateWithImages)
+    loader = skeleton_loader(sequences, maker, batch_size=8, num_workers=1)
+    assert next(iter(loader.loader)).images["JVD"].shape == (8, 32, 32, 3)   # made in the worker
+    folders = torch.utils.data.DataLoader(DescriptorImages(root, "ucla", None, "test", name, uint8=True),
+                                          batch_size=8)
+    for (made, labels), (read, read_labels) in zip(loader, folders):
+        assert torch.equal(labels, read_labels)
+        assert all(torch.equal(a, b) for a, b in zip(made, read))
+
+
 def test_jvd_from_its_file_to_the_ablation_table(jvd, demo_raw, tmp_path):
     """GD, JDD, JVD and their fusion on the demo: folders that record JVD's code, three models and
     the fusion network trained, the 7-row ablation; then JVD's code changes and both its folder and
@@ -134,6 +153,7 @@ def test_jvd_from_its_file_to_the_ablation_table(jvd, demo_raw, tmp_path):
     for part in ("train", "test"):
         assert extract_split("ucla", None, part, seq, root, workers=1, img_size=32, progress=False,
                              descs=("GD", "JDD", "JVD")).ok
+    assert_skeleton_batches_equal_the_folders(seq, root)
     record = read_record(root / "ucla_JVD_train")
     assert record["descriptor"] == "JVD" and record["code"] == registry.code_digest("JVD")
     assert not (root / "ucla_ADD_train").exists()
