@@ -167,6 +167,19 @@ def test_jvd_from_its_file_to_the_ablation_table(jvd, demo_raw, tmp_path):
     assert len(doc["ablation"]) == 7 and {tuple(r["members"]) for r in doc["ablation"]} >= {("GD", "JDD", "JVD")}
     assert "Fuse3(GD,JVD,JDD)" in next(r["label"] for r in doc["rows"] if r["key"] == "all")
 
+    # the set's networks exported and run without torch give the checkpoints' probabilities
+    from models.export import export_run
+    from models.inference import predict_file
+    from models.onnx_predict import predict_file_onnx
+    written = export_run(ckpt, "ucla", None, fused_name(["GD", "JDD", "JVD"]), "last", tmp_path / "onnx", log=lambda _: 0)
+    assert sorted(p.name for p in written) == ["ucla_GD.onnx", "ucla_JDD.onnx", "ucla_JVD.onnx",
+                                               "ucla_all-GD-JDD-JVD.onnx"]
+    sample = sorted(seq.glob("*.json"))[0]
+    torch_made = predict_file(sample, ckpt, "ucla", None, "all-GD-JDD-JVD", "last")
+    onnx_made = predict_file_onnx(sample, tmp_path / "onnx", "ucla", None, "all-GD-JDD-JVD")
+    assert list(onnx_made.images) == ["GD", "JDD", "JVD"]
+    np.testing.assert_allclose(onnx_made.probabilities, torch_made.probabilities, atol=1e-4)
+
     changed = tmp_path / "joint_velocity_v2.py"
     changed.write_text(EXAMPLE.read_text().replace("P[:, 1:] - P[:, :-1]", "(P[:, 1:] - P[:, :-1]) * 2"))
     registry.unregister("JVD")
