@@ -16,7 +16,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 
 from skeletons.layouts import Layout  # noqa: E402
 
-from .figures import FIGURE_WIDTH, save_figure, strip_segments  # noqa: E402
+from .figures import FIGURE_WIDTH, finish_strip, save_figure, strip_segments  # noqa: E402
 
 HEAT = plt.get_cmap("inferno")
 JOINT_COLOURS = plt.get_cmap("plasma")
@@ -43,14 +43,7 @@ def draw_joints(ax: plt.Axes, X: np.ndarray, layout: Layout, frames: Sequence[in
     order = np.argsort(level)   # the important joints drawn last, on top
     ax.scatter(*strip.points[order].T, c=level[order], cmap=JOINT_COLOURS, vmin=0, vmax=1, s=8 + 70 * level[order],
                edgecolors="k", linewidths=0.3, zorder=2)
-    for (x, y), frame in zip(strip.labels, frames):
-        ax.text(x, y, f"frame {frame + 1}", ha="center", va="top", fontsize=8, color="0.2")
-    ax.set_aspect("equal")
-    ax.margins(0.03, 0.04)
-    ax.autoscale()
-    if layout.dims == 2:   # image coordinates: y grows downwards
-        ax.invert_yaxis()
-    ax.set_axis_off()
+    finish_strip(ax, strip, frames, layout, fontsize=8, margins=(0.03, 0.04), colour="0.2")
     ax.set_title("the key frames, joints coloured by importance" + (" (each body's own)" if bodies > 1 else ""),
                  fontsize=9)
 

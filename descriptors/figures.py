@@ -150,19 +150,26 @@ def strip_height(X: np.ndarray, layout: Layout, frames: np.ndarray, columns: int
     return float(np.clip(width_in * strip.height / strip.width + STRIP_TEXT, *STRIP_HEIGHT))
 
 
+def finish_strip(ax: plt.Axes, strip, frames: np.ndarray, layout: Layout, fontsize: int = 7,
+                 margins: tuple[float, float] = (0.01, 0.02), colour: str = "0.3") -> None:
+    """A drawn strip's frame numbers under its skeletons, equal axes fitted to it (image keypoints
+    with y downwards), no frame around it."""
+    for (x, y), frame in zip(strip.labels, frames):
+        ax.text(x, y, f"frame {frame + 1}", ha="center", va="top", fontsize=fontsize, color=colour)
+    ax.set_aspect("equal")
+    ax.margins(*margins)
+    ax.autoscale()
+    if layout.dims == 2:   # image coordinates: y grows downwards
+        ax.invert_yaxis()
+    ax.set_axis_off()
+
+
 def draw_strip(ax: plt.Axes, X: np.ndarray, layout: Layout, frames: np.ndarray, columns: int) -> None:
     strip = strip_segments(X, layout, frames, columns)
     ax.add_collection(LineCollection(strip.segments, colors=np.array(BODY_COLOURS)[strip.body % 2],
                                      linewidths=1.6))
     ax.scatter(strip.points[:, 0], strip.points[:, 1], s=4, c="k")
-    for (x, y), frame in zip(strip.labels, frames):
-        ax.text(x, y, f"frame {frame + 1}", ha="center", va="top", fontsize=7, color="0.3")
-    ax.set_aspect("equal")
-    ax.margins(0.01, 0.02)
-    ax.autoscale()
-    if layout.dims == 2:   # image coordinates: y grows downwards
-        ax.invert_yaxis()
-    ax.set_axis_off()
+    finish_strip(ax, strip, frames, layout)
     bodies = X.shape[1] // layout.num_joints
     colours = "" if bodies == 1 else " (body 1 blue, body 2 orange)"
     ax.set_title(f"{len(frames)} of its {X.shape[0]} frames{colours}" if X.shape[0] > 1 else f"its one frame{colours}",
