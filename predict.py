@@ -5,6 +5,7 @@
     python predict.py clip.npy -d custom --data ROOT --layout coco17     # your own skeletons
     python predict.py test_3 -d ctrgcn --data NTU60_CS.npz                # a sample of a data file, by name
     python predict.py FILE -d ntu60 -p csub --onnx exported/              # export.py's graphs, no torch needed
+    python predict.py clip.mp4 -d ntu60 -p csub --figure clip.png         # a video: BlazePose, then a timeline
     (FILE: NTU .skeleton or .skeleton.npy, an NW-UCLA .json, or a custom dataset's .npy; -desc all =
     the five single models and Fuse5 fused by the mean of their softmax, the honest score fusion of
     test.py)
@@ -18,6 +19,7 @@ import sys
 from cli import options as cli
 from skeletons.datasets import class_names, get_dataset, label_of, sample_id
 from skeletons.unpacked import sample_file
+from skeletons.video import DEFAULT_STRIDE, DEFAULT_WINDOW, is_video
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -27,6 +29,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add_dataset(p, required=True)
     cli.add(p, "protocol")
     cli.add(p, "desc")
+    cli.add(p, "descriptors")
     cli.add(p, "gpu")
     cli.add(p, "ckpt")
     cli.add(p, "epoch")
@@ -34,8 +37,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", metavar="DIR", help="save the five descriptor images as DIR/<sample>_<DESC>.png")
     p.add_argument("--figure", metavar="PNG", help="save the sample's frames, the top -k classes with their probabilities "
                                                    "(the true one in green when the file name gives it) and the five images")
+    p.add_argument("--explain", action="store_true", help="say what the prediction looked at: the features, joints and "
+                   "frames with the largest integrated gradients of its class (models/explain.py); with --figure, draw "
+                   "them (the skeleton at the key frames, joints coloured by importance, the images' heatmaps) instead")
     p.add_argument("--onnx", metavar="DIR", help="classify with the networks export.py wrote to DIR, with numpy and "
                                                  "onnxruntime only (no torch; -ckpt, --epoch and -gpu are not used)")
+    p.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="a video (.mp4/.avi/.mov/.mkv/.webm or a folder "
+                   "of frames, docs/VIDEO.md): frames per sliding window of its timeline (default %(default)s)")
+    p.add_argument("--stride", type=int, default=DEFAULT_STRIDE, help="a video: frames between the windows' starts "
+                                                                        "(default %(default)s)")
     return p
 
 
@@ -72,9 +82,36 @@ def figure_classes(dataset: str, name: str, result, k: int):
     return TopClasses(ranked, None if truth is None else class_label(dataset, truth), made_by)
 
 
+def explanation(args: argparse.Namespace, result, name: str) -> list[str]:
+    """--explain: the lines saying what the prediction looked at; with --figure, drawn there."""
+    from descriptors.figures import class_label
+    from models.explain import explain_file, explanation_lines, save_explanation
+    from models.inference import inference_device
+    _, label, prob = result.top(class_names(args.dataset), 1)[0]
+    explained = explain_file(result, args.ckpt, args.dataset, args.protocol, args.desc, args.epoch,
+                             inference_device(args.gpu))
+    lines = explanation_lines(explained, class_label(args.dataset, label), len(result.models))
+    if args.figure:
+        save_explanation(explained, result, args.figure, f"{name}: predicted {class_label(args.dataset, label)} "
+                         f"({prob:.0%}); what the prediction looked at", lines)
+    return lines
+
+
 def main(args: argparse.Namespace) -> int:
     from descriptors.figures import save_images, save_sample_figure
 
+    if args.explain and (args.onnx or is_video(args.file)):
+        print("error: --explain explains one skeleton sample with the torch checkpoints: drop --onnx "
+              "(and give a skeleton file, not a video)", file=sys.stderr)
+        return 2
+    try:
+        args.desc = cli.model_name(args.desc, args.descriptors)   # 'all' with --descriptors: that set's fusion
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if is_video(args.file):
+        from cli.predict_video import main as predict_video
+        return predict_video(args)
     try:
         cli.setup_dataset(args)
         if not os.path.lexists(args.file) and (unpacked := sample_file(get_dataset(args.dataset), args.file)):
@@ -85,7 +122,8 @@ def main(args: argparse.Namespace) -> int:
             print(note, file=sys.stderr)
         if args.images:
             save_images(result.images, args.images, name)
-        if args.figure:
+        explained = explanation(args, result, name) if args.explain else []
+        if args.figure and not args.explain:
             save_sample_figure(result.sequence, result.images, name, args.figure, result.mode, layout=result.layout,
                                dataset=args.dataset, top=figure_classes(args.dataset, name, result, args.k))
     except (OSError, ValueError) as e:
@@ -98,6 +136,8 @@ def main(args: argparse.Namespace) -> int:
     numbered = numbered_classes(args.dataset)   # NTU names classes A001..A120
     for rank, (cls, label, prob) in enumerate(result.top(class_names(args.dataset), args.k), 1):
         print(f"  {rank}. {prob:6.1%}  A{label:03d} {cls}" if numbered else f"  {rank}. {prob:6.1%}  {cls}")
+    if explained:
+        print("\n".join(explained))
     return 0
 
 

@@ -83,27 +83,15 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     protocol = check_protocol(dataset, protocol or ds.protocols[0])
     check_file(path)   # before the models are loaded
     check_file_kind(path, ds)
-    found, missing = find_checkpoints(ckpt_dir, dataset, protocol, desc, epoch)
-    notes = model_notes(found, missing)
-    models = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
-    ckpts = {n: ckpt for n, (_, ckpt) in models.items()}
-    for name, ckpt in ckpts.items():
-        retrain = train_command(ds, protocol, name) + settings_flags(ckpt.settings)   # as it was trained
-        check_role(ckpt, name, dataset, protocol, retrain)
-        check_layout(ckpt, ds.layout, f"{path} ({ds.layout.name} layout)", retrain)
     # The images must be made exactly as the training images were: same mode and size.
-    pixels = check_consistent(ckpts)
-    mode, img_size = pixels.get("mode", "paper"), int(pixels.get("img_size", DEFAULT_IMG_SIZE))
-    release = [n for n, c in ckpts.items() if c.kind != "ours"]
-    notes += [RELEASE_NOTICE.format(names=", ".join(release))] if release else []
-    notes += unfinished_notes(ckpt_dir, dataset, protocol, ckpts)
+    models, found, notes, mode, img_size = checked_models(ckpt_dir, dataset, protocol, desc, epoch, str(path))
     X = load_sequence(path, mode, ds.kind, ds.layout)
     check_included(X, mode, path)   # clean mode excludes what its models never saw
     descs = needed_descriptors(found)
     images = descriptor_images(X, ds.layout, mode, img_size, descs)
     batch = tuple(as_three_channels(bgr_chw(images[d]))[None] for d in descs)
     # A one-batch "loader" through test.py's inference: same input handling, same fusion dispatch.
-    outputs = model_outputs({n: m.to(device) for n, (m, _) in models.items()}, [(batch, None)],
+    outputs = model_outputs({n: m.to(device) for n, m in models.items()}, [(batch, None)],
                             descs, torch.device(device))
     logits = [out["main"] if is_fused(name) else out for name, out in outputs.items()]
     probabilities = mean_softmax(logits)[0]
@@ -121,7 +109,7 @@ def checked_models(ckpt_dir: str | Path, dataset: str, protocol: str | None, des
     loaded = {n: load_model(p, desc=n, num_classes=ds.num_classes) for n, p in found.items()}
     ckpts = {n: ckpt for n, (_, ckpt) in loaded.items()}
     for name, ckpt in ckpts.items():
-        retrain = train_command(ds, protocol, name) + settings_flags(ckpt.settings)
+        retrain = train_command(ds, protocol, name) + settings_flags(ckpt.settings)   # as it was trained
         check_role(ckpt, name, dataset, protocol, retrain)
         check_layout(ckpt, ds.layout, f"{what} ({ds.layout.name} layout)", retrain)
     pixels = check_consistent(ckpts)

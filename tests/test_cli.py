@@ -19,7 +19,8 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     from cli.skels2desc import build_parser
     from skeletons.formats import FILE_DATASETS
     found = {name: load_script(name).get_args_parser()
-             for name in ("txt2npy", "train", "test", "predict", "pipeline", "visualize", "ensemble", "export")}
+             for name in ("txt2npy", "train", "test", "predict", "pipeline", "visualize", "ensemble", "export",
+                          "video2skel")}
     found["skels2desc_ntu"] = build_parser(("ntu60", "ntu120"))
     found["skels2desc_ucla"] = build_parser(("ucla",))
     found["skels2desc_custom"] = build_parser(("custom", *FILE_DATASETS))
@@ -33,6 +34,7 @@ REQUIRED = {
     "pipeline": [], "visualize": ["x.json"], "skels2desc_ntu": ["-d", "ntu60", "-a", "train"],
     "skels2desc_ucla": ["-a", "train"], "skels2desc_custom": ["--data", "x", "--layout", "coco17", "-a", "train"],
     "ensemble": ["x_scores.npz"], "export": ["-d", "ucla", "--out", "x"],
+    "video2skel": ["videos", "--out", "x", "--layout", "ntu25"],
 }
 NO_SHARED_OPTIONS = {"ensemble"}   # it reads score files only: no dataset, folder or device option
 # Where a script gives a shared option another default, and why.
@@ -41,7 +43,8 @@ OWN_DEFAULTS = {
     ("pipeline", name) for name in ("gpu", "despth", "ckpt", "img_size", "epoch", "txt")
 } | {("train", "mode"),           # train.py reads the mode from the folders' records; --mode only checks it
      ("train", "img_size"),       # likewise the size; it chooses it only with --source skeletons
-     ("skels2desc_ucla", "dataset"), ("skels2desc_custom", "dataset")}   # their only dataset, so -d is optional
+     ("skels2desc_ucla", "dataset"), ("skels2desc_custom", "dataset"),   # their only dataset, so -d is optional
+     ("video2skel", "processes")}   # two pose graphs at once by default (each holds its own)
 VALUES = {int: "3", None: "x"}
 
 
