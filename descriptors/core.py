@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from skeletons.geometry import coordinate_planes
+from skeletons.geometry import body_sizes, coordinate_planes  # noqa: F401 - body_sizes re-exported
 from skeletons.layouts import Layout, layout_for_joints
 from skeletons.reading import MODES, check_mode  # noqa: F401 - MODES re-exported (descriptors/__init__.py)
 

@@ -91,6 +91,33 @@ def demo_raw(tmp_path_factory) -> Path:
     return folder
 
 
+# The README's quick-start demo at test size: its commands (tests/test_readme.py) and every test
+# that needs trained demo models use this one run.
+SMALL_DEMO = ["--demo-size", "small", "--epochs", "2"]
+
+
+@pytest.fixture(scope="session")
+def small_demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``python pipeline.py --demo --demo-size small --epochs 2`` run once in an empty folder:
+    (that folder, the run). Its data/demo holds the small demo data, its npy, descriptor folders
+    (32 px) and the six NTU-60 csub models (width 1/16) with their results. Read it only: a test
+    that writes or changes anything works on ``copy_small_demo``'s copy."""
+    work = tmp_path_factory.mktemp("small_demo")
+    proc = subprocess.run([sys.executable, str(REPO / "pipeline.py"), "--demo", *SMALL_DEMO], cwd=work,
+                          capture_output=True, text=True, timeout=600)
+    return work, proc
+
+
+def copy_small_demo(run: tuple[Path, subprocess.CompletedProcess], folder: Path) -> Path:
+    """``small_demo_run``'s data/demo copied to ``folder``/data/demo (times kept, so every step of the
+    same command finds its work done); asserts the run succeeded. Returns ``folder``."""
+    import shutil
+    work, proc = run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shutil.copytree(work / "data" / "demo", folder / "data" / "demo", symlinks=True)
+    return folder
+
+
 def visible(folder: Path) -> list[str]:
     """Sorted names of the files in ``folder`` that are not hidden (the run and split locks are), and
     are not training curves (<prefix>_curves.png, tensorboard/: tests/test_curves.py covers them)."""

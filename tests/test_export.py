@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, copy_small_demo, load_script
 
 from common.provenance import file_digest
 from demo.generate import generate_coco17
@@ -49,12 +49,11 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    """The small demo trained for 2 epochs (its six NTU models at width 1/16, 32 px), exported."""
-    work = tmp_path_factory.mktemp("export_demo")
-    proc = run("pipeline", "--demo", "--demo-size", "small", "--epochs", "2", cwd=work)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (work / "pipeline.out").write_text(proc.stdout)
+def demo(small_demo_run, tmp_path_factory) -> Path:
+    """The small demo trained for 2 epochs (its six NTU models at width 1/16, 32 px: the session's
+    ``pipeline.py --demo --demo-size small --epochs 2``, copied), exported."""
+    work = copy_small_demo(small_demo_run, tmp_path_factory.mktemp("export_demo"))   # asserts it ran
+    (work / "pipeline.out").write_text(small_demo_run[1].stdout)
     proc = run("export", *NTU, "-ckpt", str(CKPT), "--epoch", "last", "--out", "onnx", cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work
@@ -116,18 +115,25 @@ def test_release_checkpoints_export_too(tmp_path):
         assert_close(got, reference.numpy(), desc)
 
 
-def test_predict_onnx_equals_torch_and_runs_without_torch(demo, tmp_path):
+def test_predict_onnx_equals_torch_and_runs_without_torch(demo, tmp_path, capsys, monkeypatch):
+    """predict.py --onnx in a process where torch cannot be imported; the torch path's predict.py
+    main in this process (its printed lines, as captured)."""
+    predict_script = load_script("predict")
+    monkeypatch.chdir(demo)
     fake = tmp_path / "no_torch" / "torch"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('torch is not installed here')\n")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(fake.parent), "OMP_NUM_THREADS": "1"}
     samples = sorted((demo / RAW).glob("*.skeleton"))[:3]
     for sample in samples:
-        torch_run = run("predict", str(sample), *NTU, "-ckpt", str(CKPT), "--epoch", "last", "-gpu", "-1", cwd=demo)
+        capsys.readouterr()
+        torch_status = predict_script.main(predict_script.get_args_parser().parse_args(
+            [str(sample), *NTU, "-ckpt", str(CKPT), "--epoch", "last", "-gpu", "-1"]))
+        torch_stdout = capsys.readouterr().out
         onnx_run = run("predict", str(sample), *NTU, "--onnx", "onnx", cwd=demo, env=env)
-        assert torch_run.returncode == 0 and onnx_run.returncode == 0, onnx_run.stderr
+        assert torch_status == 0 and onnx_run.returncode == 0, onnx_run.stderr
         assert "torch" not in onnx_run.stderr
-        ours, theirs = torch_run.stdout.splitlines(), onnx_run.stdout.splitlines()
+        ours, theirs = torch_stdout.splitlines(), onnx_run.stdout.splitlines()
         assert ours[:2] == theirs[:2]   # the sample, the models used (and the true class)
         rank = lambda lines: [line.split("%")[1] for line in lines if line.startswith("  ") and "%" in line]  # noqa: E731
         assert rank(ours) == rank(theirs)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SMALL_DEMO, copy_small_demo, load_script
 from torch import nn
 
 from models.networks import ChunkedBatchNorm2d, build_model
@@ -92,21 +93,35 @@ def test_predict_agrees_with_test_script_and_finds_the_class(demo_run):
         assert len(list((work / "imgs").glob(f"{sample}_*.png"))) == 5
 
 
-def test_predict_malformed_file_is_one_line_error(demo_run, tmp_path):
+def test_predict_malformed_file_is_one_line_error(demo_run, tmp_path, capsys, monkeypatch):
+    """The malformed file through predict.py's process (its whole stderr is the one line); the
+    other refusals through the scripts' main in this process (their whole stderr, as captured)."""
     work, _ = demo_run
     bad = tmp_path / "S001C001P001R001A008.skeleton"
     bad.write_text("12\n1\nnot a body line\n")
     out = predict(work, str(bad))
     assert out.returncode != 0
     assert len(out.stderr.strip().splitlines()) == 1 and str(bad) in out.stderr
+    predict_script, visualize_script = load_script("predict"), load_script("visualize")
+    monkeypatch.chdir(work)
+
+    def predict_here(file: Path) -> tuple[int, str]:
+        capsys.readouterr()
+        status = predict_script.main(predict_script.get_args_parser().parse_args(
+            [str(file), "-d", "ntu60", "-p", "csub", "-ckpt", "data/demo/checkpoints", "--epoch", "last"]))
+        return status, capsys.readouterr().err
+
+    def visualize_here(file: Path) -> tuple[int, str]:
+        capsys.readouterr()
+        status = visualize_script.main(visualize_script.parse([str(file)]))
+        return status, capsys.readouterr().err
+
     missing = tmp_path / "S001C001P001R001A009.skeleton"
-    for command in (predict(work, str(missing)),
-                    subprocess.run([sys.executable, str(REPO / "visualize.py"), str(missing)], capture_output=True,
-                                   text=True, cwd=work)):
-        assert command.returncode != 0 and command.stderr == f"error: {missing}: skeleton file not found\n"
+    for status, err in (predict_here(missing), visualize_here(missing)):
+        assert status != 0 and err == f"error: {missing}: skeleton file not found\n"
     os.mkfifo(missing)   # a FIFO would block the reader forever: refused before it is opened
-    out = predict(work, str(missing))
-    assert out.returncode != 0 and out.stderr == f"error: {missing}: a FIFO, not a regular file; not read\n"
+    status, err = predict_here(missing)
+    assert status != 0 and err == f"error: {missing}: a FIFO, not a regular file; not read\n"
 
 
 def test_per_descriptor_bn_statistics_equal_separate_batchnorms():
@@ -164,18 +179,19 @@ def test_the_skeleton_route_writes_no_images_and_predicts_the_same(demo_run, tmp
     assert results(tmp_path)["checkpoints"]["all"]["settings"]["source"] == "skeletons"
 
 
-def test_other_mode_or_size_is_refused_and_a_new_sample_retrains_every_model(demo_run):
-    """Runs last in this module: it changes the demo data. Another --mode or --img-size than the
-    folders were made with is refused in one line; one more .skeleton file remakes the split's
-    images and retrains the six models, since the data they saw changed."""
+def test_other_mode_or_size_is_refused_and_a_new_sample_retrains_every_model(small_demo_run, tmp_path):
+    """On a copy of the session's small demo (2 epochs: the retrainings below are its command's).
+    Another --mode or --img-size than the folders were made with is refused in one line; one more
+    .skeleton file remakes the split's images and retrains the six models, since the data they saw
+    changed."""
     from models.checkpoint import read_settings
     from skeletons.datasets import get_dataset
 
-    work, first = demo_run
-    assert first.returncode == 0
+    work = copy_small_demo(small_demo_run, tmp_path)   # asserts the first run succeeded
+    pipeline = [sys.executable, str(REPO / "pipeline.py"), "--demo", *SMALL_DEMO]   # small_demo_run's command
     for flag, shown in ((["--mode", "clean"], "mode: paper (this run: clean)"),
                         (["--img-size", "24"], "img_size: 32 (this run: 24)")):
-        refused = run(PIPELINE + flag, work)
+        refused = run(pipeline + flag, work)
         assert refused.returncode == 2 and shown in refused.stderr and "--overwrite" in refused.stderr
         assert [line for line in refused.stderr.splitlines() if line.startswith("error:")] == \
             [refused.stderr.strip().splitlines()[-1]]
@@ -188,7 +204,7 @@ def test_other_mode_or_size_is_refused_and_a_new_sample_retrains_every_model(dem
     new.write_bytes(source.read_bytes())
     ckpt = work / "data/demo/checkpoints"
     before = {p.name: read_settings(p)["data"]["train"] for p in ckpt.glob("*_last.tar")}
-    again = run(PIPELINE, work)
+    again = run(pipeline, work)
     assert again.returncode == 0, again.stderr[-3000:]
     out = again.stdout
     assert "txt2npy: 1 files to convert" in out and "descriptors test: complete" in out
@@ -199,11 +215,11 @@ def test_other_mode_or_size_is_refused_and_a_new_sample_retrains_every_model(dem
         assert all(after[name][d]["samples"] == before[name][d]["samples"] + 1 for d in after[name])
     kept = {p.name: read_settings(p)["data"]["train"] for p in (ckpt / "superseded").glob("*/*_last.tar")}
     assert kept == before   # the finished models are kept, not deleted
-    third = run(PIPELINE, work)
+    third = run(pipeline, work)
     assert third.returncode == 0 and third.stdout.count("already trained: ") == 6
     # the converted folder follows its raw folder: the .skeleton removed, its .npy goes, the models retrain
     new.unlink()
-    fourth = run(PIPELINE, work)
+    fourth = run(pipeline, work)
     assert fourth.returncode == 0, fourth.stderr[-3000:]
     assert "txt2npy: removed 1 converted file(s) whose .skeleton is gone from" in fourth.stdout
     assert not (work / "data/demo/ntu/npy60skel" / f"{new.name}.npy").exists()
