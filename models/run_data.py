@@ -38,8 +38,8 @@ def folder_data(ds) -> list[FolderData]:
         facts = {"fingerprint": record.get("fingerprint"), "sources": record.get("sources"), "samples": len(ds),
                  "mode": record.get("mode"),
                  "img_size": ds.folder_image_size(k), "layout": record.get("layout"),
-                 provenance.CODE_FIELD: record.get(provenance.CODE_FIELD),
-                 **{name: record[name] for name in ORIGIN_FIELDS if name in record}}
+                 # kept where the record has them: older records have no code digest
+                 **{name: record[name] for name in (provenance.CODE_FIELD, *ORIGIN_FIELDS) if name in record}}
         # The folder's own sequence folder; the messages below add the mode and size the fix needs.
         remake = make_command(ds.split, ds.root, {"seq_dir": record.get("seq_dir")})
         out.append(FolderData(ds.part, desc, folder, facts, remake))
