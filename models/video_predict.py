@@ -24,7 +24,7 @@ from skeletons.centring import FIRST_FRAME, centre
 from skeletons.datasets import get_dataset
 from skeletons.layouts import Layout
 from skeletons.pose_maps import pose_map_for
-from skeletons.video import (DEFAULT_STRIDE, DEFAULT_WINDOW, PoseTrack, check_video, image_joints, skeleton_sequence,
+from skeletons.video import (DEFAULT_STRIDE, DEFAULT_WINDOW, POSE_PROCESSES, PoseTrack, check_video, image_joints, skeleton_sequence,
                              track_pose, window_spans)
 from .inference import checked_models
 from .names import BEST
@@ -95,7 +95,7 @@ def predict_video(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol
     window_spans(2, window, stride)       # the flags checked before the work
     check_video(path)
     models, found, notes, mode, img_size = checked_models(ckpt_dir, dataset, protocol, desc, epoch, str(path))
-    track = track_pose(path)
+    track = track_pose(path, processes=POSE_PROCESSES)
     X, frames = skeleton_sequence(track, pose_map)
     if len(X) < 2:
         raise ValueError(f"{path}: {track.person_note() if not len(X) else 'a person in 1 frame only'}; "

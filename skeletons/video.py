@@ -11,10 +11,12 @@ them; when they are missing the refusal names the install command.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,11 @@ POSE_MODEL = "BlazePose full (mediapipe 0.10.14, model_complexity=1)"
 LANDMARKS = len(BLAZEPOSE_LANDMARKS)
 DEFAULT_WINDOW = 60    # frames per sliding window (2 s at 30 frames/s: NTU's actions last 1 to 4 s)
 DEFAULT_STRIDE = 15    # frames between the windows' starts
+# A part of a video tracked by another process: a spawned process takes about 2 s to start the pose
+# model (measured: imports 1.5 s, the graph 0.5 s), which parts of this many frames (about 6 s of
+# BlazePose on one core) pay for: videos of 240 frames and more are split (benchmarks/bench_video.py).
+MIN_PART = 120
+POSE_PROCESSES = min(2, os.cpu_count() or 1)   # predict.py VIDEO: BlazePose is single-threaded
 
 
 def is_video(path: str | Path) -> bool:
@@ -199,12 +206,13 @@ def _landmarks(result, width: int, height: int) -> tuple[np.ndarray, np.ndarray,
     return world, image, np.array([p.visibility for p in marks], dtype=np.float64)
 
 
-def track_pose(path: str | Path, static: bool = False) -> PoseTrack:
-    """BlazePose on every frame of ``path`` (``static``: each frame on its own, no tracking)."""
-    pose, path = pose_solution(), Path(path)
+def _track_part(path: Path, static: bool, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, ...]:
+    """(world, image, visibility) of BlazePose on frames [start, stop) of ``path``: the part's first
+    frame searches for the person, the next ones follow them."""
+    pose = pose_solution()
     world, image, visibility = [], [], []
     nothing = (np.full((LANDMARKS, 3), np.nan), np.full((LANDMARKS, 2), np.nan), np.zeros(LANDMARKS))
-    frames = read_frames(path)
+    frames = itertools.islice(read_frames(path), start, stop)
     first = next(frames)   # an unreadable video is refused before the graph starts
     with quiet_stderr(), warnings.catch_warnings():   # the graph's start-up lines come with its first frame
         warnings.filterwarnings("ignore", r"label\(\) is deprecated", DeprecationWarning)   # protobuf 6, read by mediapipe
@@ -217,7 +225,45 @@ def track_pose(path: str | Path, static: bool = False) -> PoseTrack:
             found = result.pose_landmarks is not None and result.pose_world_landmarks is not None
             w, i, v = _landmarks(result, frame.shape[1], frame.shape[0]) if found else nothing
             world.append(w), image.append(i), visibility.append(v)
-    return PoseTrack(path, np.stack(world), np.stack(image), np.stack(visibility), frame_rate(path))
+    return np.stack(world), np.stack(image), np.stack(visibility)
+
+
+def frame_count(path: str | Path) -> int:
+    """The frames a folder holds, or a video file declares (0 when it does not say)."""
+    path = Path(path)
+    if path.is_dir():
+        return len(frame_files(path))
+    capture = opencv().VideoCapture(str(path))
+    count = capture.get(opencv().CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0
+    capture.release()
+    return int(count) if count and np.isfinite(count) and count > 0 else 0
+
+
+def part_bounds(frames: int, processes: int) -> list[tuple[int, int | None]]:
+    """[start, stop) of the contiguous parts a video is split into, one per process (the last one
+    to the end, whatever the declared count); one part when a part would be shorter than MIN_PART."""
+    parts = max(1, min(processes, frames // MIN_PART))
+    edges = [round(frames * k / parts) for k in range(parts)]
+    return [(start, stop) for start, stop in zip(edges, edges[1:] + [None])]
+
+
+def track_pose(path: str | Path, static: bool = False, processes: int = 1) -> PoseTrack:
+    """BlazePose on every frame of ``path`` (``static``: each frame on its own, no tracking).
+
+    BlazePose uses one core; ``processes`` > 1 splits a long video into that many contiguous parts,
+    each tracked by its own process (spawned: mediapipe aborts in a forked one), this one taking the
+    first. Each part starts by searching for the person, as a lost track does (docs/VIDEO.md)."""
+    path = Path(path)
+    next(read_frames(path))   # an unreadable video is refused before any graph or process starts
+    parts = part_bounds(frame_count(path), processes)
+    if len(parts) == 1:
+        tracked = [_track_part(path, static)]
+    else:
+        with ProcessPoolExecutor(len(parts) - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            later = [pool.submit(_track_part, path, static, start, stop) for start, stop in parts[1:]]
+            tracked = [_track_part(path, static, *parts[0])] + [job.result() for job in later]
+    world, image, visibility = (np.concatenate(arrays) for arrays in zip(*tracked))
+    return PoseTrack(path, world, image, visibility, frame_rate(path))
 
 
 def skeleton_sequence(track: PoseTrack, pose_map: PoseMap) -> tuple[np.ndarray, np.ndarray]:

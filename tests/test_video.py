@@ -123,6 +123,27 @@ def test_frames_without_a_person_are_counted_and_named(clip_track):
     assert note.startswith("person: the one BlazePose found in frame 0 (x ") and "lost and found again 1 time" in note
 
 
+def test_a_long_video_is_split_between_processes_with_the_same_frames(clip, clip_track, monkeypatch):
+    """BlazePose uses one core: predict.py splits a long video into contiguous parts, one process each
+    (here parts of 12 frames). Every frame comes back in order with the same ones holding a person;
+    the first part is exactly one process's track, and the second (which starts by searching for the
+    person, its own tracking from there) keeps the bones as stable."""
+    import skeletons.video as video
+
+    assert video.part_bounds(1000, 2) == [(0, 500), (500, None)] and video.part_bounds(200, 2) == [(0, None)]
+    assert video.frame_count(clip[0]) == FRAMES
+    monkeypatch.setattr(video, "MIN_PART", 12)
+    split = track_pose(clip[0], processes=2)
+    assert split.frames == FRAMES and (split.present == clip_track.present).all()
+    first = clip_track.present.copy()
+    first[12:] = False
+    assert np.array_equal(split.world[first], clip_track.world[first])
+    ntu, _ = skeleton_sequence(split, pose_map_for(NTU))
+    trunk = [("spine_mid", "spine_shoulder"), ("spine_shoulder", "left_shoulder"), ("spine_shoulder", "right_shoulder"),
+             ("neck", "head")]
+    assert max(bone_variation(ntu, NTU, trunk).values()) < 0.15, bone_variation(ntu, NTU, trunk)
+
+
 def test_an_unreadable_video_is_one_line(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00garbage, not a video" * 50)
