@@ -18,7 +18,8 @@ def test_pip_install_gives_the_packages_and_the_custom_data_example_runs_from_an
     elsewhere.mkdir()
     source.mkdir()
     # a copy of what a source distribution holds: the build writes build/ and *.egg-info beside it
-    for name in ("pyproject.toml", "requirements.txt", "requirements-extra.txt", "README.md", *PACKAGES):
+    for name in ("pyproject.toml", "requirements.txt", "requirements-extra.txt", "requirements-video-full.txt",
+                 "README.md", *PACKAGES):
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
         copy(REPO / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
                                             if (REPO / name).is_dir() else {}))
@@ -29,6 +30,9 @@ def test_pip_install_gives_the_packages_and_the_custom_data_example_runs_from_an
     installed = {p.name for p in site.iterdir() if not p.name.endswith(".dist-info")}
     assert installed == PACKAGES   # no top-level scripts (train, test, ...) shadowing other modules
     assert {p.name for p in (site / "skeletons" / "resources" / "layouts").iterdir()} >= {"coco17.json", "ntu25.json"}
+    assert {p.name for p in (site / "skeletons" / "resources" / "pose_maps").iterdir()} >= {"blazepose_ntu25.json"}
+    metadata = next(site.glob("*.dist-info")).joinpath("METADATA").read_text()
+    assert 'Requires-Dist: mediapipe==0.10.14; extra == "video"' in metadata   # pip install -e ".[video]"
     example = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "CUSTOM_DATA.md").read_text(), flags=re.S)[0]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
     run = subprocess.run([sys.executable, "-c", example], cwd=elsewhere, capture_output=True, text=True, env=env,
