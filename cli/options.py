@@ -180,7 +180,9 @@ def desc_names(text: str, descriptors: str | None = None) -> list[str]:
             near = next((d for d in known if d.lower() == name.lower()), None)
             hint = f" (did you mean {near}?)" if near else ""
             raise ValueError(f"-desc {text}: {name!r} is not a model name{hint}; give one or more of "
-                             f"{', '.join(known)}, comma-separated (-desc GD,JDD,{FUSION})")
+                             f"{', '.join(known)}, comma-separated (-desc GD,JDD,{FUSION})"
+                             + ("" if near else "; a descriptor of yours is a module in descriptors/extra/ "
+                                                "(docs/EXTENDING.md)"))
     return list(dict.fromkeys(model_name(name, descriptors) for name in names))
 
 

@@ -98,7 +98,8 @@ def names() -> tuple[str, ...]:
 def get(name: str) -> Descriptor:
     if name not in REGISTRY:
         broken = f"; not loaded: {'; '.join(f'{f}: {w}' for f, w in BROKEN.items())}" if BROKEN else ""
-        raise ValueError(f"unknown descriptor {name!r}; choose from {', '.join(REGISTRY)}{broken}")
+        raise ValueError(f"unknown descriptor {name!r}; choose from {', '.join(REGISTRY)} (a descriptor of yours is a "
+                         f"module in descriptors/extra/, docs/EXTENDING.md){broken}")
     return REGISTRY[name]
 
 
