@@ -279,8 +279,8 @@ def run_test(args: argparse.Namespace) -> None:
 
 
 def run_figure(args: argparse.Namespace) -> Path:
-    """The first test sample beside its five descriptor images (as visualize.py draws it); in
-    clean mode the first one it does not exclude."""
+    """The first test sample beside its descriptor images (the --descriptors set's, as visualize.py
+    draws them); in clean mode the first one it does not exclude."""
     from descriptors.core import ExcludedSequence
     from descriptors.figures import file_figure
 
@@ -289,7 +289,8 @@ def run_figure(args: argparse.Namespace) -> Path:
         # named with the dataset too: the demo's NTU actions and their COCO-17 copies share sample ids
         out = args.ckpt / f"{args.dataset}_{sample_id(path)}_descriptors.png"
         try:
-            file_figure(path, out, args.mode, args.img_size, kind=ds.kind, layout=ds.layout, dataset=args.dataset)
+            file_figure(path, out, args.mode, args.img_size, kind=ds.kind, layout=ds.layout, dataset=args.dataset,
+                        descs=cli.descriptor_set(args.descriptors))
         except ExcludedSequence:
             continue
         return out
@@ -327,7 +328,7 @@ def run_steps(args: argparse.Namespace) -> int:
     fuse5 = checkpoint_prefix(args.dataset, args.protocol, FUSION)
     curves = curves_path(args.ckpt, fuse5.removesuffix(FUSION) + "<DESC>")
     step("done", f"{time.time() - start:.0f} s. results JSON and confusion matrix in "
-                 f"{args.ckpt}/; a sample and its five descriptor images: {figure}; training curves: {curves} "
+                 f"{args.ckpt}/; a sample and its descriptor images: {figure}; training curves: {curves} "
                  f"(TensorBoard: tensorboard --logdir {Path(args.ckpt) / TENSORBOARD_DIR})")
     return 0
 

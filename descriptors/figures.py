@@ -350,15 +350,16 @@ def save_sample_figure(X: np.ndarray, images: dict[str, np.ndarray], name: str, 
 
 def file_figure(path: str | Path, out: str | Path, mode: str = "paper", img_size: int = DEFAULT_IMG_SIZE,
                 n_frames: int = 8, kind: SampleKind | str | None = None, layout: Layout | None = None,
-                dataset: str | None = None) -> dict[str, np.ndarray]:
+                dataset: str | None = None, descs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Read a sample file (as ``load_sequence`` does: a custom .npy with the custom kind and its
-    layout), make its five images, save its figure at ``out``; return the images. The action in
+    layout), make its images (``descs``: default the five), save its figure at ``out``; return the
+    images. The action in
     the title is the one the name gives in ``dataset``; without a dataset or a kind, in the
     built-in dataset the file's name calls for."""
     X = load_sequence(path, mode, kind, layout)
     check_included(X, mode, path)
     layout = layout or layout_for_joints(X.shape[1])[0]
-    images = descriptor_images(X, layout, mode, img_size)
+    images = descriptor_images(X, layout, mode, img_size, descs)   # descs: default the five
     dataset = dataset or (file_dataset(path) if kind is None else None)
     save_sample_figure(X, images, sample_id(path), out, mode, n_frames, layout, dataset)
     return images
