@@ -85,11 +85,9 @@ def figure_classes(dataset: str, name: str, result, k: int):
 def explanation(args: argparse.Namespace, result, name: str) -> list[str]:
     """--explain: the lines saying what the prediction looked at; with --figure, drawn there."""
     from descriptors.figures import class_label
-    from models.explain import explain_file, explanation_lines, save_explanation
-    from models.inference import inference_device
+    from models.explain import explain_prediction, explanation_lines, save_explanation
     _, label, prob = result.top(class_names(args.dataset), 1)[0]
-    explained = explain_file(result, args.ckpt, args.dataset, args.protocol, args.desc, args.epoch,
-                             inference_device(args.gpu))
+    explained = explain_prediction(result, result.networks)   # the networks that made the prediction
     lines = explanation_lines(explained, class_label(args.dataset, label), len(result.models))
     if args.figure:
         save_explanation(explained, result, args.figure, f"{name}: predicted {class_label(args.dataset, label)} "

@@ -261,6 +261,17 @@ def best_honest(metrics: Sequence[dict]) -> dict:
 
 # --------------------------------------------------------------------------- inference
 
+def run_model(name: str, model: "torch.nn.Module", images: Mapping[str, "torch.Tensor"]):
+    """A model on image batches by descriptor (``images[d]``): a fusion network on its inputs in its
+    order (its heads' dict), a single model on its own descriptor's batch."""
+    return model([images[d] for d in model.inputs]) if is_fused(name) else model(images[name])
+
+
+def main_scores(outputs: Mapping[str, object]) -> list:
+    """Each model's logits of ``model_outputs`` (a fusion network's: its main head), in order."""
+    return [out["main"] if is_fused(name) else out for name, out in outputs.items()]
+
+
 def model_outputs(models: Mapping[str, "torch.nn.Module"], loader, descs: Sequence[str],
                   device: "torch.device", progress: bool = False) -> dict:
     """Run every model over ``loader`` once, in the loader's (fixed) order.
@@ -280,11 +291,9 @@ def model_outputs(models: Mapping[str, "torch.nn.Module"], loader, descs: Sequen
             # Images travel as uint8 when the dataset allows it; the cast happens on the device.
             batch = {d: img.to(device, non_blocking=True).float() for d, img in zip(descs, images)}
             for name, model in models.items():
-                if is_fused(name):
-                    out = model([batch[d] for d in model.inputs])
-                    chunks[name].append([out["main"], *out["single"], *(out[g] for g in GROUP_OUTPUTS if g in out)])
-                else:
-                    chunks[name].append([model(batch[name])])
+                out = run_model(name, model, batch)
+                chunks[name].append([out["main"], *out["single"], *(out[g] for g in GROUP_OUTPUTS if g in out)]
+                                    if is_fused(name) else [out])
     results = {}
     for name, parts in chunks.items():
         heads = [torch.cat(h).float().cpu().numpy() for h in zip(*parts)]

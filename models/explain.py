@@ -39,11 +39,12 @@ from torch import nn
 import descriptors.registry as registry
 from descriptors.base import COLOUR, Feature
 from descriptors.core import network_input
+from descriptors.names import needed_descriptors
 from descriptors.explain_figures import save_explanation_figure
 from skeletons.layouts import Layout
-from .inference import checked_models
-from .networks import FuseN
+from .evaluation import mean_softmax, run_model
 from .prediction import Prediction
+from .recipe import main_logits
 
 DEFAULT_STEPS = 32     # midpoint steps: on the demo's trained networks the sum is within ~1% of the logit
                        # change (median; 10% at worst), 64 steps within 3% at worst
@@ -53,26 +54,9 @@ METHOD = "integrated gradients from a black image"
 
 # --------------------------------------------------------------------------- attribution of the images
 
-def model_inputs(name: str, model: nn.Module) -> tuple[str, ...]:
-    """The descriptor images a model reads: a fusion network its ``inputs``, a single model its own."""
-    return tuple(model.inputs) if isinstance(model, FuseN) else (name,)
-
-
-def needed_inputs(models: Mapping[str, nn.Module]) -> tuple[str, ...]:
-    """Every image the models read, each once, in the order first read."""
-    return tuple(dict.fromkeys(d for name, model in models.items() for d in model_inputs(name, model)))
-
-
 def target_logits(models: Mapping[str, nn.Module], batches: Mapping[str, torch.Tensor], target: int) -> torch.Tensor:
     """(n,) the ``target`` class's logit summed over the models (a fusion network's main head)."""
-    total = 0
-    for name, model in models.items():
-        if isinstance(model, FuseN):
-            out = model([batches[d] for d in model.inputs])["main"]
-        else:
-            out = model(batches[name])
-        total = total + out[:, target]
-    return total
+    return sum(main_logits(run_model(name, model, batches))[:, target] for name, model in models.items())
 
 
 def model_device(models: Mapping[str, nn.Module]) -> torch.device:
@@ -86,7 +70,7 @@ def integrated_gradients(models: Mapping[str, nn.Module], inputs: Mapping[str, n
     device = model_device(models)
     for model in models.values():
         model.eval()   # the prediction's behaviour: batch statistics would mix the path's points
-    x = {d: torch.as_tensor(np.asarray(inputs[d], np.float32), device=device) for d in needed_inputs(models)}
+    x = {d: torch.as_tensor(np.asarray(inputs[d], np.float32), device=device) for d in needed_descriptors(models)}
     total = {d: torch.zeros_like(v) for d, v in x.items()}
     alphas = (torch.arange(steps, dtype=torch.float32, device=device) + 0.5) / steps
     with torch.enable_grad():
@@ -98,10 +82,15 @@ def integrated_gradients(models: Mapping[str, nn.Module], inputs: Mapping[str, n
     return {d: (x[d] * total[d] / steps).detach().cpu().numpy().astype(np.float64) for d in x}
 
 
+def one_sample(models: Mapping[str, nn.Module], inputs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """A sample's network inputs as batches of one on the models' device, those the models read."""
+    device = model_device(models)
+    return {d: torch.as_tensor(np.asarray(inputs[d], np.float32), device=device)[None] for d in needed_descriptors(models)}
+
+
 def logit_change(models: Mapping[str, nn.Module], inputs: Mapping[str, np.ndarray], target: int) -> float:
     """logit(inputs) - logit(black images): what the attributions add up to (completeness)."""
-    device = model_device(models)
-    x = {d: torch.as_tensor(np.asarray(inputs[d], np.float32), device=device)[None] for d in needed_inputs(models)}
+    x = one_sample(models, inputs)
     with torch.no_grad():
         return float(target_logits(models, x, target)[0] - target_logits(models, {d: 0 * v for d, v in x.items()},
                                                                          target)[0])
@@ -109,12 +98,10 @@ def logit_change(models: Mapping[str, nn.Module], inputs: Mapping[str, np.ndarra
 
 def predicted_class(models: Mapping[str, nn.Module], inputs: Mapping[str, np.ndarray]) -> int:
     """The 0-based class of the mean of the models' softmax (predict.py's rule)."""
-    device = model_device(models)
-    x = {d: torch.as_tensor(np.asarray(inputs[d], np.float32), device=device)[None] for d in needed_inputs(models)}
+    x = one_sample(models, inputs)
     with torch.no_grad():
-        probs = [torch.softmax(m([x[d] for d in m.inputs])["main"] if isinstance(m, FuseN) else m(x[n]), 1)
-                 for n, m in models.items()]
-    return int(torch.stack(probs).mean(0)[0].argmax())
+        logits = [main_logits(run_model(name, model, x)).float().cpu().numpy() for name, model in models.items()]
+    return int(mean_softmax(logits)[0].argmax())
 
 
 # --------------------------------------------------------------------------- back through the resize
@@ -285,20 +272,13 @@ def explain_inputs(models: Mapping[str, nn.Module], inputs: Mapping[str, np.ndar
 
 def explain_prediction(prediction: Prediction, models: Mapping[str, nn.Module],
                        steps: int = DEFAULT_STEPS) -> Explanation:
-    """The explanation of a prediction's most probable class, by the models that made it."""
-    inputs = {d: network_input(prediction.images[d]) for d in needed_inputs(models)}
+    """The explanation of a prediction's most probable class, by the models that made it
+    (predict.py --explain: ``prediction.networks``, loaded and checked once by predict_file)."""
+    inputs = {d: network_input(prediction.images[d]) for d in needed_descriptors(models)}
     X = prediction.sequence
     bodies = X.shape[1] // prediction.layout.num_joints
     return explain_inputs(models, inputs, prediction.layout, X.shape[0], bodies,
                           int(np.argmax(prediction.probabilities)), steps)
-
-
-def explain_file(prediction: Prediction, ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str,
-                 epoch: str, device: str = "cpu") -> Explanation:
-    """predict.py --explain: the checkpoints of ``prediction`` (loaded and checked as predict_file
-    does) explain its most probable class."""
-    loaded, _, _, _, _ = checked_models(ckpt_dir, dataset, protocol, desc, epoch, "--explain")
-    return explain_prediction(prediction, {n: m.to(device) for n, m in loaded.items()})
 
 
 def explanation_lines(explanation: Explanation, class_name: str, models: int, k: int = 5) -> list[str]:

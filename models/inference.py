@@ -6,8 +6,10 @@ or a custom dataset's .npy in its layout), and the models must have been trained
 that layout."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from descriptors.core import DEFAULT_IMG_SIZE, check_included, descriptor_images
@@ -15,10 +17,10 @@ from descriptors.dataset import as_three_channels, bgr_chw
 from models.checkpoint import load_model
 from models.reruns import settings_flags
 from models.provenance import RELEASE_NOTICE, check_consistent, check_layout, check_role
-from models.evaluation import mean_softmax, model_outputs
+from models.evaluation import main_scores, mean_softmax, model_outputs
 from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.reading import check_file, file_kind, load_sequence
-from descriptors.names import FUSION, is_fused, needed_descriptors
+from descriptors.names import FUSION, needed_descriptors
 from .logs import last_logged_epoch
 from .prediction import Prediction, model_notes, unfinished_note
 from .names import BEST, log_path, model_checkpoints
@@ -87,15 +89,27 @@ def predict_file(path: str | Path, ckpt_dir: str | Path, dataset: str, protocol:
     models, found, notes, mode, img_size = checked_models(ckpt_dir, dataset, protocol, desc, epoch, str(path))
     X = load_sequence(path, mode, ds.kind, ds.layout)
     check_included(X, mode, path)   # clean mode excludes what its models never saw
-    descs = needed_descriptors(found)
-    images = descriptor_images(X, ds.layout, mode, img_size, descs)
-    batch = tuple(as_three_channels(bgr_chw(images[d]))[None] for d in descs)
-    # A one-batch "loader" through test.py's inference: same input handling, same fusion dispatch.
-    outputs = model_outputs({n: m.to(device) for n, m in models.items()}, [(batch, None)],
-                            descs, torch.device(device))
-    logits = [out["main"] if is_fused(name) else out for name, out in outputs.items()]
-    probabilities = mean_softmax(logits)[0]
-    return Prediction(probabilities, found, images, X, mode, ds.layout, notes)
+    images = descriptor_images(X, ds.layout, mode, img_size, needed_descriptors(found))
+    return Prediction(classify_images(models, [images], device)[0], found, images, X, mode, ds.layout, notes,
+                      networks=models)
+
+
+IMAGE_BATCH = 32   # samples per forward pass of classify_images
+
+
+def classify_images(models: dict, images: Sequence[dict], device: str, batch: int = IMAGE_BATCH) -> np.ndarray:
+    """(N, classes) mean of the models' softmax (a fusion network's: its main head) for N samples'
+    descriptor images, ``batch`` samples a pass through test.py's inference: the same input handling
+    and the same fusion dispatch (a "loader" of one batch)."""
+    descs = needed_descriptors(models)
+    on_device = {n: m.to(device) for n, m in models.items()}
+    probabilities = []
+    for first in range(0, len(images), batch):
+        chunk = images[first:first + batch]
+        batches = tuple(torch.stack([as_three_channels(bgr_chw(im[d])) for im in chunk]) for d in descs)
+        outputs = model_outputs(on_device, [(batches, None)], descs, torch.device(device))
+        probabilities.append(mean_softmax(main_scores(outputs)))
+    return np.concatenate(probabilities)
 
 
 def checked_models(ckpt_dir: str | Path, dataset: str, protocol: str | None, desc: str, epoch: str,

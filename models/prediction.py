@@ -19,6 +19,7 @@ class Prediction:
     mode: str                          # descriptor mode the models were trained on
     layout: Layout                     # the skeletons' joint layout
     notes: list[str] = field(default_factory=list)   # what the caller should tell the user
+    networks: dict = field(default_factory=dict, repr=False)   # torch's path: the loaded models (--explain reuses them)
 
     def top(self, names: tuple[str, ...], k: int = 5) -> list[tuple[str, int, float]]:
         """[(class name, 1-based label, probability)] of the k most probable classes."""

@@ -14,24 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from descriptors.core import descriptor_images
-from descriptors.dataset import as_three_channels, bgr_chw
-from descriptors.names import FUSION, is_fused, needed_descriptors
-from models.evaluation import mean_softmax, model_outputs
+from descriptors.names import FUSION, needed_descriptors
 from skeletons.centring import FIRST_FRAME, centre
 from skeletons.datasets import get_dataset
 from skeletons.layouts import Layout
 from skeletons.pose_maps import pose_map_for
 from skeletons.video import (DEFAULT_STRIDE, DEFAULT_WINDOW, POSE_PROCESSES, PoseTrack, check_video, image_joints, skeleton_sequence,
                              track_pose, window_spans)
-from .inference import checked_models
+from .inference import checked_models, classify_images
 from .names import BEST
 from .prediction import Prediction
-
-BATCH = 32             # windows per forward pass
-
 
 @dataclass
 class Window:
@@ -60,14 +54,7 @@ def classify(models: dict, sequences: Sequence[np.ndarray], layout: Layout, mode
     sequence centred on its root joint at its first frame (as predict_file classifies one file)."""
     descs = needed_descriptors(models)
     images = [descriptor_images(centre(X, FIRST_FRAME, layout.root), layout, mode, img_size, descs) for X in sequences]
-    probabilities = []
-    for first in range(0, len(images), BATCH):
-        chunk = images[first:first + BATCH]
-        batch = tuple(torch.stack([as_three_channels(bgr_chw(im[d])) for im in chunk]) for d in descs)
-        outputs = model_outputs({n: m.to(device) for n, m in models.items()}, [(batch, None)], descs,
-                                torch.device(device))
-        probabilities.append(mean_softmax([o["main"] if is_fused(n) else o for n, o in outputs.items()]))
-    return np.concatenate(probabilities), images
+    return classify_images(models, images, device), images
 
 
 def classify_video(models: dict, X: np.ndarray, frames: np.ndarray, total: int, window: int, stride: int,

@@ -179,6 +179,12 @@ def test_jvd_from_its_file_to_the_ablation_table(jvd, demo_raw, tmp_path):
     onnx_made = predict_file_onnx(sample, tmp_path / "onnx", "ucla", None, "all-GD-JDD-JVD")
     assert list(onnx_made.images) == ["GD", "JDD", "JVD"]
     np.testing.assert_allclose(onnx_made.probabilities, torch_made.probabilities, atol=1e-4)
+    # predict.py --explain: the networks that made the prediction explain it, in the layout's joints
+    from models.explain import explain_prediction
+    explained = explain_prediction(torch_made, torch_made.networks, steps=8)
+    assert set(torch_made.networks) == {"GD", "JDD", "JVD", "all-GD-JDD-JVD"}
+    assert {f.descriptor for f in explained.features} == {"GD", "JDD", "JVD"}
+    assert {name for name, _ in explained.top_joints()} <= set(torch_made.layout.joints)
 
     changed = tmp_path / "joint_velocity_v2.py"
     changed.write_text(EXAMPLE.read_text().replace("P[:, 1:] - P[:, :-1]", "(P[:, 1:] - P[:, :-1]) * 2"))
