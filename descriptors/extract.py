@@ -123,7 +123,7 @@ def write_item(job: Job, loaded: Loaded, images: dict[str, np.ndarray] | None) -
 
 
 def process_sample(job: Job, item: Item) -> Outcome:
-    """Five images of one sample by the numpy engine, written; or a failure with its reason."""
+    """The images of one sample (one per folder) by the numpy engine, written; or a failure with its reason."""
     loaded = load_item(job, item)
     images = None if loaded.X is None else descriptor_images(loaded.X, job.layout, job.mode, job.img_size,
                                                              tuple(job.folders))

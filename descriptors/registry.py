@@ -26,21 +26,29 @@ EXTRA_DIR = Path(__file__).resolve().parent / "extra"
 EXTRA_PACKAGE = f"{__package__}.extra"
 
 
+def why_not(module: ModuleType, descriptors: dict[str, Descriptor], modules: dict[str, ModuleType]) -> str | None:
+    """Why a module cannot join ``descriptors`` (None when it can): no DESCRIPTOR, a name already
+    another module's, or parts it is made of that are not descriptors before it."""
+    desc = getattr(module, "DESCRIPTOR", None)
+    if not isinstance(desc, Descriptor):
+        return "defines no DESCRIPTOR = Descriptor(...) (docs/EXTENDING.md)"
+    if desc.name in descriptors and modules[desc.name] is not module:
+        return f"its name {desc.name} is taken by {modules[desc.name].__file__}"
+    if missing := [part for part in desc.made_of if part not in descriptors]:
+        return f"made_of names {', '.join(missing)}, not a descriptor before it"
+    return None
+
+
 def _extra_modules() -> tuple[list[ModuleType], dict[str, str]]:
-    """The modules of descriptors/extra/ (by file name) and, by file, why any could not be loaded."""
+    """The modules of descriptors/extra/ (by file name) and, by file, why any could not be imported."""
     loaded, broken = [], {}
     for path in sorted(EXTRA_DIR.glob("*.py")) if EXTRA_DIR.is_dir() else []:
         if path.name.startswith("_"):
             continue
         try:
-            module = importlib.import_module(f"{EXTRA_PACKAGE}.{path.stem}")
+            loaded.append(importlib.import_module(f"{EXTRA_PACKAGE}.{path.stem}"))
         except Exception as e:   # any error of a user's file: named, never fatal to the other descriptors
             broken[str(path)] = cause_text(e)
-            continue
-        if not isinstance(getattr(module, "DESCRIPTOR", None), Descriptor):
-            broken[str(path)] = "defines no DESCRIPTOR = Descriptor(...) (docs/EXTENDING.md)"
-            continue
-        loaded.append(module)
     return loaded, broken
 
 
@@ -49,15 +57,10 @@ def _registry() -> tuple[dict[str, Descriptor], dict[str, ModuleType], dict[str,
     descriptors: dict[str, Descriptor] = {}
     modules: dict[str, ModuleType] = {}
     for module in (*BUILTIN_MODULES, *extras):
-        desc = module.DESCRIPTOR
-        if desc.name in descriptors:
-            broken[str(module.__file__)] = f"its name {desc.name} is taken by {modules[desc.name].__file__}"
+        if why := why_not(module, descriptors, modules):
+            broken[str(module.__file__)] = why
             continue
-        missing = [part for part in desc.made_of if part not in descriptors]
-        if missing:
-            broken[str(module.__file__)] = f"made_of names {', '.join(missing)}, not a descriptor before it"
-            continue
-        descriptors[desc.name], modules[desc.name] = desc, module
+        descriptors[module.DESCRIPTOR.name], modules[module.DESCRIPTOR.name] = module.DESCRIPTOR, module
     return descriptors, modules, broken
 
 
@@ -70,16 +73,10 @@ for _file, _why in BROKEN.items():   # said once, where a user's file is first i
 def register(module: ModuleType) -> Descriptor:
     """Add a descriptor module that is not in descriptors/extra/ (a notebook's, a package's own) for
     this process, as the registry adds the files it finds; refused in one line as they would be."""
-    desc = getattr(module, "DESCRIPTOR", None)
-    if not isinstance(desc, Descriptor):
-        raise ValueError(f"{getattr(module, '__file__', module)}: defines no DESCRIPTOR = Descriptor(...)")
-    if desc.name in REGISTRY and MODULES[desc.name] is not module:
-        raise ValueError(f"{getattr(module, '__file__', module)}: its name {desc.name} is taken by "
-                         f"{MODULES[desc.name].__file__}")
-    if missing := [part for part in desc.made_of if part not in REGISTRY]:
-        raise ValueError(f"{getattr(module, '__file__', module)}: made_of names {', '.join(missing)}, not a descriptor")
-    REGISTRY[desc.name], MODULES[desc.name] = desc, module
-    return desc
+    if why := why_not(module, REGISTRY, MODULES):
+        raise ValueError(f"{getattr(module, '__file__', module)}: {why}")
+    REGISTRY[module.DESCRIPTOR.name], MODULES[module.DESCRIPTOR.name] = module.DESCRIPTOR, module
+    return module.DESCRIPTOR
 
 
 def unregister(name: str) -> None:

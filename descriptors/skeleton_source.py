@@ -319,15 +319,13 @@ class ImageMaker:
         return collate_sequences
 
     def make(self, sequences: list[np.ndarray], premade: dict[str, np.ndarray] | None = None) -> list[torch.Tensor]:
-        """The images of ``sequences`` for ``descs``, in the loader's layout: the torch engine's, and
-        those of descriptors without a twin as the workers made them (``premade``) or made here."""
-        twinned = [d for d in self.descs if d not in self.untwinned]
+        """The images of ``sequences`` for ``descs``, in the loader's layout: those the workers made
+        (``premade``), the others by the engine (which makes a descriptor without a twin by numpy)."""
+        premade = premade or {}
+        wanted = [d for d in self.descs if d not in premade]
         made = descriptor_images_torch(sequences, self.layout, self.mode, self.img_size, self.device,
-                                       descs=twinned) if twinned else {}
-        if self.untwinned:
-            premade = premade or descriptor_image_batch(sequences, self.layout, self.mode, self.img_size,
-                                                        self.untwinned)
-            made.update({d: torch.from_numpy(premade[d]).to(self.device) for d in self.untwinned})
+                                       descs=wanted) if wanted else {}
+        made.update({d: torch.from_numpy(images).to(self.device) for d, images in premade.items()})
         return [bgr_batch(made[d]) for d in self.descs]
 
     def __call__(self, batch: SequenceBatch, epoch: int = 0) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
