@@ -23,7 +23,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -286,7 +286,36 @@ def write_custom_dataset(root: str | Path, samples: Mapping[str, np.ndarray], la
                          splits: Mapping[str, str], class_names: list[str] | tuple[str, ...]) -> Path:
     """Write a dataset folder (each file atomically): samples {id: (T, J, C) or (M, T, J, C) array},
     labels {id: 1-based class}, splits {id: 'train' | 'test'}. Check it with ``read_custom_dataset``."""
+    check_tables(samples, labels, splits, class_names)
+    for sample, array in samples.items():
+        write_custom_sample(root, sample, array)
+    return write_custom_tables(root, list(samples), labels, splits, class_names)
+
+
+def write_custom_sample(root: str | Path, sample: str, array: np.ndarray) -> Path:
+    """One sample's skeletons as ``root/skeletons/<sample>.npy``, atomically."""
+    path = skeleton_path(Path(root), sample)
+    with atomic_path(path, suffix=".npy", make_parents=True) as tmp:
+        np.save(tmp, np.asarray(array), allow_pickle=False)
+    return path
+
+
+def write_custom_tables(root: str | Path, samples: Sequence[str], labels: Mapping[str, int],
+                        splits: Mapping[str, str], class_names: Sequence[str]) -> Path:
+    """labels.csv (the samples, by id) and classes.txt of a dataset folder, each atomically."""
     root = Path(root)
+    check_tables(samples, labels, splits, class_names)
+    table = io.StringIO()
+    csv.writer(table, lineterminator="\n").writerows([LABEL_COLUMNS] + [(s, int(labels[s]), splits[s])
+                                                                        for s in sorted(samples)])
+    for name, text in ((LABELS_FILE, table.getvalue()), (CLASSES_FILE, "".join(f"{c}\n" for c in class_names))):
+        with atomic_path(root / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return root
+
+
+def check_tables(samples, labels: Mapping[str, int], splits: Mapping[str, str], class_names: Sequence[str]) -> None:
+    """One-line refusals of class names, sample ids, labels and splits a dataset folder cannot hold."""
     for name in class_names:
         if not isinstance(name, str) or name.splitlines() != [name] or not name.strip():
             _fail("class_names", f"class name {name!r} is not one non-empty line of text")
@@ -298,13 +327,3 @@ def write_custom_dataset(root: str | Path, samples: Mapping[str, np.ndarray], la
                 _fail(name, f"no entry for sample {sample!r}")
         if splits[sample] not in PARTS:
             _fail("splits", f"sample {sample!r}: split {splits[sample]!r} is not {' or '.join(PARTS)}")
-    for sample, array in samples.items():
-        with atomic_path(skeleton_path(root, sample), suffix=".npy", make_parents=True) as tmp:
-            np.save(tmp, np.asarray(array), allow_pickle=False)
-    table = io.StringIO()
-    csv.writer(table, lineterminator="\n").writerows([LABEL_COLUMNS] + [(s, int(labels[s]), splits[s])
-                                                                        for s in sorted(samples)])
-    for name, text in ((LABELS_FILE, table.getvalue()), (CLASSES_FILE, "".join(f"{c}\n" for c in class_names))):
-        with atomic_path(root / name) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-    return root

@@ -9,8 +9,6 @@ the videos that gave skeletons: the same videos, fraction and seed give the same
 """
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 import multiprocessing
@@ -18,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_path, write_text_atomic
 from common.errors import cause_text, ignore_interrupts
-from .custom import CLASSES_FILE, LABEL_COLUMNS, LABELS_FILE, read_custom_dataset, skeleton_path
+from .custom import read_custom_dataset, skeleton_path, write_custom_sample, write_custom_tables
 from .layouts import find_layout
 from .pose_maps import pose_map_for
 from .video import VIDEO_SUFFIXES, skeleton_sequence, track_pose
@@ -86,16 +83,15 @@ def stratified_split(samples: list[VideoSample], test_fraction: float, seed: int
     return splits
 
 
-def convert_video(task: tuple[Path, Path, str]) -> tuple[str, str, str | None]:
-    """(video, status, message): one video's skeletons written to its .npy, or why not."""
-    video, out, layout = task
+def convert_video(task: tuple[Path, Path, str, str]) -> tuple[str, str, str | None]:
+    """(video, status, message): one video's skeletons written as the dataset ``root``'s sample, or why not."""
+    video, root, sample, layout = task
     try:
         track = track_pose(video)
         X, _ = skeleton_sequence(track, pose_map_for(find_layout(layout)))
         if not len(X):
             return str(video), FAILED, f"{video}: {track.person_note()}; left out"
-        with atomic_path(out, suffix=".npy", make_parents=True) as tmp:
-            np.save(tmp, X.astype(np.float32), allow_pickle=False)
+        write_custom_sample(root, sample, X.astype(np.float32))
         return str(video), CONVERTED, track.missing_note() and f"{video}: {track.missing_note()}"
     except ValueError as error:
         return str(video), FAILED, f"{cause_text(error)}; left out"
@@ -103,15 +99,6 @@ def convert_video(task: tuple[Path, Path, str]) -> tuple[str, str, str | None]:
 
 def _done(sample: VideoSample, out: Path) -> bool:
     return out.is_file() and out.stat().st_mtime_ns >= sample.video.stat().st_mtime_ns
-
-
-def write_tables(root: Path, samples: list[VideoSample], splits: dict[str, str], classes: list[str]) -> None:
-    """labels.csv and classes.txt of the samples that have skeletons (custom.py's format)."""
-    table = io.StringIO()
-    rows = [(s.sample, s.label, splits[s.sample]) for s in sorted(samples, key=lambda s: s.sample)]
-    csv.writer(table, lineterminator="\n").writerows([LABEL_COLUMNS, *rows])
-    write_text_atomic(root / LABELS_FILE, table.getvalue())
-    write_text_atomic(root / CLASSES_FILE, "".join(f"{c}\n" for c in classes))
 
 
 def videos_to_dataset(video_dir: str | Path, out: str | Path, layout: str, test_fraction: float = 0.2,
@@ -125,7 +112,7 @@ def videos_to_dataset(video_dir: str | Path, out: str | Path, layout: str, test_
     root, summary = Path(out), Summary()
     todo = [s for s in samples if not _done(s, skeleton_path(root, s.sample))]
     summary.counts[ALREADY_DONE] = len(samples) - len(todo)
-    tasks = [(s.video, skeleton_path(root, s.sample), layout) for s in todo]
+    tasks = [(s.video, root, s.sample, layout) for s in todo]
     if workers > 1 and len(tasks) > 1:
         # spawn: a forked child of a process that already ran mediapipe aborts in its graph's set-up
         with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), initializer=ignore_interrupts) as pool:
@@ -144,6 +131,8 @@ def videos_to_dataset(video_dir: str | Path, out: str | Path, layout: str, test_
     kept = [s for s in samples if str(s.video) not in failed]
     if not kept:
         raise ValueError(f"{video_dir}: no video gave skeletons ({summary.line()})")
-    write_tables(root, kept, stratified_split(kept, test_fraction, seed), classes)   # of the samples written
+    # the tables of the samples written
+    write_custom_tables(root, [s.sample for s in kept], {s.sample: s.label for s in kept},
+                        stratified_split(kept, test_fraction, seed), classes)
     read_custom_dataset(root, find_layout(layout))   # what -d custom will read, checked now
     return summary
