@@ -146,20 +146,25 @@ def layout_from_dict(data: object, source: str) -> Layout:
     )
 
 
-def load_layout(path: str | Path) -> Layout:
-    """Read and check a layout file; every problem is a one-line ValueError naming the file and field."""
+def read_json(path: str | Path, what: str) -> object:
+    """A data file's JSON (layouts, pose maps); a file that cannot be read, is not UTF-8 or not
+    JSON is a one-line ValueError naming it (``what``: 'layout file')."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        _fail(str(path), f"cannot read the layout file ({error.strerror or error})")
+        _fail(str(path), f"cannot read the {what} ({error.strerror or error})")
     except UnicodeDecodeError:
         _fail(str(path), "not a UTF-8 text file")
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
         _fail(str(path), f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}")
-    return layout_from_dict(data, str(path))
+
+
+def load_layout(path: str | Path) -> Layout:
+    """Read and check a layout file; every problem is a one-line ValueError naming the file and field."""
+    return layout_from_dict(read_json(path, "layout file"), str(path))
 
 
 def shipped_layouts() -> tuple[str, ...]:

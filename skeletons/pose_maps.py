@@ -18,7 +18,6 @@ a one-line ValueError naming the file.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from .layouts import Layout, find_layout
+from .layouts import Layout, find_layout, read_json
 
 POSE_MAP_DIR = Path(__file__).with_name("resources") / "pose_maps"
 SPACES = {"world": 3, "image": 2}   # space -> coordinates per landmark
@@ -104,14 +103,7 @@ def pose_map_from_dict(data: object, source: str) -> PoseMap:
 
 
 def load_pose_map(path: str | Path) -> PoseMap:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        _fail(path, f"cannot be read ({error.strerror or error})")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        _fail(path, f"not valid JSON ({error})")
-    return pose_map_from_dict(data, str(path))
+    return pose_map_from_dict(read_json(path, "pose map"), str(path))
 
 
 @lru_cache(maxsize=None)
