@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import descriptors.registry as registry
-from descriptors.names import check_descriptor, fused_inputs, model_names, protocol_suffix  # noqa: F401 - model_names re-exported
+from descriptors.names import check_descriptor, fused_inputs, model_names, protocol_suffix
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 LAST_SUFFIX, BEST_SUFFIX, LOG_SUFFIX = "_last.tar", "_epoch_best.tar", "_log.csv"

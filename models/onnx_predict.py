@@ -18,9 +18,9 @@ import numpy as np
 
 from common.provenance import check, check_class_names, file_digest
 from descriptors.core import check_included, descriptor_images, network_input
-from descriptors.names import FUSION, needed_descriptors
+from descriptors.names import FUSION, model_names, needed_descriptors
 from models.evaluation import mean_softmax
-from models.names import checkpoint_prefix, model_names
+from models.names import checkpoint_prefix
 from models.prediction import Prediction, model_notes, unfinished_note
 from skeletons.datasets import Dataset, check_protocol, get_dataset
 from skeletons.layouts import layout_record, layout_text
